@@ -1,0 +1,52 @@
+"""How this project writes files: stable bytes, and never a half-written output.
+
+Every tracked output must come out byte-identical on a re-run (that is what lets
+`dvc repro` stop early), and a stage that fails must not leave a file that looks
+complete. So JSON has one canonical form, and every file or folder is written beside its
+destination under a temporary name and renamed into place only once it is whole.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def dump_json(data) -> str:
+    """The one JSON form of every file this project writes: sorted keys, stable bytes."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_text_atomic(path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
+                                     prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
+        handle.write(text)
+    os.replace(handle.name, path)
+
+
+def write_json_atomic(path, data) -> None:
+    write_text_atomic(path, dump_json(data))
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path`` (file or folder) and move it into place
+    when the block succeeds; on failure remove it and leave ``path`` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = scratch / path.name
+    try:
+        yield target
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        os.replace(target, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

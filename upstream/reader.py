@@ -1,0 +1,436 @@
+"""Read and validate the artifacts of the upstream phases F02–F05.
+
+Everything this project consumes from upstream comes through here, for the demo and for
+real upstream folders alike, so that a broken lineage is caught once, with a message that
+names the variant, the file and the key, and what to do about it.
+
+Layout (CONTRACT.md): ``<root>/<NN_phase>/<variant>/`` with a ``params.yaml`` whose
+``parent_variant`` names the parent one phase up (F05 → F04 → F03 → F02).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+
+F02, F03, F04, F05 = "02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling"
+PHASE_LABEL = {F02: "F02", F03: "F03", F04: "F04", F05: "F05"}
+VARIANT_ID = re.compile(r"^v\d+$")
+VECTORIZATIONS = ("dense_bow", "sequence")
+MODEL_FAMILIES = ("dense_bow", "sequence_embedding", "cnn1d")
+NAN_EVENT_SUFFIX = "_NaN_NaN"
+
+
+class UpstreamError(ValueError):
+    """An upstream artifact is missing or does not follow the contract."""
+
+
+def _where(phase: str, variant: str, name: str | None = None) -> str:
+    where = f"{PHASE_LABEL[phase]} variant {variant}"
+    return f"{where}, file {name}" if name else where
+
+
+def read_yaml(path: Path, context: str) -> dict:
+    if not path.is_file():
+        raise UpstreamError(f"{context}: {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UpstreamError(f"{context}: {path} is not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise UpstreamError(f"{context}: {path} must hold a mapping, found {type(data).__name__}")
+    return data
+
+
+def read_json(path: Path, context: str):
+    if not path.is_file():
+        raise UpstreamError(f"{context}: {path} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UpstreamError(f"{context}: {path} is not valid JSON ({error})") from None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant folder of one phase."""
+
+    root: Path
+    phase: str
+    id: str
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.phase / self.id
+
+    @property
+    def label(self) -> str:
+        return _where(self.phase, self.id)
+
+    def file(self, name: str) -> Path:
+        return self.dir / name
+
+    def phase_file(self, suffix: str) -> Path:
+        """The phase-prefixed files: ``<phase>_dataset.parquet``, ``<phase>_metadata.json``…"""
+        return self.dir / f"{self.phase}_{suffix}"
+
+    @cached_property
+    def params(self) -> dict:
+        return read_yaml(self.file("params.yaml"), self.label)
+
+    def param(self, key: str, *, required: bool = True):
+        if key not in self.params and required:
+            raise UpstreamError(f"{_where(self.phase, self.id, 'params.yaml')}: key '{key}' is missing")
+        return self.params.get(key)
+
+    @property
+    def parent_id(self) -> str:
+        parent = self.param("parent_variant")
+        if not isinstance(parent, str) or not VARIANT_ID.match(parent):
+            raise UpstreamError(f"{_where(self.phase, self.id, 'params.yaml')}: key 'parent_variant' "
+                                f"must be a variant id like 'v401', got {parent!r}")
+        return parent
+
+
+def open_variant(root, phase: str, variant: str, *, child: Variant | None = None) -> Variant:
+    """A variant folder that exists; the error names who asked for it when it does not."""
+    if not isinstance(variant, str) or not VARIANT_ID.match(variant):
+        raise UpstreamError(f"{PHASE_LABEL[phase]} variant id must look like 'v123', got {variant!r}")
+    found = Variant(Path(root), phase, variant)
+    if not found.dir.is_dir():
+        asked = f" (the parent_variant of {child.label})" if child else ""
+        known = sorted(p.name for p in (Path(root) / phase).glob("v*") if p.is_dir())
+        raise UpstreamError(f"{found.label}{asked} not found: no folder {found.dir}. "
+                            f"Known {PHASE_LABEL[phase]} variants: {', '.join(known) or 'none'}")
+    return found
+
+
+# --------------------------------------------------------------------------- F02
+
+@dataclass(frozen=True)
+class EventStream:
+    variant: Variant
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.variant.phase_file("dataset.parquet")
+
+    @cached_property
+    def metadata(self) -> dict:
+        return read_json(self.variant.phase_file("metadata.json"), self.variant.label)
+
+    @cached_property
+    def catalog(self) -> dict[str, int]:
+        name = f"{F02}_event_catalog.json"
+        catalog = read_json(self.variant.phase_file("event_catalog.json"), self.variant.label)
+        if not isinstance(catalog, dict) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in catalog.values()):
+            raise UpstreamError(f"{_where(F02, self.variant.id, name)}: must map event names to integer codes")
+        return catalog
+
+    @cached_property
+    def span(self) -> tuple[int, int]:
+        """First and last ``segs`` (the first is the F03 grid origin)."""
+        path = self.dataset_path
+        if not path.is_file():
+            raise UpstreamError(f"{self.variant.label}: dataset {path} does not exist")
+        schema = pq.read_schema(path)
+        for column in ("segs", "events"):
+            if column not in schema.names:
+                raise UpstreamError(f"{_where(F02, self.variant.id, path.name)}: column '{column}' is missing")
+        segs = pq.read_table(path, columns=["segs"]).column("segs")
+        if len(segs) == 0:
+            raise UpstreamError(f"{_where(F02, self.variant.id, path.name)}: the dataset has no rows")
+        return int(segs[0].as_py()), int(segs[-1].as_py())
+
+    @property
+    def nan_codes(self) -> list[int]:
+        return sorted(code for name, code in self.catalog.items() if name.strip().endswith(NAN_EVENT_SUFFIX))
+
+    def codes_of(self, names, context: str) -> list[int]:
+        unknown = [name for name in names if name not in self.catalog]
+        if unknown:
+            raise UpstreamError(f"{context}: event names {unknown} are not in the catalog of "
+                                f"{_where(F02, self.variant.id, f'{F02}_event_catalog.json')}")
+        return [self.catalog[name] for name in names]
+
+
+# --------------------------------------------------------------------------- F03
+
+@dataclass(frozen=True)
+class RegimeValue:
+    value: float | int
+    source: str
+
+
+@dataclass(frozen=True)
+class WindowSet:
+    variant: Variant
+    events: EventStream
+
+    @cached_property
+    def metadata(self) -> dict:
+        path = self.variant.phase_file("metadata.json")
+        return read_json(path, self.variant.label) if path.is_file() else {}
+
+    def regime(self) -> dict[str, RegimeValue]:
+        """``Tu``, ``OW``, ``LT``, ``PW`` with where each came from.
+
+        OW/LT/PW are integers in units of Tu from ``params.yaml``; ``Tu`` may be null
+        there, then it comes from this F03's metadata, else from its F02's metadata.
+        """
+        where = _where(F03, self.variant.id, "params.yaml")
+        values = {}
+        for key in ("OW", "LT", "PW"):
+            value = self.variant.param(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UpstreamError(f"{where}: key '{key}' must be a non-negative integer (units of Tu), "
+                                    f"got {value!r}")
+            values[key] = RegimeValue(value, f"F03 {self.variant.id} params.yaml")
+        candidates = [
+            (self.variant.params.get("Tu"), f"F03 {self.variant.id} params.yaml"),
+            (self.metadata.get("Tu"), f"F03 {self.variant.id} {F03}_metadata.json"),
+            (self.events.metadata.get("Tu"), f"F02 {self.events.variant.id} {F02}_metadata.json"),
+        ]
+        for value, source in candidates:
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                    raise UpstreamError(f"{source}: key 'Tu' must be a positive number of seconds, got {value!r}")
+                values["Tu"] = RegimeValue(float(value), source)
+                break
+        else:
+            raise UpstreamError(f"{self.variant.label}: Tu is null in params.yaml and missing from "
+                                f"{F03}_metadata.json and from the metadata of F02 {self.events.variant.id}")
+        return values
+
+    @property
+    def window_strategy(self) -> str:
+        return self.variant.params.get("window_strategy", "synchro")
+
+    @property
+    def nan_strategy(self):
+        return self.variant.params.get("nan_strategy")
+
+
+# --------------------------------------------------------------------------- F04
+
+@dataclass(frozen=True)
+class Objective:
+    variant: Variant
+    windows: WindowSet
+
+    @property
+    def id(self) -> str:
+        return self.variant.id
+
+    @property
+    def prediction_name(self) -> str:
+        name = self.variant.param("prediction_name")
+        if not isinstance(name, str) or not name:
+            raise UpstreamError(f"{_where(F04, self.id, 'params.yaml')}: key 'prediction_name' must be a name")
+        return name
+
+    @property
+    def definition(self) -> dict:
+        where = _where(F04, self.id, "params.yaml")
+        objective = self.variant.param("prediction_objective")
+        if not isinstance(objective, dict):
+            raise UpstreamError(f"{where}: key 'prediction_objective' must be a mapping {{operator, events}}")
+        operator, events = objective.get("operator"), objective.get("events")
+        if operator not in ("OR", "AND"):
+            raise UpstreamError(f"{where}: key 'prediction_objective.operator' must be OR or AND, got {operator!r}")
+        if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
+            raise UpstreamError(f"{where}: key 'prediction_objective.events' must be a non-empty list of event names")
+        self.windows.events.codes_of(events, where)
+        return {"operator": operator, "events": events}
+
+    @property
+    def dataset_path(self) -> Path:
+        return self.variant.phase_file("dataset.parquet")
+
+    @cached_property
+    def dataset_columns(self) -> list[str]:
+        path = self.dataset_path
+        if not path.is_file():
+            raise UpstreamError(f"{self.variant.label}: dataset {path} does not exist")
+        names = pq.read_schema(path).names
+        for column in ("OW_events", "label"):
+            if column not in names:
+                raise UpstreamError(f"{_where(F04, self.id, path.name)}: column '{column}' is missing")
+        return names
+
+
+# --------------------------------------------------------------------------- F05
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """``model_summary.json``: what it takes to rebuild a model's input."""
+
+    path: Path
+    prediction_name: str
+    model_family: str
+    threshold: float
+    vectorization: dict
+
+    @property
+    def expected_input_shape(self) -> tuple:
+        v = self.vectorization
+        return (None, v["input_dim"]) if v["vectorization"] == "dense_bow" else (None, v["max_len"])
+
+
+def _int_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in value)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def read_model_summary(path: Path, context: str) -> ModelSummary:
+    data = read_json(path, context)
+    where = f"{context}, file {path}"
+    for key in ("prediction_name", "model_family", "vectorization"):
+        if key not in data:
+            raise UpstreamError(f"{where}: key '{key}' is missing")
+    threshold = data.get("threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise UpstreamError(f"{where}: key 'threshold' must be a number in [0, 1], got {threshold!r}")
+    vec = data["vectorization"]
+    kind = vec.get("vectorization") if isinstance(vec, dict) else None
+    if kind not in VECTORIZATIONS:
+        raise UpstreamError(f"{where}: key 'vectorization.vectorization' is {kind!r}, a kind this project "
+                            f"does not know; expected one of {list(VECTORIZATIONS)}")
+    if not _int_list(vec.get("vocab")) or len(set(vec["vocab"])) != len(vec["vocab"]):
+        raise UpstreamError(f"{where}: key 'vectorization.vocab' must be a list of distinct integer codes")
+    if kind == "dense_bow":
+        if not _positive_int(vec.get("input_dim")) or vec["input_dim"] != len(vec["vocab"]):
+            raise UpstreamError(f"{where}: key 'vectorization.input_dim' must equal the vocab size "
+                                f"{len(vec['vocab'])}, got {vec.get('input_dim')!r}")
+    else:
+        if not _positive_int(vec.get("max_len")):
+            raise UpstreamError(f"{where}: key 'vectorization.max_len' must be a positive integer")
+        if not _positive_int(vec.get("vocab_size")) or vec["vocab_size"] < len(vec["vocab"]) + 1:
+            raise UpstreamError(f"{where}: key 'vectorization.vocab_size' must be at least len(vocab) + 1 = "
+                                f"{len(vec['vocab']) + 1} (0 is padding), got {vec.get('vocab_size')!r}")
+    return ModelSummary(path=path, prediction_name=data["prediction_name"], model_family=data["model_family"],
+                        threshold=float(threshold), vectorization=vec)
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    source_f05: str
+    model_id: str
+    h5_path: Path
+    summary: ModelSummary
+    trial: bool
+
+
+@dataclass(frozen=True)
+class Modeling:
+    variant: Variant
+    objective: Objective
+
+    @property
+    def id(self) -> str:
+        return self.variant.id
+
+    @property
+    def model_family(self) -> str:
+        family = self.variant.param("model_family")
+        if family not in MODEL_FAMILIES:
+            raise UpstreamError(f"{_where(F05, self.id, 'params.yaml')}: key 'model_family' is {family!r}; "
+                                f"expected one of {list(MODEL_FAMILIES)}")
+        return family
+
+    def official_ids(self) -> list[str]:
+        return sorted(p.parent.name for p in self.variant.dir.glob("models/*/model.h5"))
+
+    def trial_ids(self) -> list[str]:
+        return sorted(p.parent.name for p in self.variant.dir.glob("experiments/*/model.h5"))
+
+    def model(self, model_id: str) -> ModelFiles:
+        """An official model (``models/<id>/``) or a trial (``experiments/<id>/``), which
+        shares the vectorization of its run's official model."""
+        official, trials = self.official_ids(), self.trial_ids()
+        if model_id in official:
+            folder = self.variant.dir / "models" / model_id
+            trial = False
+        elif model_id in trials:
+            if len(official) != 1:
+                raise UpstreamError(f"{self.variant.label}: trial '{model_id}' needs the model_summary.json of "
+                                    f"the run's one official model, but models/ holds {official or 'none'}")
+            folder = self.variant.dir / "models" / official[0]
+            trial = True
+        else:
+            raise UpstreamError(f"{self.variant.label}: model_id '{model_id}' not found; available: "
+                                f"{', '.join(official + trials) or 'none'} (models/<id>/model.h5 or "
+                                f"experiments/<id>/model.h5)")
+        summary_path = folder / "model_summary.json"
+        if not summary_path.is_file():
+            raise UpstreamError(f"{self.variant.label}, model '{model_id}': {summary_path} is missing; "
+                                "F05 must write it beside model.h5")
+        summary = read_model_summary(summary_path, f"{self.variant.label}, model '{model_id}'")
+        if summary.prediction_name.lower() != self.objective.prediction_name.lower():
+            raise UpstreamError(f"{self.variant.label}, model '{model_id}': prediction_name "
+                                f"'{summary.prediction_name}' in model_summary.json is not the one of its "
+                                f"objective {self.objective.variant.label} ('{self.objective.prediction_name}')")
+        h5 = (self.variant.dir / "experiments" / model_id if trial else folder) / "model.h5"
+        return ModelFiles(self.id, model_id, h5, summary, trial)
+
+
+# ------------------------------------------------------------------ the lineage
+
+@dataclass
+class Lineage:
+    """F05 variants resolved to the F04, F03 and F02 they derive from."""
+
+    modeling: dict[str, Modeling] = field(default_factory=dict)
+
+    @property
+    def objectives(self) -> dict[str, Objective]:
+        return {m.objective.id: m.objective for m in self.modeling.values()}
+
+    @property
+    def window_sets(self) -> dict[str, WindowSet]:
+        return {o.windows.variant.id: o.windows for o in self.objectives.values()}
+
+    @property
+    def event_streams(self) -> dict[str, EventStream]:
+        return {w.events.variant.id: w.events for w in self.window_sets.values()}
+
+    @property
+    def f02(self) -> EventStream:
+        streams = self.event_streams
+        if len(streams) != 1:
+            paths = "; ".join(f"F05 {m.id} → F04 {m.objective.id} → F03 {m.objective.windows.variant.id} → "
+                              f"F02 {m.objective.windows.events.variant.id}" for m in self.modeling.values())
+            raise UpstreamError(f"the lineage holds {len(streams)} F02 variants ({', '.join(sorted(streams))}); "
+                                f"a system replays one event stream, so every F05 must derive from the same F02: "
+                                f"{paths}")
+        return next(iter(streams.values()))
+
+    def as_dict(self) -> dict:
+        return {
+            "f02": sorted(self.event_streams),
+            "f03": {w: ws.events.variant.id for w, ws in sorted(self.window_sets.items())},
+            "f04": {o: obj.windows.variant.id for o, obj in sorted(self.objectives.items())},
+            "f05": {m: mod.objective.id for m, mod in sorted(self.modeling.items())},
+        }
+
+
+def resolve_modeling(root, f05_id: str) -> Modeling:
+    """Follow ``parent_variant`` from an F05 variant up to its F02."""
+    f05 = open_variant(root, F05, f05_id)
+    f04 = open_variant(root, F04, f05.parent_id, child=f05)
+    f03 = open_variant(root, F03, f04.parent_id, child=f04)
+    f02 = open_variant(root, F02, f03.parent_id, child=f03)
+    return Modeling(f05, Objective(f04, WindowSet(f03, EventStream(f02))))
+
+
+def resolve_lineage(root, f05_ids) -> Lineage:
+    return Lineage({f05_id: resolve_modeling(root, f05_id) for f05_id in f05_ids})
