@@ -110,7 +110,7 @@ def save_sequence_model(folder: Path, prediction_name: str, vocab: list[int], ma
     model.save(folder / "model.h5")
     write_json(folder / "model_summary.json", {
         "prediction_name": prediction_name.lower(), "model_family": "sequence_embedding", "threshold": 0.5,
-        "vectorization": {"vectorization": "sequence", "vocab": vocab, "vocab_size": len(vocab) + 1,
+        "vectorization": {"vectorization": "sequence", "vocab": vocab, "vocab_size": len(vocab),
                           "max_len": max_len}})
 
 

@@ -314,9 +314,10 @@ def read_model_summary(path: Path, context: str) -> ModelSummary:
     else:
         if not _positive_int(vec.get("max_len")):
             raise UpstreamError(f"{where}: key 'vectorization.max_len' must be a positive integer")
-        if not _positive_int(vec.get("vocab_size")) or vec["vocab_size"] < len(vec["vocab"]) + 1:
-            raise UpstreamError(f"{where}: key 'vectorization.vocab_size' must be at least len(vocab) + 1 = "
-                                f"{len(vec['vocab']) + 1} (0 is padding), got {vec.get('vocab_size')!r}")
+        # Upstream writes vocab_size = len(vocab): ids run 1..vocab_size, 0 is padding.
+        if not _positive_int(vec.get("vocab_size")) or vec["vocab_size"] < len(vec["vocab"]):
+            raise UpstreamError(f"{where}: key 'vectorization.vocab_size' must be at least len(vocab) = "
+                                f"{len(vec['vocab'])}, got {vec.get('vocab_size')!r}")
     return ModelSummary(path=path, prediction_name=data["prediction_name"], model_family=data["model_family"],
                         threshold=float(threshold), vectorization=vec)
 

@@ -1,0 +1,58 @@
+# The project's commands. `make run` installs and runs the whole pipeline on the embedded
+# demo; `make test` runs the tests. The other targets are the seeds' variant lifecycle.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# DVC stages call `python`: make it the project's interpreter.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+LIFECYCLE := $(PY) -m lifecycle
+
+.PHONY: setup run test bench \
+        variant6 script6-run check6 publish6 remove6 clean6 \
+        variant7 script7-run check7 publish7 remove7 clean7
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+run: setup
+	dvc repro
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m bench.bench_runtime
+
+# ---------------------------------------------------------------- F06 lifecycle
+variant6: setup
+	$(LIFECYCLE) variant6 --variant "$(VARIANT)" --parents "$(PARENTS_F05)" --models '$(MODELS)' \
+	    --tu "$(TU)" --ow "$(OW)" --lt "$(LT)" --pw "$(PW)" --start "$(START)" --end "$(END)"
+script6-run: setup
+	$(LIFECYCLE) run6 --variant "$(VARIANT)"
+check6: setup
+	$(LIFECYCLE) check6 --variant "$(VARIANT)"
+publish6: setup
+	$(LIFECYCLE) publish6 --variant "$(VARIANT)" $(if $(FORCE),--force)
+remove6: setup
+	$(LIFECYCLE) remove6 --variant "$(VARIANT)"
+clean6: setup
+	$(LIFECYCLE) clean6
+
+# ---------------------------------------------------------------- F07 lifecycle
+variant7: setup
+	$(LIFECYCLE) variant7 --variant "$(VARIANT)" --parent "$(PARENT)" --host "$(HOST)" --port "$(PORT)" \
+	    --batch-size "$(BATCH_SIZE)"
+script7-run: setup
+	$(LIFECYCLE) run7 --variant "$(VARIANT)"
+check7: setup
+	$(LIFECYCLE) check7 --variant "$(VARIANT)"
+publish7: setup
+	$(LIFECYCLE) publish7 --variant "$(VARIANT)" $(if $(FORCE),--force)
+remove7: setup
+	$(LIFECYCLE) remove7 --variant "$(VARIANT)"
+clean7: setup
+	$(LIFECYCLE) clean7

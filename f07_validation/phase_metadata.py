@@ -1,0 +1,64 @@
+"""`07_deployrun_metadata.json`: the phase's traceability record (seed 001, step 8),
+written last so that it can list every output of the run.
+
+It is DVC-tracked, so it holds no time, host or absolute path: what was validated
+(package, digest, lineage, regime, models), what came out (counts, matching, held-out,
+equivalence, verdict) and which files the run consists of. Wall-clock sidecars
+(`timing.json`, `runtime.js`) and DVC's `.gitignore` files are not part of the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from f07_validation.deployrun import DeployRun
+from f07_validation.report import RUNTIME_JS
+from f07_validation.scoring import METRICS, MODEL_COLUMNS
+from runtime.files import write_json_atomic
+from runtime.seal import TIMING_NAME
+
+FILE_NAME = "07_deployrun_metadata.json"
+NOT_OUTPUTS = {TIMING_NAME, RUNTIME_JS, ".gitignore", FILE_NAME}
+
+
+def run_outputs(run_root: Path) -> list[str]:
+    """Files of the run, relative to its folder, sorted; hidden files (temporaries of an
+    interrupted write) are skipped."""
+    return sorted(
+        path.relative_to(run_root).as_posix()
+        for path in run_root.rglob("*")
+        if path.is_file() and path.name not in NOT_OUTPUTS
+        and not any(part.startswith(".") for part in path.relative_to(run_root).parts)
+    )
+
+
+def phase_metadata(run: DeployRun, per_model: pd.DataFrame, scoring: dict) -> dict:
+    package = run.package_metadata()
+    equivalence = run.read_log_json("equivalence.json")
+    verdict = run.read_optional_json("verdict.json")
+    return {
+        "phase": "07_deployrun",
+        "variant": run.variant,
+        "parent_variant_f06": run.manifest.parent_variant_f06,
+        "package_digest": run.manifest.package_digest,
+        "lineage": package["lineage"],
+        "temporal": run.manifest.temporal,
+        "models": [
+            {**{column: row[column] for column in MODEL_COLUMNS},
+             "metrics": {metric: row[metric] for metric in METRICS}}
+            for row in per_model.to_dict("records")
+        ],
+        "run": run.read_log_json("run_summary.json"),
+        "matching": scoring["objectives"],
+        "held_out": {"value": scoring["held_out"], "reason": scoring["held_out_reason"]},
+        "equivalence": {key: equivalence.get(key) for key in ("enabled", "passed", "tolerance",
+                                                               "windows_compared")},
+        "verdict_passed": None if verdict is None else verdict.get("passed"),
+        "outputs": run_outputs(run.root),
+    }
+
+
+def write_phase_metadata(run: DeployRun, per_model: pd.DataFrame, scoring: dict) -> None:
+    write_json_atomic(run.root / FILE_NAME, phase_metadata(run, per_model, scoring))

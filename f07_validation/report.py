@@ -1,0 +1,143 @@
+"""The F07 report: `report/report.html`, rendered from `reports/report.html.j2`, and the
+figures it shows (`report/figures/`).
+
+The page is self-contained: its figures are embedded as data URIs, so it shows
+everything wherever it is copied. The PNGs are also written to report/figures/ because
+the seed lists them and `dvc plots` can show them as images.
+
+The page is DVC-tracked and must be byte-identical on a re-run, yet it should show the
+runtime throughput, which is wall-clock. So the throughput lives in an untracked sidecar,
+`report/runtime.js` (`window.F07_RUNTIME = {...};`, copied from the untracked
+`logs/timing.json`), which the page loads and a small inline script displays. The sidecar
+is always written, `null` when there is no timing.json, because a `<script src>` that is
+missing is a console error in the browser; the page's static text says "not measured in
+this copy", which is what a reader sees when runtime.js is absent (a fresh git clone) or
+null.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from f07_validation.deployrun import DeployRun, DeployRunError, read_json
+from f07_validation.figures import confusion_png, timeline_png
+from f07_validation.scoring import MODEL_COLUMNS, match_deployrun
+from f07_validation.timefmt import utc_iso
+from runtime.files import atomic_path
+from runtime.seal import TIMING_NAME
+
+# The template lives in the repository's reports/, found from this file so that the stage
+# works from any working directory (tests run it in a temporary tree).
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "reports"
+TEMPLATE = "report.html.j2"
+RUNTIME_JS = "runtime.js"
+TIMELINE_PATH = "figures/timeline.png"
+TEMPORAL_PARAMETERS = [("Tu", "s"), ("OW", "Tu"), ("LT", "Tu"), ("PW", "Tu")]
+
+
+def read_metrics(metrics_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """What the score stage wrote: metrics_per_model.csv (names kept as text, floats
+    read back exactly) and scoring.json."""
+    fix = "run the score stage first (`dvc repro score@<variant>`)"
+    path = metrics_dir / "metrics_per_model.csv"
+    if not path.exists():
+        raise DeployRunError(f"{path} is missing: {fix}")
+    names = {column: str for column in MODEL_COLUMNS if column != "threshold"}
+    per_model = pd.read_csv(path, dtype=names, keep_default_na=False, float_precision="round_trip")
+    return per_model, read_json(metrics_dir / "scoring.json", fix)
+
+
+def confusion_figure_path(prediction_name: str) -> str:
+    return f"figures/confusion_{prediction_name}.png"
+
+
+def prediction_names(models: list[dict]) -> list[str]:
+    """Each prediction_name once, in manifest order (one confusion figure each)."""
+    return list(dict.fromkeys(model["prediction_name"] for model in models))
+
+
+def make_figures(run: DeployRun, per_model: pd.DataFrame) -> dict[str, bytes]:
+    """`figures/<name>.png` -> PNG bytes: one confusion figure per prediction_name (its
+    models as panels, in manifest order) and the timeline."""
+    figures = {}
+    models = per_model.to_dict("records")
+    for name in prediction_names(models):
+        panels = [row for row in models if row["prediction_name"] == name]
+        figures[confusion_figure_path(name)] = confusion_png(name, panels)
+    frame, _ = match_deployrun(run)
+    figures[TIMELINE_PATH] = timeline_png(frame, models, run.manifest.regime().Tu)
+    return figures
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def report_context(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
+                   figures: dict[str, bytes]) -> dict:
+    """Everything the template shows, already in display order; nothing wall-clock."""
+    package = run.package_metadata()
+    temporal = run.manifest.temporal
+    models = per_model.to_dict("records")
+    return {
+        "variant": run.variant,
+        "parent_f06": run.manifest.parent_variant_f06,
+        "package_dir": run.package_dir_label,
+        "package_digest": run.manifest.package_digest,
+        "seal": package["seal"],
+        "lineage": package["lineage"],
+        "temporal": [{"name": name, "unit": unit, **temporal[name]} for name, unit in TEMPORAL_PARAMETERS],
+        "origin_segs": temporal["origin_segs"],
+        "origin_utc": utc_iso(temporal["origin_segs"]),
+        "window_strategy": temporal["window_strategy"],
+        "models": models,
+        "objectives": scoring["objectives"],
+        "first_utc": utc_iso(scoring["first_t0"]) if scoring["first_t0"] is not None else None,
+        "last_utc": utc_iso(scoring["last_t0"]) if scoring["last_t0"] is not None else None,
+        "held_out": scoring["held_out"],
+        "held_out_reason": scoring["held_out_reason"],
+        "confusion_figures": [
+            {"prediction_name": name, "path": confusion_figure_path(name),
+             "uri": data_uri(figures[confusion_figure_path(name)])}
+            for name in prediction_names(models)
+        ],
+        "timeline_uri": data_uri(figures[TIMELINE_PATH]),
+        "run_summary": run.read_log_json("run_summary.json"),
+        "equivalence": run.read_log_json("equivalence.json"),
+        "verdict": run.read_optional_json("verdict.json"),
+    }
+
+
+def render_html(context: dict, template_dir: Path) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty cell
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return environment.get_template(TEMPLATE).render(context)
+
+
+def runtime_js(timing: dict | None) -> str:
+    return f"window.F07_RUNTIME = {json.dumps(timing, sort_keys=True, allow_nan=False)};\n"
+
+
+def write_report(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
+                 template_dir: Path = TEMPLATE_DIR) -> None:
+    """Replace `report/` with report.html, runtime.js and figures/, all or nothing."""
+    figures = make_figures(run, per_model)
+    html = render_html(report_context(run, per_model, scoring, figures), template_dir)
+    timing = run.read_optional_json(f"logs/{TIMING_NAME}")
+    with atomic_path(run.root / "report") as out:
+        (out / "figures").mkdir(parents=True)
+        for relpath, png in figures.items():
+            (out / relpath).write_bytes(png)
+        (out / "report.html").write_text(html, encoding="utf-8")
+        (out / RUNTIME_JS).write_text(runtime_js(timing), encoding="utf-8")

@@ -1,0 +1,108 @@
+"""Run, publish, remove and clean variants, through DVC and git.
+
+Publishing is the one way a variant becomes shared: its data goes to the DVC remote and
+``dvc.lock``, ``params.yaml`` and the small git-tracked outputs (metrics, verdict,
+report: the ``cache: false`` outputs, which `dvc push` does not carry) go into one git
+commit naming the variant. A variant is published only when its check passes; `--force`
+overrides a failed F07 verdict (and says so in the commit), nothing else.
+"""
+from __future__ import annotations
+
+import shutil
+
+from lifecycle.checks import CHECKS
+from lifecycle.project import F06, F07, LifecycleError, Phase, Project, check_variant_id
+from lifecycle.tools import dvc, git, is_dvc_repo
+from lifecycle.yamledit import remove_entries
+from runtime.files import write_text_atomic
+
+
+def run(project: Project, phase: Phase, variant: str) -> None:
+    """`dvc repro` of the variant's stages; DVC brings their upstream stages up to date too."""
+    entry = project.entry(phase, variant)
+    if phase is F07 and entry.get("parent_variant_f06") not in project.entries(F06):
+        raise LifecycleError(f"deployrun.{variant}.parent_variant_f06 = {entry.get('parent_variant_f06')!r} is "
+                             f"not an F06 variant of params.yaml; set it to one of "
+                             f"{', '.join(project.entries(F06)) or 'none (create one with make variant6)'}")
+    dvc(project, "repro", *project.targets(phase, variant))
+    print(f"{phase.label} variant {variant} is built; next: make check{phase.number} VARIANT={variant}")
+
+
+def publish(project: Project, phase: Phase, variant: str, force: bool = False) -> None:
+    """Check, push the variant's stages (with their upstream, so that a clone can `dvc
+    pull` all it needs), commit."""
+    if not is_dvc_repo(project):
+        raise LifecycleError(f"{project.root} is not a DVC repository (no .dvc/): publishing needs DVC and git")
+    result = CHECKS[phase.number](project, variant)
+    if result.problems or (result.failed_checks and not force):
+        fix = ("fix the problems above" if result.problems else
+               f"fix what the verdict measures, or publish anyway with `make publish7 VARIANT={variant} FORCE=1`")
+        raise LifecycleError(f"{result.describe()}\n{variant} was not published: {fix}")
+    message = [f"publish{phase.number} {variant}", "", *result.verified]
+    if result.failed_checks:
+        message += ["", "FORCED: published although the verdict did not pass; failed checks:",
+                    *[f"- {check}" for check in result.failed_checks]]
+    dvc(project, "push", "--with-deps", *project.targets(phase, variant))
+    paths = ["params.yaml", "dvc.lock", str(project.variant_dir(phase, variant).relative_to(project.root))]
+    git(project, "add", "--all", "--", *paths)
+    if not git(project, "diff", "--cached", "--name-only", "--", *paths).stdout.strip():
+        print(f"{phase.label} variant {variant}: data pushed; git already holds this version, nothing to commit")
+        return
+    text = "\n".join(message) + "\n"
+    git(project, "commit", "--quiet", "--message", text, "--", *paths)
+    print(f"published {phase.label} variant {variant}:\n{text}")
+
+
+def _delete(paths) -> list[str]:
+    """Delete each existing path (file or folder); returns those deleted."""
+    deleted = []
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        deleted.append(str(path))
+    return deleted
+
+
+def remove(project: Project, phase: Phase, variant: str) -> None:
+    """Remove the variant's params entry, its ``stage@variant`` entries in dvc.lock (which
+    DVC keeps after the params entry is gone), its outputs folder and any other output
+    dvc.lock records for it. The DVC cache keeps the data until `dvc gc`."""
+    check_variant_id(variant)
+    outputs = [project.variant_dir(phase, variant), *project.locked_outputs(phase, variant)]
+    params_text = project.params_path.read_text(encoding="utf-8")
+    lock_text = project.lock_path.read_text(encoding="utf-8") if project.lock_path.is_file() else ""
+    new_params = remove_entries(params_text, phase.section, [variant], str(project.params_path))
+    new_lock = remove_entries(lock_text, "stages", project.targets(phase, variant), str(project.lock_path))
+    if new_params == params_text and new_lock == lock_text and not any(path.exists() for path in outputs):
+        raise LifecycleError(f"{phase.label} variant {variant} does not exist: no '{phase.section}.{variant}' in "
+                             f"params.yaml, no dvc.lock entry, no {outputs[0]}; nothing to remove")
+    dependents = project.dependents(phase, variant)
+    if dependents:
+        listing = ", ".join(f"{other} ({key} = {variant})" for other, key in dependents.items())
+        raise LifecycleError(f"{phase.label} variant {variant} is needed by F07 variant(s) {listing}: remove "
+                             f"them first (e.g. `make remove7 VARIANT={next(iter(dependents))}`) or change "
+                             f"that key")
+    removed = []
+    if new_params != params_text:
+        write_text_atomic(project.params_path, new_params)
+        removed.append(f"params.yaml {phase.section}.{variant}")
+    if new_lock != lock_text:
+        write_text_atomic(project.lock_path, new_lock)
+        removed.append("its dvc.lock entries")
+    removed += _delete(outputs)
+    print(f"removed {phase.label} variant {variant}: {', '.join(removed)}; commit the change with git "
+          f"(the DVC cache keeps the data until `dvc gc`)")
+
+
+def clean(project: Project, phase: Phase) -> None:
+    """Delete the phase's built outputs (its folder's content and whatever else dvc.lock
+    records for its stages); params.yaml and dvc.lock keep the variants, so `dvc
+    checkout` (or a run) brings them back."""
+    folder = project.phase_dir(phase)
+    children = sorted(folder.iterdir()) if folder.is_dir() else []
+    removed = _delete(children + project.locked_outputs(phase))
+    print(f"{phase.label}: removed {', '.join(removed)}" if removed else f"{phase.label}: nothing to clean in {folder}")

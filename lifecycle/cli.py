@@ -1,0 +1,93 @@
+"""The command line behind the Makefile's lifecycle targets (`make variant6`, `check7`…):
+``python -m lifecycle <command> [options]``, run from the project root.
+
+Empty option values mean "not given" (make passes every variable, set or not). Any
+error is one message naming the variant, the key and the fix, and a non-zero exit.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lifecycle import actions, define
+from lifecycle.checks import CHECKS
+from lifecycle.project import F06, F07, PHASES, Phase, Project
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lifecycle",
+                                     description="The F06/F07 variant lifecycle behind the Makefile targets.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    def command(name: str, help: str, variant: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        if variant:
+            sub.add_argument("--variant", required=True, help="the variant id, e.g. v601")
+        return sub
+
+    sub = command("variant6", "define an F06 package variant in params.yaml")
+    sub.add_argument("--parents", default="", help='PARENTS_F05: F05 variants, e.g. "v501 v502"')
+    sub.add_argument("--models", default="", help=f"MODELS, e.g. '{define.MODELS_EXAMPLE}'")
+    for key in ("tu", "ow", "lt", "pw"):
+        sub.add_argument(f"--{key}", default="", help=f"{key.upper()} (empty: inherit from F03)")
+    sub.add_argument("--start", default="", help="replay start: epoch seconds or ISO-8601 (empty: whole stream)")
+    sub.add_argument("--end", default="", help="replay end: epoch seconds or ISO-8601 (empty: whole stream)")
+
+    sub = command("variant7", "define an F07 deploy-run variant in params.yaml")
+    sub.add_argument("--parent", default="", help="PARENT: the F06 variant to deploy")
+    sub.add_argument("--host", default="", help=f"default {define.DEFAULT_RUNTIME['host']}")
+    sub.add_argument("--port", default="", help=f"default {define.DEFAULT_RUNTIME['port']} (0: a free port)")
+    sub.add_argument("--batch-size", default="", help=f"default {define.DEFAULT_BATCH_SIZE}")
+
+    for phase in PHASES.values():
+        n = phase.number
+        command(f"run{n}", f"dvc repro the {phase.label} stages of a variant")
+        command(f"check{n}", f"validate a built {phase.label} variant")
+        sub = command(f"publish{n}", f"check, dvc push and git commit an {phase.label} variant")
+        if phase is F07:
+            sub.add_argument("--force", action="store_true", help="publish even though the verdict did not pass")
+        command(f"remove{n}", f"remove an {phase.label} variant: params entry, dvc.lock entries, outputs")
+        command(f"clean{n}", f"delete every built {phase.label} output, keeping the variants", variant=False)
+    return parser
+
+
+def _define(args, project: Project, phase: Phase) -> int:
+    if phase is F06:
+        temporal = {"Tu": args.tu, "OW": args.ow, "LT": args.lt, "PW": args.pw}
+        entry = define.packaging_entry(project, args.variant, args.parents, args.models, temporal,
+                                       args.start, args.end)
+    else:
+        entry = define.deployrun_entry(project, args.variant, args.parent, args.host, args.port, args.batch_size)
+    define.add_variant(project, phase, args.variant, entry)
+    print(f"added {phase.section}.{args.variant} to params.yaml; "
+          f"next: make script{phase.number}-run VARIANT={args.variant}")
+    return 0
+
+
+def _check(args, project: Project, phase: Phase) -> int:
+    result = CHECKS[phase.number](project, args.variant)
+    print(result.describe(), file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+# command name = verb + phase number (variant6, check7…)
+_VERBS = {
+    "variant": _define,
+    "run": lambda args, project, phase: actions.run(project, phase, args.variant),
+    "check": _check,
+    "publish": lambda args, project, phase: actions.publish(project, phase, args.variant,
+                                                            force=getattr(args, "force", False)),
+    "remove": lambda args, project, phase: actions.remove(project, phase, args.variant),
+    "clean": lambda args, project, phase: actions.clean(project, phase),
+}
+
+
+def main(argv=None, root=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        project = Project(Path(".") if root is None else root)  # relative paths in messages
+        return _VERBS[args.command[:-1]](args, project, PHASES[args.command[-1]]) or 0
+    except ValueError as error:  # every project error derives from it
+        print(f"error: {error}", file=sys.stderr)
+        return 1

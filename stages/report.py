@@ -1,0 +1,17 @@
+"""report@<variant>: report/report.html with its figures, then the phase record
+07_deployrun_metadata.json, from what the score stage wrote."""
+from f07_validation.deployrun import load_deployrun
+from f07_validation.phase_metadata import write_phase_metadata
+from f07_validation.report import read_metrics, write_report
+from stages.common import EXECUTIONS, run_stage, variant_params
+
+
+def main(variant: str) -> None:
+    run = load_deployrun(variant, variant_params("deployrun", variant), EXECUTIONS)
+    per_model, scoring = read_metrics(run.root / "metrics")
+    write_report(run, per_model, scoring)
+    write_phase_metadata(run, per_model, scoring)
+
+
+if __name__ == "__main__":
+    run_stage(__doc__, main)

@@ -1,0 +1,92 @@
+"""Shared fixtures: the project copied into a temporary git repo where DVC runs for real.
+
+``demo_project`` builds the whole pipeline once per test session on a small demo (the
+same stages as `make run`, smaller data); tests that change it take ``project_copy``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+NOT_COPIED = ("executions/", "tests/artifacts/")
+
+
+def project_env() -> dict:
+    """The environment DVC stages need: this interpreter's `python` first on PATH, a git
+    identity for commits, TensorFlow quiet."""
+    env = os.environ.copy()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("GIT_AUTHOR_NAME", "tests")
+    env.setdefault("GIT_AUTHOR_EMAIL", "tests@localhost")
+    env.setdefault("GIT_COMMITTER_NAME", "tests")
+    env.setdefault("GIT_COMMITTER_EMAIL", "tests@localhost")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run(args, cwd, check=True, timeout=600) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({result.returncode}) in {cwd}:\n"
+                             f"--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}")
+    return result
+
+
+def project_files() -> list[str]:
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=PROJECT, capture_output=True, text=True, check=True).stdout
+    return sorted(path for path in listed.split("\0")
+                  if path and not path.startswith(NOT_COPIED) and (PROJECT / path).is_file())
+
+
+SMALL_DEMO_DAYS = 4
+
+
+def small_demo(params: dict) -> dict:
+    """The test-sized demo: the same stages, fewer days of events, free ports."""
+    for entry in params["demo"]["f02"].values():
+        entry["days"] = SMALL_DEMO_DAYS
+    for entry in (params.get("deployrun") or {}).values():
+        entry["runtime"]["port"] = 0
+    return params
+
+
+def edit_params(root: Path, change) -> None:
+    path = root / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump(change(params), sort_keys=False), encoding="utf-8")
+
+
+def commit_all(root: Path, message: str) -> None:
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", message], root)
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory) -> Path:
+    """A git + DVC repo holding this project, with the small demo built end to end."""
+    root = tmp_path_factory.mktemp("project") / "repo"
+    for relative in project_files():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT / relative, target)
+    edit_params(root, small_demo)
+    run(["git", "init", "-q"], root)
+    commit_all(root, "project")
+    run([sys.executable, "-m", "dvc", "repro"], root, timeout=900)
+    commit_all(root, "dvc repro")
+    return root
+
+
+@pytest.fixture
+def project_copy(demo_project, tmp_path) -> Path:
+    """A private copy of the built demo project, for a test that changes it."""
+    return Path(shutil.copytree(demo_project, tmp_path / "repo", symlinks=True))

@@ -1,0 +1,263 @@
+"""Builders of real, small F06 packages and F07 manifests for tests and benchmarks.
+
+Everything here is the real thing at a small size: Keras models built and saved as HDF5,
+``model_summary.json`` files as F05 writes them, a replay parquet, the package metadata
+sealed with ``runtime.seal``, and a manifest as the serve stage writes it. Nothing is
+mocked, so a test that serves one of these packages exercises the same code as
+production.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from runtime.files import write_json_atomic
+from runtime.seal import METADATA_NAME, seal_package
+from runtime.windows import EventRows, Regime
+from tests.upstream_builder import FIXTURE_F05, FIXTURE_MODEL_ID
+
+FAMILY_VECTORIZATION = {"dense_bow": "dense_bow", "sequence_embedding": "sequence", "cnn1d": "sequence"}
+UPSTREAM_FIXTURE = FIXTURE_F05 / "models" / FIXTURE_MODEL_ID
+
+SMALL_HP = {"n_layers": 1, "units": 16, "embed_dim": 8, "filters": 16, "kernel_size": 3}
+# The largest networks of upstream's F05 search space (fixtures/.../params.yaml).
+UPSTREAM_LARGEST_HP = {"n_layers": 2, "units": 64, "embed_dim": 16, "filters": 32, "kernel_size": 5}
+
+
+@dataclass
+class ModelDef:
+    """A model to put in a test package.
+
+    ``width`` is ``input_dim`` (dense_bow) or ``max_len`` (sequence families); ``hp`` the
+    upstream hyperparameters of its family. With ``copy_from`` set, the ``model.h5`` and
+    ``model_summary.json`` there are copied byte for byte instead of building a model
+    (e.g. the real upstream fixture).
+    """
+
+    model_id: str
+    family: str = "dense_bow"
+    objective: str = "v401"
+    source_f05: str = "v501"
+    prediction_name: str | None = None
+    vocab: list[int] = field(default_factory=lambda: list(range(1, 41)))
+    width: int | None = None
+    threshold: float = 0.5
+    seed: int = 0
+    hp: dict = field(default_factory=lambda: dict(SMALL_HP))
+    nan_weights: bool = False
+    copy_from: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.prediction_name or self.model_id
+
+    def vectorization(self) -> dict:
+        kind = FAMILY_VECTORIZATION[self.family]
+        if kind == "dense_bow":
+            return {"vectorization": "dense_bow", "vocab": self.vocab, "input_dim": self.width or len(self.vocab)}
+        # As upstream writes it: vocab_size = len(vocab); the Embedding has one more row.
+        return {"vectorization": "sequence", "vocab": self.vocab, "vocab_size": len(self.vocab),
+                "max_len": self.width or 50}
+
+
+def upstream_fixture_def(objective: str = "v401", source_f05: str = "v501") -> ModelDef:
+    """The real upstream Keras-2 HDF5 dense_bow model (input 122), as a package model."""
+    summary = json.loads((UPSTREAM_FIXTURE / "model_summary.json").read_text())
+    return ModelDef(model_id=UPSTREAM_FIXTURE.name, family="dense_bow", objective=objective,
+                    source_f05=source_f05, prediction_name=summary["prediction_name"],
+                    vocab=summary["vectorization"]["vocab"], copy_from=UPSTREAM_FIXTURE)
+
+
+def build_keras_model(spec: ModelDef):
+    """An untrained network built the way upstream's F05 builds its family (float32 Input
+    even for sequences, Embedding of vocab_size + 1 rows), with deterministic weights."""
+    import keras
+
+    keras.utils.set_random_seed(spec.seed)
+    vec, hp, layers = spec.vectorization(), spec.hp, keras.layers
+    model = keras.Sequential()  # as upstream: a functional model with a mask saves an h5 Keras 3 cannot read
+    if spec.family == "dense_bow":
+        model.add(keras.Input(shape=(vec["input_dim"],)))
+    else:
+        model.add(keras.Input(shape=(vec["max_len"],)))
+        if spec.family == "sequence_embedding":
+            model.add(layers.Embedding(vec["vocab_size"] + 1, hp["embed_dim"], mask_zero=True))
+            model.add(layers.GlobalAveragePooling1D())
+        else:
+            model.add(layers.Embedding(vec["vocab_size"] + 1, hp["embed_dim"]))
+            model.add(layers.Conv1D(hp["filters"], hp["kernel_size"], activation="relu", padding="same"))
+            model.add(layers.GlobalMaxPooling1D())
+    for _ in range(hp["n_layers"]):
+        model.add(layers.Dense(hp["units"], activation="relu"))
+    model.add(layers.Dense(1, activation="sigmoid"))
+    # Spread the outputs away from 0.5 so that thresholds matter in tests.
+    weights = [w * 4.0 for w in model.get_weights()]
+    if spec.nan_weights:
+        weights = [np.full_like(w, np.nan) for w in weights]
+    model.set_weights(weights)
+    return model
+
+
+def write_model(spec: ModelDef, folder: Path) -> None:
+    """``model.h5`` + ``model_summary.json`` in ``folder``, as F05 writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if spec.copy_from is not None:
+        for name in ("model.h5", "model_summary.json"):
+            shutil.copyfile(Path(spec.copy_from) / name, folder / name)
+        return
+    build_keras_model(spec).save(folder / "model.h5")
+    summary = {"prediction_name": spec.name.lower(), "model_family": spec.family,
+               "threshold": spec.threshold, "vectorization": spec.vectorization()}
+    write_json_atomic(folder / "model_summary.json", summary)
+
+
+def synthetic_event_rows(n_rows: int, *, start: int = 1_700_000_000, step: int = 1,
+                         codes: tuple[int, int] = (1, 45), mean_events: float = 0.5,
+                         seed: int = 0) -> EventRows:
+    """F02-like rows: one per ``step`` seconds, a Poisson number of codes each (often none)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(mean_events, size=n_rows)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return EventRows(segs=start + step * np.arange(n_rows, dtype=np.int64),
+                     codes=rng.integers(codes[0], codes[1], size=int(offsets[-1]), dtype=np.int64),
+                     offsets=offsets)
+
+
+def synthetic_windows(n: int, *, mean_len: float = 57.0, codes: tuple[int, int] = (1, 130),
+                      seed: int = 0) -> list[list[int]]:
+    """Windows of event codes as JSON wants them; lengths vary around ``mean_len``."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.poisson(mean_len, size=n)
+    flat = rng.integers(codes[0], codes[1], size=int(lengths.sum())).tolist()
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def write_event_rows(rows: EventRows, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    events = pa.ListArray.from_arrays(pa.array(rows.offsets, pa.int32()), pa.array(rows.codes, pa.int64()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"segs": pa.array(rows.segs, pa.int64()), "events": events}), path)
+
+
+def _temporal(regime: Regime) -> dict:
+    source = "tests/runtime_fixtures.py"
+    return {"Tu": {"value": float(regime.Tu), "source": source},
+            "OW": {"value": regime.OW, "source": source},
+            "LT": {"value": regime.LT, "source": source},
+            "PW": {"value": regime.PW, "source": source},
+            "origin_segs": regime.origin, "window_strategy": "synchro"}
+
+
+DEFAULT_REGIME = Regime(Tu=10, OW=6, LT=1, PW=6, origin=1_700_000_000)
+
+
+def build_package(package_dir, models: list[ModelDef], *, replay: EventRows | None = None,
+                  regime: Regime = DEFAULT_REGIME, variant: str = "v601") -> dict:
+    """Write and seal an F06 package in ``package_dir``; returns its sealed metadata.
+
+    ``replay`` defaults to an hour of synthetic rows starting at the regime's origin.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    package_dir = Path(package_dir)
+    replay = replay if replay is not None else synthetic_event_rows(3600, start=regime.origin)
+    write_event_rows(replay, package_dir / "replay" / "replay_events.parquet")
+    entries = []
+    for spec in sorted(models, key=lambda m: (m.objective, m.source_f05, m.model_id)):
+        rel = f"models/{spec.objective}/{spec.source_f05}__{spec.model_id}"
+        write_model(spec, package_dir / rel)
+        summary = json.loads((package_dir / rel / "model_summary.json").read_text())
+        vec = summary["vectorization"]
+        width = vec["input_dim"] if vec["vectorization"] == "dense_bow" else vec["max_len"]
+        entries.append({"objective": spec.objective, "prediction_name": summary["prediction_name"],
+                        "source_f05": spec.source_f05, "model_id": spec.model_id,
+                        "model_family": summary["model_family"], "threshold": summary["threshold"],
+                        "path": rel, "vectorization": vec, "input_shape": [None, width]})
+    datasets = {}
+    for objective in sorted({m.objective for m in models}):
+        rel = f"datasets/{objective}/04_targetengineering_dataset.parquet"
+        (package_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        table = pa.table({"OW_events": pa.array([[1, 2], [3]], pa.list_(pa.int32())),
+                          "label": pa.array([0, 1], pa.int8()),
+                          "t0": pa.array([regime.origin, regime.origin + regime.Tu], pa.int64())})
+        pq.write_table(table, package_dir / rel)
+        name = next(e["prediction_name"] for e in entries if e["objective"] == objective)
+        datasets[objective] = {"path": rel, "prediction_name": name, "rows": 2, "positives": 1,
+                               "has_t0": True, "objective": {"operator": "OR", "events": ["e1"]}}
+    (package_dir / "params.yaml").write_text(f"variant: {variant}\n", encoding="utf-8")
+    metadata = {
+        "phase": "06_packaging", "variant": variant,
+        "lineage": {"f02": "v201", "f03": ["v301"], "f04": {m.objective: "v301" for m in models},
+                    "f05": {m.source_f05: m.objective for m in models}},
+        "temporal": _temporal(regime),
+        "models": entries,
+        "datasets": datasets,
+        "replay": {"path": "replay/replay_events.parquet", "source_f02": "v201", "rows": len(replay),
+                   "events": int(len(replay.codes)), "first_segs": int(replay.segs[0]),
+                   "last_segs": int(replay.segs[-1]), "time_range": {"start": None, "end": None}},
+    }
+    return _seal(package_dir, metadata)
+
+
+def _seal(package_dir: Path, metadata: dict) -> dict:
+    sealed = seal_package(package_dir, metadata)
+    write_json_atomic(package_dir / METADATA_NAME, sealed)
+    return sealed
+
+
+def reseal_package(package_dir) -> dict:
+    """Seal ``package_dir`` again after a test changed a file on purpose (e.g. to serve a
+    corrupt model through a valid seal); returns the new metadata."""
+    package_dir = Path(package_dir)
+    return _seal(package_dir, json.loads((package_dir / METADATA_NAME).read_text()))
+
+
+def write_manifest(manifest_path, package_dir, *, variant: str = "v701", batch_size: int = 256) -> Path:
+    """The ``manifest.json`` the serve stage writes for a package, per the design."""
+    manifest_path, package_dir = Path(manifest_path), Path(package_dir)
+    metadata = json.loads((package_dir / METADATA_NAME).read_text())
+    models = [{
+        "objective": m["objective"], "prediction_name": m["prediction_name"],
+        "source_f05": m["source_f05"], "model_id": m["model_id"], "model_family": m["model_family"],
+        "threshold": m["threshold"], "model_path": f"{m['path']}/model.h5",
+        "summary_path": f"{m['path']}/model_summary.json", "vectorization": m["vectorization"],
+        "input_shape": m["input_shape"], "dataset": metadata["datasets"][m["objective"]]["path"],
+        "input_column": "OW_events", "label_column": "label",
+    } for m in metadata["models"]]
+    manifest = {"variant": variant, "parent_variant_f06": metadata["variant"],
+                "package_dir": os.path.relpath(package_dir, manifest_path.parent),
+                "package_digest": metadata["seal"]["digest"], "temporal": metadata["temporal"],
+                "batch_size": batch_size, "models": models}
+    write_json_atomic(manifest_path, manifest)
+    return manifest_path
+
+
+def serving_models() -> list[ModelDef]:
+    """A package to serve in tests: one small model of each family (two objectives, two
+    F05 runs sharing a model_id), a model with NaN weights, and the real upstream model."""
+    vocab = list(range(1, 41))
+    return [
+        ModelDef("obj_a", "dense_bow", "v401", "v501", vocab=vocab, seed=1),
+        ModelDef("obj_a", "sequence_embedding", "v401", "v502", vocab=vocab, width=50, seed=2),
+        ModelDef("obj_b", "cnn1d", "v402", "v503", vocab=vocab, width=60, seed=3, threshold=0.4),
+        ModelDef("broken", "dense_bow", "v402", "v504", vocab=vocab, seed=4, nan_weights=True),
+        upstream_fixture_def(objective="v401", source_f05="v505"),
+    ]
+
+
+def build_served_package(root, models: list[ModelDef], **package_options) -> Path:
+    """A sealed package at ``root/06_packaging/v601`` and its manifest at
+    ``root/07_deployrun/v701/manifest.json`` (returned), laid out as in a real project."""
+    root = Path(root)
+    package_dir = root / "06_packaging" / "v601"
+    build_package(package_dir, models, **package_options)
+    return write_manifest(root / "07_deployrun" / "v701" / "manifest.json", package_dir)

@@ -1,0 +1,464 @@
+"""The variant lifecycle (`python -m lifecycle`, behind the Makefile's variant6 … clean7).
+
+Most commands are tested on a tiny project (the small upstream of ``upstream_builder``,
+this repo's dvc.yaml, a params.yaml with comments) without running DVC; the commands
+that drive DVC and git (run, publish, remove with a real dvc.lock, `dvc exp run`) are
+tested on a copy of the demo project built by ``conftest``.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from f06_packaging.package import copy_models, write_package
+from f06_packaging.plan import build_plan
+from f06_packaging.probe import probe_models
+from f06_packaging.replay import REPLAY_PATH, materialize_replay
+from lifecycle.cli import _parser, main
+from lifecycle.project import F06, F07, Project
+from lifecycle.yamledit import YamlEditError, add_entry, remove_entries
+from tests.conftest import PROJECT, run
+from tests.upstream_builder import FIXTURE_MODEL_ID, ORIGIN, TU, make_upstream
+
+PARAMS = f"""\
+# The lifecycle tests' tiny project.
+demo:
+  days: 4   # not used here
+
+# F06 packages
+packaging:
+  v601:
+    parent_variants_f05: [v501, v502]
+    temporal: {{Tu: null, OW: null, LT: null, PW: null}}
+    models:
+      v401:
+        - {{model_id: {FIXTURE_MODEL_ID}, source_f05: v501}}
+      v402:
+        - {{model_id: signal_9_ahead, source_f05: v502}}
+    replay:
+      source: {{dataset_id: v201}}
+      time_range: {{start: null, end: null}}   # whole stream
+
+# F07 runs
+deployrun:
+  v701:
+    parent_variant_f06: v601
+    runtime: {{host: 127.0.0.1, port: 0}}
+    batch_size: 256
+    check_equivalence: true
+"""
+UPSTREAM_PHASES = ("02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory) -> Path:
+    return make_upstream(tmp_path_factory.mktemp("upstream"))
+
+
+@pytest.fixture(scope="module")
+def built_package(upstream, tmp_path_factory) -> Path:
+    """executions/06_packaging/v601 of the tiny project, built as the F06 stages build it."""
+    out = tmp_path_factory.mktemp("built") / "v601"
+    plan = build_plan("v601", yaml.safe_load(PARAMS)["packaging"]["v601"], upstream)
+    copy_models(plan, out / "models")
+    materialize_replay(plan.replay, out / REPLAY_PATH)
+    write_package(plan, out, probe_models)
+    return out
+
+
+@pytest.fixture
+def tiny(upstream, tmp_path) -> Path:
+    """A project root: this repo's dvc.yaml, PARAMS, and executions/ whose upstream phases
+    link to the shared tiny upstream (read-only) while F06/F07 outputs are private."""
+    root = tmp_path / "project"
+    (root / "executions").mkdir(parents=True)
+    shutil.copy(PROJECT / "dvc.yaml", root / "dvc.yaml")
+    (root / "params.yaml").write_text(PARAMS, encoding="utf-8")
+    for phase in UPSTREAM_PHASES:
+        (root / "executions" / phase).symlink_to(upstream / phase)
+    return root
+
+
+def cli(root: Path, *args: str, capsys) -> tuple[int, str]:
+    """Run one lifecycle command in-process; returns (exit code, stdout + stderr)."""
+    code = main(list(args), root=root)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def params(root: Path) -> dict:
+    return yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+
+
+def only_insertions(old: str, new: str) -> bool:
+    """``new`` is ``old`` with lines inserted, every original line kept byte for byte."""
+    ops = difflib.SequenceMatcher(None, old.splitlines(True), new.splitlines(True), autojunk=False).get_opcodes()
+    return all(tag in ("equal", "insert") for tag, *_ in ops)
+
+
+def fake_lock(project: Project, variants: dict) -> str:
+    """A dvc.lock in DVC's layout with an entry per stage of each variant
+    (``{phase: [variants]}``); the DVC tests below use a real one."""
+    stages = {}
+    for phase, ids in variants.items():
+        for variant in ids:
+            for target in project.targets(phase, variant):
+                stages[target] = {"cmd": f"python -m stages.{target.split('@')[0]} {variant}",
+                                  "outs": [{"path": f"executions/{phase.folder}/{variant}/x", "hash": "md5",
+                                            "md5": "0" * 32, "size": 1}]}
+    return yaml.safe_dump({"schema": "2.0", "stages": stages}, sort_keys=False)
+
+
+# ------------------------------------------------------------------- in-place YAML edits
+
+def test_yamledit_adds_and_removes_an_entry_leaving_every_other_byte():
+    before = ("top: 1  # kept\n"
+              "section:\n"
+              "  # about a\n"
+              "  a:\n"
+              "    x: [1, 2]\n"
+              "    # a's last word\n"
+              "\n"
+              "# the next section\n"
+              "other: {k: null}\n")
+    added = add_entry(before, "section", "b", {"x": None, "y": ["p", "q"]}, "f.yaml")
+    assert added == before.replace("    # a's last word\n",
+                                   "    # a's last word\n  b:\n    x: null\n    y: [p, q]\n")
+    assert remove_entries(added, "section", ["b"], "f.yaml") == before
+    emptied = remove_entries(before, "section", ["a"], "f.yaml")
+    assert emptied == "top: 1  # kept\nsection: {}\n  # about a\n\n# the next section\nother: {k: null}\n"
+    assert yaml.safe_load(emptied) == {"top": 1, "section": {}, "other": {"k": None}}
+    assert add_entry("top: 1\n", "section", "b", {"x": 1}, "f.yaml") == "top: 1\n\nsection:\n  b:\n    x: 1\n"
+    assert add_entry("section: null  # none yet\n", "section", "b", 1, "f.yaml") == \
+        "section:   # none yet\n  b: 1\n"
+
+
+def test_yamledit_refuses_a_layout_it_cannot_edit_in_place():
+    with pytest.raises(YamlEditError, match=r"not a block mapping.*Add it by hand under 'section:':\n  b:\n    x: 1"):
+        add_entry("section: {a: 1}\n", "section", "b", {"x": 1}, "f.yaml")
+    with pytest.raises(YamlEditError, match="Remove section.a by hand"):
+        remove_entries("section: {a: 1, c: 2}\n", "section", ["a"], "f.yaml")
+
+
+# ------------------------------------------------------------------------------ variant6
+
+def test_variant6_adds_a_validated_entry_in_the_seeds_syntax(tiny, capsys):
+    before = (tiny / "params.yaml").read_text()
+    code, out = cli(tiny, "variant6", "--variant", "v602", "--parents", "v501",
+                    "--models", f"{{v401:[{{model_id:{FIXTURE_MODEL_ID},source_f05:v501}}]}}",
+                    "--tu", "", "--ow", "9", "--lt", "", "--pw", "", "--start", str(ORIGIN + 50 * TU),
+                    "--end", "2023-11-14T23:00:00Z", capsys=capsys)
+    assert code == 0, out
+    assert "make script6-run VARIANT=v602" in out
+    after = (tiny / "params.yaml").read_text()
+    assert only_insertions(before, after)
+    assert after.index("  v602:") < after.index("# F07 runs")
+    entry = params(tiny)["packaging"]["v602"]
+    assert entry == {"parent_variants_f05": ["v501"],
+                     "temporal": {"Tu": None, "OW": 9, "LT": None, "PW": None},
+                     "models": {"v401": [{"model_id": FIXTURE_MODEL_ID, "source_f05": "v501"}]},
+                     "replay": {"source": {"dataset_id": "v201"},
+                                "time_range": {"start": ORIGIN + 50 * TU, "end": "2023-11-14T23:00:00Z"}}}
+    plan = build_plan("v602", entry, tiny / "executions")
+    assert plan.regime["OW"].value == 9 and plan.replay.end == 1700002800
+
+
+BASE6 = {"--parents": "v501 v502",
+         "--models": f"{{v401: [{{model_id: {FIXTURE_MODEL_ID}, source_f05: v501}}], "
+                     f"v402: [{{model_id: signal_9_ahead, source_f05: v502}}]}}"}
+
+
+@pytest.mark.parametrize("variant, changes, expected", [
+    ("v601", {}, ["v601 already exists", "packaging.v601", "make remove6 VARIANT=v601"]),
+    ("602", {}, ["VARIANT='602' is not a variant id", "'v' followed by digits"]),
+    ("v6a", {}, ["VARIANT='v6a' is not a variant id"]),
+    ("v602", {"--parents": ""}, ["PARENTS_F05 is empty", 'PARENTS_F05="v501 v502"']),
+    ("v602", {"--parents": "v501 v599"}, ["PARENTS_F05 names F05 variants ['v599']", "known: v501, v502"]),
+    ("v602", {"--parents": "v501 5"}, ["PARENTS_F05 entry='5' is not a variant id"]),
+    ("v602", {"--models": ""}, ["MODELS is empty", "MODELS='{v401: [{model_id: m03, source_f05: v501}]}'"]),
+    ("v602", {"--models": "{v401: [{model_id: x"}, ["MODELS is not valid YAML", "MODELS='{v401: ["]),
+    ("v602", {"--models": "[v401, v402]"}, ["MODELS must map F04 objectives to lists of models"]),
+    ("v602", {"--models": "{v401: [{model_id: m03, source_f05: v501}], v402: [{model_id: signal_9_ahead, "
+                          "source_f05: v502}]}"},
+     ["packaging.v602.models.v401[0].model_id", "'m03' not found", FIXTURE_MODEL_ID, "(set by MODELS="]),
+    ("v602", {"--models": "{v401: [{model_id: signal_9_ahead, source_f05: v502}]}"},
+     ["F05 v502 derives from F04 v402", "move it under packaging.v602.models.v402", "(set by MODELS="]),
+    ("v602", {"--parents": "v501"},
+     ["packaging.v602.models.v402[0].source_f05", "'v502' is not in packaging.v602.parent_variants_f05",
+      "(set by MODELS="]),
+    ("v602", {"--models": f"{{v401: [{{model_id: {FIXTURE_MODEL_ID}, source_f05: v501}}]}}"},
+     ["lists ['v502'] but packaging.v602.models selects no model from them", "(set by PARENTS_F05="]),
+    ("v602", {"--ow": "abc"}, ["OW='abc' is not a number", "units of Tu", "leave it empty to inherit"]),
+    ("v602", {"--ow": "0"}, ["packaging.v602.temporal.OW must be a whole number", "(set by OW="]),
+    ("v602", {"--tu": "2.5"}, ["packaging.v602.temporal.Tu must be a whole number of seconds", "(set by TU="]),
+    ("v602", {"--start": "1999-01-01"}, ["packaging.v602.replay.time_range.start", "lies outside the data",
+                                         "(set by START="]),
+    ("v602", {"--start": str(ORIGIN + 90 * TU), "--end": str(ORIGIN + 10 * TU)},
+     ["must be before end", "(set by START/END="]),
+    ("v602", {"--end": "yesterday"}, ["replay.time_range.end must be epoch seconds or an ISO-8601 time",
+                                      "(set by END="]),
+])
+def test_variant6_refuses_and_writes_nothing(tiny, capsys, variant, changes, expected):
+    options = {**BASE6, **changes}
+    args = ["variant6", "--variant", variant] + [item for pair in options.items() for item in pair]
+    code, out = cli(tiny, *args, capsys=capsys)
+    assert code == 1
+    for fragment in expected:
+        assert fragment in out
+    assert (tiny / "params.yaml").read_text() == PARAMS
+
+
+def test_variant6_refuses_a_lineage_with_two_f02(tiny, upstream, capsys):
+    """The replay source is the lineage's one F02; F05 runs over two F02s have none."""
+    executions = tiny / "executions"
+    chain = {"02_prepareeventsds": ("v201", "v202", None), "03_preparewindowsds": ("v301", "v302", "v202"),
+             "04_targetengineering": ("v402", "v403", "v302"), "05_modeling": ("v502", "v503", "v403")}
+    for phase, (source, copy, parent) in chain.items():
+        (executions / phase).unlink()
+        shutil.copytree(upstream / phase, executions / phase)
+        shutil.copytree(executions / phase / source, executions / phase / copy)
+        if parent:
+            entry = yaml.safe_load((executions / phase / copy / "params.yaml").read_text())
+            (executions / phase / copy / "params.yaml").write_text(yaml.safe_dump({**entry, "parent_variant": parent}))
+    code, out = cli(tiny, "variant6", "--variant", "v602", "--parents", "v501 v503",
+                    "--models", "{v401: [{model_id: x, source_f05: v501}]}", capsys=capsys)
+    assert code == 1
+    assert "PARENTS_F05=v501 v503" in out and "2 F02 variants (v201, v202)" in out
+    assert (tiny / "params.yaml").read_text() == PARAMS
+
+
+# ------------------------------------------------------------------------------ variant7
+
+def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
+    code, out = cli(tiny, "variant7", "--variant", "v702", "--parent", "v601", "--host", "", "--port", "",
+                    "--batch-size", "", capsys=capsys)
+    assert code == 0, out
+    code, out = cli(tiny, "variant7", "--variant", "v703", "--parent", "v601", "--host", "0.0.0.0", "--port", "0",
+                    "--batch-size", "64", capsys=capsys)
+    assert code == 0, out
+    after = (tiny / "params.yaml").read_text()
+    assert only_insertions(PARAMS, after)
+    deployrun = params(tiny)["deployrun"]
+    assert deployrun["v702"] == {"parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 5005},
+                                 "batch_size": 256, "check_equivalence": True}
+    assert deployrun["v703"]["runtime"] == {"host": "0.0.0.0", "port": 0} and deployrun["v703"]["batch_size"] == 64
+    assert list(deployrun) == ["v701", "v702", "v703"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--variant", "v701", "--parent", "v601"], ["F07 variant v701 already exists", "make remove7 VARIANT=v701"]),
+    (["--variant", "x7", "--parent", "v601"], ["VARIANT='x7' is not a variant id"]),
+    (["--variant", "v702", "--parent", "v699"], ["PARENT=v699 is not an F06 variant", "known: v601",
+                                                 "make variant6 VARIANT=v699"]),
+    (["--variant", "v702", "--parent", ""], ["PARENT='' is not a variant id"]),
+    (["--variant", "v702", "--parent", "v601", "--port", "70000"], ["PORT='70000' must be a whole number 0..65535"]),
+    (["--variant", "v702", "--parent", "v601", "--port", "http"], ["PORT='http'"]),
+    (["--variant", "v702", "--parent", "v601", "--batch-size", "0"], ["BATCH_SIZE='0' must be a whole number >= 1",
+                                                                      "(empty = 256)"]),
+])
+def test_variant7_refuses_and_writes_nothing(tiny, capsys, args, expected):
+    code, out = cli(tiny, "variant7", *args, capsys=capsys)
+    assert code == 1
+    for fragment in expected:
+        assert fragment in out
+    assert (tiny / "params.yaml").read_text() == PARAMS
+
+
+# ------------------------------------------------------------------ remove, clean, check
+
+def test_remove_refuses_a_parent_then_removes_entry_lock_and_outputs(tiny, capsys):
+    project = Project(tiny)
+    (tiny / "dvc.lock").write_text(fake_lock(project, {F06: ["v601"], F07: ["v701"]}))
+    for phase, variant in ((F06, "v601"), (F07, "v701")):
+        (project.variant_dir(phase, variant) / "sub").mkdir(parents=True)
+    code, out = cli(tiny, "remove6", "--variant", "v601", capsys=capsys)
+    assert code == 1
+    assert "needed by F07 variant(s) v701 (deployrun.v701.parent_variant_f06 = v601)" in out
+    assert "make remove7 VARIANT=v701" in out
+    assert (tiny / "params.yaml").read_text() == PARAMS and project.variant_dir(F06, "v601").is_dir()
+
+    assert cli(tiny, "remove7", "--variant", "v701", capsys=capsys)[0] == 0
+    assert cli(tiny, "remove6", "--variant", "v601", capsys=capsys)[0] == 0
+    text = (tiny / "params.yaml").read_text()
+    assert "# F06 packages" in text and "# F07 runs" in text and "days: 4   # not used here" in text
+    assert params(tiny) == {"demo": {"days": 4}, "packaging": {}, "deployrun": {}}
+    assert yaml.safe_load((tiny / "dvc.lock").read_text()) == {"schema": "2.0", "stages": {}}
+    assert not project.variant_dir(F06, "v601").exists() and not project.variant_dir(F07, "v701").exists()
+
+    code, out = cli(tiny, "remove7", "--variant", "v701", capsys=capsys)
+    assert code == 1 and "F07 variant v701 does not exist" in out and "nothing to remove" in out
+
+
+def test_remove7_refuses_a_run_that_another_run_compares_with(tiny, capsys):
+    with_baseline = PARAMS + "  v702:\n    parent_variant_f06: v601\n    gates: {baseline: v701, max_drop: {f1: 0.02}}\n"
+    (tiny / "params.yaml").write_text(with_baseline)
+    code, out = cli(tiny, "remove7", "--variant", "v701", capsys=capsys)
+    assert code == 1 and "needed by F07 variant(s) v702 (deployrun.v702.gates.baseline = v701)" in out
+    assert (tiny / "params.yaml").read_text() == with_baseline
+
+
+def test_remove_cleans_what_a_hand_deleted_entry_left_behind(tiny, capsys):
+    """DVC keeps stage@v entries in dvc.lock and the outputs after the params entry is gone."""
+    project = Project(tiny)
+    lock = yaml.safe_load(fake_lock(project, {F07: ["v701", "v709"]}))
+    outside = "executions/07_scoreboard/v709.csv"  # an output outside the variant's folder
+    lock["stages"][project.targets(F07, "v709")[-1]]["outs"].append({"path": outside, "md5": "0" * 32})
+    (tiny / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    project.variant_dir(F07, "v709").mkdir(parents=True)
+    (tiny / outside).parent.mkdir(parents=True)
+    (tiny / outside).write_text("x")
+    assert cli(tiny, "remove7", "--variant", "v709", capsys=capsys)[0] == 0
+    assert list(yaml.safe_load((tiny / "dvc.lock").read_text())["stages"]) == project.targets(F07, "v701")
+    assert not project.variant_dir(F07, "v709").exists() and not (tiny / outside).exists()
+    assert (tiny / "params.yaml").read_text() == PARAMS
+
+
+def test_clean_removes_the_phase_outputs_and_keeps_the_variants(tiny, capsys):
+    project = Project(tiny)
+    for phase, variant in ((F06, "v601"), (F06, "v602"), (F07, "v701")):
+        (project.variant_dir(phase, variant) / "models").mkdir(parents=True)
+    code, out = cli(tiny, "clean6", capsys=capsys)
+    assert code == 0 and "06_packaging/v601, " in out and "06_packaging/v602" in out
+    assert list(project.phase_dir(F06).iterdir()) == []
+    assert project.variant_dir(F07, "v701").is_dir()
+    assert (tiny / "params.yaml").read_text() == PARAMS
+    assert "nothing to clean" in cli(tiny, "clean6", capsys=capsys)[1]
+
+
+def test_check6_passes_on_a_package_built_as_the_stages_build_it(tiny, built_package, capsys):
+    shutil.copytree(built_package, Project(tiny).variant_dir(F06, "v601"))
+    code, out = cli(tiny, "check6", "--variant", "v601", capsys=capsys)
+    assert code == 0, out
+    assert "check6 v601: OK" in out and "seal verified" in out
+
+
+def test_check6_lists_everything_that_is_wrong(tiny, built_package, capsys):
+    package = Project(tiny).variant_dir(F06, "v601")
+    shutil.copytree(built_package, package)
+    (package / REPLAY_PATH).unlink()
+    shutil.rmtree(package / "datasets")
+    model = next(package.rglob("model_summary.json"))
+    model.write_text(model.read_text() + " ")
+    metadata = json.loads((package / "06_packaging_metadata.json").read_text())
+    del metadata["replay"], metadata["models"][0]["threshold"]
+    (package / "06_packaging_metadata.json").write_text(json.dumps(metadata))
+    code, out = cli(tiny, "check6", "--variant", "v601", capsys=capsys)
+    assert code == 1
+    assert "check6 v601: NOT OK" in out
+    for fragment in ("replay/replay_events.parquet is missing", "datasets/ is missing or holds no *.parquet",
+                     "lacks keys ['replay']", "seal does NOT verify", f"changed: {model.relative_to(package)}",
+                     "missing: replay/replay_events.parquet", "make script6-run VARIANT=v601"):
+        assert fragment in out
+
+
+def test_check_refuses_an_unbuilt_or_undefined_variant(tiny, capsys):
+    code, out = cli(tiny, "check6", "--variant", "v601", capsys=capsys)
+    assert code == 1 and "06_packaging/v601 does not exist" in out and "make script6-run VARIANT=v601" in out
+    code, out = cli(tiny, "check7", "--variant", "v709", capsys=capsys)
+    assert code == 1 and "F07 variant v709 is not defined" in out and "make variant7 VARIANT=v709" in out
+
+
+def test_commands_outside_the_project_root_say_where_to_run(tmp_path, capsys):
+    code, out = cli(tmp_path, "clean7", capsys=capsys)
+    assert code == 1 and "run the lifecycle commands from the project root" in out
+
+
+def test_every_makefile_target_parses_with_the_cli():
+    """The Makefile's command lines, with sample values, are accepted by the CLI."""
+    makefile = (PROJECT / "Makefile").read_text()
+    lines = re.findall(r"^\t\$\(LIFECYCLE\) ((?:.*\\\n)*.*)$", makefile, flags=re.M)
+    values = {"VARIANT": "v602", "PARENTS_F05": "v501 v502", "MODELS": BASE6["--models"], "PARENT": "v601",
+              "PORT": "0"}
+    commands = set()
+    for line in lines:
+        line = line.replace("\\\n", " ").replace("$(if $(FORCE),--force)", "")
+        line = re.sub(r"\$\((\w+)\)", lambda m: values.get(m.group(1), ""), line)
+        args = _parser().parse_args(shlex.split(line))
+        commands.add(args.command)
+    assert commands == {f"{verb}{n}" for verb in ("variant", "run", "check", "publish", "remove", "clean")
+                        for n in "67"}
+
+
+# ----------------------------------------------------- DVC and git, on the built demo
+
+def lifecycle(root: Path, *args: str, check: bool = True):
+    """The CLI as `make` runs it: a subprocess in the project root."""
+    return run([sys.executable, "-m", "lifecycle", *args], root, check=check, timeout=900)
+
+
+def lock_stages(root: Path) -> list[str]:
+    return list(yaml.safe_load((root / "dvc.lock").read_text())["stages"])
+
+
+def test_new_variants_run_check_publish_and_remove(project_copy):
+    """variant6/7 -> run7 (DVC builds the new package on the way) -> run6 (nothing left to
+    do) -> check -> publish to the local remote -> remove, back to the original files."""
+    root = project_copy
+    original_params = (root / "params.yaml").read_text()
+    original_lock = (root / "dvc.lock").read_text()
+    v601 = json.loads((root / "executions/06_packaging/v601/06_packaging_metadata.json").read_text())
+    first, last = v601["replay"]["first_segs"], v601["replay"]["last_segs"]
+    model = next(m for m in v601["models"] if m["source_f05"] == "v501")
+    models = f"{{{model['objective']}:[{{model_id:{model['model_id']},source_f05:v501}}]}}"  # the seed's syntax
+    lifecycle(root, "variant6", "--variant", "v602", "--parents", "v501", "--models", models,
+              "--start", str(first + (last - first) // 2), "--end", "")
+    lifecycle(root, "variant7", "--variant", "v702", "--parent", "v602", "--port", "0")
+
+    lifecycle(root, "run7", "--variant", "v702")
+    assert set(lock_stages(root)) >= {"seal_package@v602", "report@v702"}
+    assert "Data and pipelines are up to date" in lifecycle(root, "run6", "--variant", "v602").stdout
+    assert "check6 v602: OK" in lifecycle(root, "check6", "--variant", "v602").stdout
+    checked = lifecycle(root, "check7", "--variant", "v702")
+    assert "check7 v702: OK" in checked.stdout and "parent package v602: seal verified" in checked.stdout
+
+    lifecycle(root, "publish6", "--variant", "v602")
+    lifecycle(root, "publish7", "--variant", "v702")
+    log = run(["git", "log", "--format=%s", "-2"], root).stdout.split()
+    assert log == ["publish7", "v702", "publish6", "v602"]
+    committed = run(["git", "show", "--name-only", "--format=", "HEAD"], root).stdout.split()
+    assert {"params.yaml", "dvc.lock", "executions/07_deployrun/v702/verdict.json",
+            "executions/07_deployrun/v702/metrics/metrics.json"} <= set(committed)
+    assert not any("raw_predictions" in path for path in committed)  # cached: in the DVC remote, not git
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    for target, name in (("select_models@v602", "models"), ("infer@v702", "raw_predictions.parquet")):
+        [md5] = [out["md5"] for out in lock[target]["outs"] if out["path"].endswith(name)]
+        assert (root / ".dvc-storage/files/md5" / md5[:2] / md5[2:]).is_file(), f"{target} {name} not pushed"
+    assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "executions"], root).stdout == ""
+
+    refused = lifecycle(root, "remove6", "--variant", "v602", check=False)
+    assert refused.returncode == 1 and "F07 variant(s) v702 (deployrun.v702.parent_variant_f06" in refused.stderr
+    lifecycle(root, "remove7", "--variant", "v702")
+    lifecycle(root, "remove6", "--variant", "v602")
+    assert (root / "params.yaml").read_text() == original_params
+    assert (root / "dvc.lock").read_text() == original_lock
+    assert not (root / "executions/06_packaging/v602").exists() and not (root / "executions/07_deployrun/v702").exists()
+    assert "Data and pipelines are up to date" in run([sys.executable, "-m", "dvc", "status"], root).stdout
+
+
+def test_exp_run_sets_one_variant_and_exp_show_lists_its_metrics(project_copy):
+    root = project_copy
+    ow = json.loads((root / "executions/06_packaging/v601/06_packaging_metadata.json").read_text())["temporal"]["OW"]
+    new_ow = ow["value"] // 2
+    run([sys.executable, "-m", "dvc", "exp", "run", "-S", f"packaging.v601.temporal.OW={new_ow}",
+         "-S", "deployrun.v701.batch_size=64"], root, timeout=900)
+    baseline = json.loads(run([sys.executable, "-m", "dvc", "exp", "show", "--json"], root).stdout)[1]
+    [experiment] = [rev for group in baseline["experiments"] for rev in group["revs"]]
+    params_ = experiment["data"]["params"]["params.yaml"]["data"]
+    assert params_["packaging"]["v601"]["temporal"]["OW"] == new_ow
+    assert params_["deployrun"]["v701"]["batch_size"] == 64
+    metrics = experiment["data"]["metrics"]
+    assert "executions/07_deployrun/v701/metrics/metrics.json" in metrics
+    assert metrics["executions/07_deployrun/v701/verdict.json"]["data"]["passed"] in (True, False)
+    assert metrics != baseline["data"]["metrics"]  # a different OW gives other windows, other figures
+    package = json.loads((root / "executions/06_packaging/v601/06_packaging_metadata.json").read_text())
+    assert package["temporal"]["OW"] == {"value": new_ow, "source": "user (packaging.v601.temporal.OW)"}

@@ -1,0 +1,114 @@
+"""End to end: real DVC on the small demo, in a temporary git repo (see conftest.py)."""
+import json
+import sys
+
+import pyarrow.parquet as pq
+import yaml
+
+from tests.conftest import run
+
+PACKAGE = "executions/06_packaging/v601"
+DEPLOY = "executions/07_deployrun/v701"
+F06_STAGES = ["select_models@v601", "materialize_replay@v601", "seal_package@v601"]
+
+
+def dvc(root, *args, check=True):
+    return run([sys.executable, "-m", "dvc", *args], root, check=check, timeout=900)
+
+
+def lock(root) -> dict:
+    return yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+
+
+def test_repro_writes_the_upstream_in_the_contract_layout(demo_project):
+    for path in ["executions/02_prepareeventsds/v201/02_prepareeventsds_dataset.parquet",
+                 "executions/03_preparewindowsds/v301/03_preparewindowsds_dataset.parquet",
+                 "executions/04_targetengineering/v401/04_targetengineering_dataset.parquet",
+                 "executions/04_targetengineering/v402/04_targetengineering_dataset.parquet",
+                 "executions/05_modeling/v501/models/battery_active_power_any-to-80_100/model.h5",
+                 "executions/05_modeling/v502/models/battery_active_power_any-to-80_100/model_summary.json",
+                 "executions/05_modeling/v503/models/grid_active_power_any-to-80_100/model.h5"]:
+        assert (demo_project / path).is_file(), path
+
+
+def test_repro_builds_the_package_with_every_artifact_of_the_seed(demo_project):
+    package = demo_project / PACKAGE
+    metadata = json.loads((package / "06_packaging_metadata.json").read_text())
+    assert sorted(p.name for p in (package / "models").iterdir()) == ["v401", "v402"]
+    assert sorted(p.name for p in (package / "models/v401").iterdir()) == [
+        "v501__battery_active_power_any-to-80_100", "v502__battery_active_power_any-to-80_100"]
+    assert (package / "replay/replay_events.parquet").is_file()
+    assert (package / "params.yaml").is_file()
+    assert set(metadata["datasets"]) == {"v401", "v402"}
+    assert metadata["lineage"]["f02"] == "v201"
+    assert metadata["replay"]["rows"] == pq.ParquetFile(package / "replay/replay_events.parquet").metadata.num_rows
+    verified = run([sys.executable, "-m", "runtime.seal", "verify", PACKAGE], demo_project)
+    assert "seal verified" in verified.stdout
+
+
+def test_repro_deploys_and_validates_v701(demo_project):
+    deploy = demo_project / DEPLOY
+    manifest = json.loads((deploy / "manifest.json").read_text())
+    assert [m["source_f05"] for m in manifest["models"]] == ["v501", "v502", "v503"]
+    predictions = pq.read_table(deploy / "logs/raw_predictions.parquet")
+    summary = json.loads((deploy / "logs/run_summary.json").read_text())
+    assert predictions.num_rows == summary["windows_sent"] * 3 == summary["rows_logged"]
+    assert (deploy / "logs/raw_predictions.csv").is_file()
+    equivalence = json.loads((deploy / "logs/equivalence.json").read_text())
+    assert equivalence["passed"] and equivalence["windows_compared"] == summary["windows_sent"]
+    assert all(m["max_abs_diff"] <= 1e-6 for m in equivalence["models"].values())
+    for path in ["metrics/metrics_per_model.csv", "report/report.html", "07_deployrun_metadata.json",
+                 "report/figures/confusion_battery_active_power_any-to-80_100.png",
+                 "report/figures/confusion_grid_active_power_any-to-80_100.png"]:
+        assert (deploy / path).is_file(), path
+    verdict = json.loads((deploy / "verdict.json").read_text())
+    assert verdict["passed"] is True, verdict
+
+
+def test_metrics_show_lists_v701s_models(demo_project):
+    shown = dvc(demo_project, "metrics", "show", "--json").stdout
+    metrics = json.loads(shown)
+    files = next(iter(metrics.values()))["data"]
+    per_model = files[f"{DEPLOY}/metrics/metrics.json"]["data"]
+    assert set(per_model) == {"battery_active_power_any-to-80_100", "grid_active_power_any-to-80_100"}
+    assert set(per_model["battery_active_power_any-to-80_100"]) == {
+        "v501__battery_active_power_any-to-80_100", "v502__battery_active_power_any-to-80_100"}
+    assert files[f"{DEPLOY}/verdict.json"]["data"]["passed"] is True
+
+
+def test_second_repro_changes_nothing(project_copy):
+    before = (project_copy / "dvc.lock").read_text()
+    assert "up to date" in dvc(project_copy, "repro").stdout
+    assert (project_copy / "dvc.lock").read_text() == before
+
+
+def test_forced_packaging_gives_the_same_hashes(project_copy):
+    before = lock(project_copy)
+    for stage in F06_STAGES:
+        dvc(project_copy, "repro", "-f", "-s", stage)
+    dvc(project_copy, "repro", "-f", "-s", "f03_windows@v301")
+    after = lock(project_copy)
+    for stage in F06_STAGES + ["f03_windows@v301"]:
+        assert after[stage]["outs"] == before[stage]["outs"], stage
+
+
+def test_exp_run_reruns_only_v601s_replay_and_seal(project_copy):
+    first = json.loads((project_copy / PACKAGE / "06_packaging_metadata.json").read_text())["replay"]["first_segs"]
+    start = first + 86_400
+    output = dvc(project_copy, "exp", "run", "-S", f"packaging.v601.replay.time_range.start={start}").stdout
+    assert "Running stage 'materialize_replay@v601'" in output
+    assert "Running stage 'seal_package@v601'" in output
+    assert "Running stage 'select_models@v601'" not in output
+    assert "f05_models" not in output and "Running stage 'f0" not in output
+    metadata = json.loads((project_copy / PACKAGE / "06_packaging_metadata.json").read_text())
+    assert metadata["replay"]["first_segs"] == start
+
+
+def test_verify_fails_after_one_byte_of_a_packaged_model_changes(project_copy):
+    model = project_copy / PACKAGE / "models/v402/v503__grid_active_power_any-to-80_100/model.h5"
+    data = bytearray(model.read_bytes())
+    data[-100] ^= 0xFF
+    model.write_bytes(bytes(data))
+    result = run([sys.executable, "-m", "runtime.seal", "verify", PACKAGE], project_copy, check=False)
+    assert result.returncode == 1
+    assert "changed: models/v402/v503__grid_active_power_any-to-80_100/model.h5" in result.stderr

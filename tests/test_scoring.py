@@ -1,0 +1,262 @@
+"""F07 scoring: metrics against hand-computed cases, the files the score stage writes, and
+its refusals. Inputs are the small synthetic run of f07_synthetic.py (see its docstring)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests import f07_synthetic as synthetic
+from tests.f07_synthetic import run_f07_stage
+from f07_validation.heldout import held_out_statement
+from f07_validation.matching import (AMBIGUOUS, JOIN_OW_CONTENT, JOIN_T0, NO_REFERENCE, REFERENCED,
+                                     load_reference, match_references)
+from f07_validation.scoring import confusion_metrics
+
+# Worked out by hand from f07_synthetic (windows 0..7):
+# v501 y_pred 0 1 0 1 0 1 | 1 0 vs labels 0 1 1 0 0 1 (windows 6, 7 have no reference)
+#   -> TP 2 (w1, w5), TN 2 (w0, w4), FP 1 (w3), FN 1 (w2); no-ref: one 1, one 0.
+# v502 y_pred 0 0 - 0 0 0 | - 0 ('-' non-finite, w2 and w6)
+#   -> referenced finite w0 w1 w3 w4 w5, labels 0 1 0 0 1, all predicted 0:
+#      TN 3, FN 2, no positive predicted so precision = 0 (0/0), recall 0, f1 0.
+# v503 (OW content): [1,2]->1 TP; [3]->0 TN; []->0 TN; [4,5] ambiguous; [9] no ref (pred 1);
+#   [2,1]->0 TN (order matters); [4,5] ambiguous; [3]->0 but pred 1: FP.
+EXPECTED = pd.DataFrame([
+    ["v401", "power_high", "v501", "power_high", "t0", 2, 2, 1, 1, 2 / 3, 2 / 3, 2 / 3, 1, 1, 2, 0, 0, 6, 8],
+    ["v401", "power_high", "v502", "power_high", "t0", 0, 3, 0, 2, 0.0, 0.0, 0.0, 0, 1, 1, 0, 2, 5, 8],
+    ["v402", "temp.alarm", "v503", "temp.alarm", "ow_content", 1, 3, 1, 0, 0.5, 1.0, 2 / 3, 1, 0, 1, 2, 0, 5, 8],
+], columns=["objective", "prediction_name", "source_f05", "model_id", "join", "TP", "TN", "FP", "FN",
+            "precision", "recall", "f1", "no_ref_pred_1", "no_ref_pred_0", "no_ref_total",
+            "ambiguous", "non_finite", "referenced", "predictions"])
+
+
+def score_tree(root: Path) -> Path:
+    run = synthetic.write_everything(root)
+    result = run_f07_stage("score", root)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory) -> Path:
+    """The synthetic run, scored once for the tests that only read it."""
+    return score_tree(tmp_path_factory.mktemp("scored"))
+
+
+def test_metrics_per_model_match_hand_computed(scored):
+    table = pd.read_csv(scored / "metrics" / "metrics_per_model.csv", dtype={"model_id": str})
+    assert list(table["model_family"]) == ["dense_bow", "sequence_embedding", "cnn1d"]
+    pd.testing.assert_frame_equal(table[EXPECTED.columns], EXPECTED, check_dtype=False)
+
+
+def test_every_prediction_lands_in_exactly_one_bucket(scored):
+    table = pd.read_csv(scored / "metrics" / "metrics_per_model.csv")
+    confusion = table[["TP", "TN", "FP", "FN"]].sum(axis=1)
+    assert (confusion == table["referenced"]).all()
+    parts = table["referenced"] + table["ambiguous"] + table["no_ref_total"] + table["non_finite"]
+    assert (parts == table["predictions"]).all()
+    assert (table["no_ref_pred_1"] + table["no_ref_pred_0"] == table["no_ref_total"]).all()
+
+
+def test_metrics_json_is_nested_by_prediction_name_and_model_without_dots(scored):
+    metrics = json.loads((scored / "metrics" / "metrics.json").read_text())
+    assert set(metrics) == {"power_high", "temp_alarm"}
+    assert set(metrics["power_high"]) == {"v501__power_high", "v502__power_high"}
+    assert set(metrics["temp_alarm"]) == {"v503__temp_alarm"}
+    keys = [key for name in metrics for model in metrics[name] for key in (name, model)]
+    assert not any("." in key for key in keys)
+    assert metrics["temp_alarm"]["v503__temp_alarm"] == {
+        "TP": 1, "TN": 3, "FP": 1, "FN": 0, "precision": 0.5, "recall": 1.0, "f1": 2 / 3,
+        "no_ref_pred_1": 1, "no_ref_pred_0": 0, "no_ref_total": 1, "ambiguous": 2,
+        "non_finite": 0, "referenced": 5, "predictions": 8}
+    assert metrics["power_high"]["v502__power_high"]["non_finite"] == 2
+
+
+def test_confusion_rows_are_one_per_referenced_window_in_time_order(scored):
+    folder = scored / "metrics" / "confusion"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "power_high__v501__power_high.csv", "power_high__v502__power_high.csv",
+        "temp.alarm__v503__temp.alarm.csv"]
+    v501 = pd.read_csv(folder / "power_high__v501__power_high.csv")
+    assert list(v501.columns) == ["actual", "predicted"]
+    assert v501.values.tolist() == [[0, 0], [1, 1], [1, 0], [0, 1], [0, 0], [1, 1]]
+    v502 = pd.read_csv(folder / "power_high__v502__power_high.csv")  # w2 non-finite: not a row
+    assert v502.values.tolist() == [[0, 0], [1, 0], [0, 0], [0, 0], [1, 0]]
+    v503 = pd.read_csv(folder / "temp.alarm__v503__temp.alarm.csv")
+    assert v503.values.tolist() == [[1, 1], [0, 0], [0, 0], [0, 0], [0, 1]]
+
+
+def test_scoring_json_reports_join_ambiguity_and_held_out(scored):
+    scoring = json.loads((scored / "metrics" / "scoring.json").read_text())
+    v401, v402 = scoring["objectives"]["v401"], scoring["objectives"]["v402"]
+    assert (v401["join"], v402["join"]) == ("t0", "ow_content")
+    assert (v401["referenced_windows"], v401["no_reference_windows"], v401["ambiguous_windows"]) == (6, 2, 0)
+    assert (v402["ambiguous_contents"], v402["ambiguous_windows"]) == (1, 2)
+    assert (v402["referenced_windows"], v402["no_reference_windows"]) == (5, 1)
+    assert v401["ow_mismatch_windows"] == 0
+    # v501 tells it was fitted before the replay, v502 has no metadata, v503 no split times
+    assert scoring["held_out"] is None
+    assert [scoring["held_out_by_f05"][v]["held_out"] for v in ("v501", "v502", "v503")] == [True, None, None]
+    assert "v502" in scoring["held_out_reason"] and "v503" in scoring["held_out_reason"]
+    assert (scoring["first_t0"], scoring["last_t0"]) == (synthetic.T0[0], synthetic.T0[-1])
+
+
+def test_rerun_gives_identical_bytes_and_dvclive_leaves_nothing_else(tmp_path):
+    scored = score_tree(tmp_path)
+    metrics = scored / "metrics"
+    first = {p.relative_to(metrics): p.read_bytes() for p in metrics.rglob("*") if p.is_file()}
+    assert run_f07_stage("score", tmp_path).returncode == 0
+    second = {p.relative_to(metrics): p.read_bytes() for p in metrics.rglob("*") if p.is_file()}
+    assert first == second
+    assert set(map(str, first)) == {
+        "metrics_per_model.csv", "metrics.json", "scoring.json",
+        "confusion/power_high__v501__power_high.csv", "confusion/power_high__v502__power_high.csv",
+        "confusion/temp.alarm__v503__temp.alarm.csv"}
+    assert not list(tmp_path.rglob("dvc.yaml")) and not list(tmp_path.rglob("dvclive"))
+    assert not [p for p in scored.iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+
+def test_a_nan_probability_is_non_finite_even_when_y_pred_says_0(tmp_path):
+    """Upstream F07 turned NaN into 0; a log that does the same must not score it as 0."""
+    run = synthetic.write_everything(tmp_path)
+    log = run / "logs" / "raw_predictions.parquet"
+    table = pq.read_table(log)
+    y_pred = pa.array(table["y_pred"].to_pandas().fillna(0).astype("int8"), type=pa.int8())
+    pq.write_table(table.set_column(table.schema.get_field_index("y_pred"), "y_pred", y_pred), log)
+    assert run_f07_stage("score", tmp_path).returncode == 0
+    table = pd.read_csv(run / "metrics" / "metrics_per_model.csv")
+    assert table.loc[1, ["non_finite", "TN", "FN", "no_ref_pred_0"]].tolist() == [2, 3, 2, 1]
+
+
+@pytest.mark.parametrize("y_true, y_pred, expected", [
+    # no positive predicted: precision 0/0 -> 0
+    ([0, 1, 1], [0, 0, 0], {"TP": 0, "TN": 1, "FP": 0, "FN": 2, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    # no positive in the reference: recall 0/0 -> 0, precision 0/1
+    ([0, 0, 0], [1, 0, 0], {"TP": 0, "TN": 2, "FP": 1, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    # neither: every ratio 0/0
+    ([0, 0], [0, 0], {"TP": 0, "TN": 2, "FP": 0, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    # only positives, all found
+    ([1, 1], [1, 1], {"TP": 2, "TN": 0, "FP": 0, "FN": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}),
+    # precision 1/2, recall 1/3, f1 = 2pr/(p+r) = 0.4
+    ([1, 1, 1, 0, 0], [1, 0, 0, 1, 0], {"TP": 1, "TN": 1, "FP": 1, "FN": 2, "precision": 0.5,
+                                        "recall": 1 / 3, "f1": 0.4}),
+    # no referenced window at all
+    ([], [], {"TP": 0, "TN": 0, "FP": 0, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+])
+def test_confusion_metrics_hand_cases(y_true, y_pred, expected):
+    got = confusion_metrics(np.array(y_true, dtype=np.int8), np.array(y_pred, dtype=np.int8))
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+
+
+def _dataset(path: Path, ow: list, labels: list, t0: list | None = None) -> Path:
+    columns = {"OW_events": pa.array(ow, type=pa.list_(pa.int32())), "label": pa.array(labels, type=pa.int8())}
+    if t0 is not None:
+        columns["t0"] = pa.array(t0, type=pa.int64())
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _log(t0: list, ow: list, objective: str) -> pa.Table:
+    n = len(t0)
+    return pa.table({"t0": pa.array(t0, type=pa.int64()), "OW_events": pa.array(ow, type=pa.list_(pa.int64())),
+                     "objective": [objective] * n, "prediction_name": ["p"] * n, "source_f05": ["v5"] * n,
+                     "model_id": ["m"] * n, "probability": [0.9] * n, "y_pred": pa.array([1] * n, type=pa.int8())})
+
+
+def test_t0_join_flags_windows_whose_ow_content_differs(tmp_path):
+    """Matched by t0 but with other events than the F04 row: the package's regime does
+    not reproduce F03's windows; counted so the report can warn."""
+    reference = load_reference(_dataset(tmp_path / "d.parquet", [[1], [2, 3]], [0, 1], t0=[100, 110]),
+                               "v4", "OW_events", "label")
+    assert reference.join == JOIN_T0
+    frame = match_references(_log([100, 110, 120], [[1], [2], [5]], "v4"), {"v4": reference})
+    assert frame["ref_status"].tolist() == [REFERENCED, REFERENCED, NO_REFERENCE]
+    assert frame["ow_mismatch"].tolist() == [False, True, False]
+    assert frame["label"].tolist()[:2] == [0, 1] and frame["label"].isna().tolist()[2]
+
+
+def test_ow_content_join_is_exact_and_flags_both_labels_as_ambiguous(tmp_path):
+    path = _dataset(tmp_path / "d.parquet", [[1, 2], [1, 2], [2, 1], [], [], [7]], [1, 1, 0, 0, 1, 1])
+    reference = load_reference(path, "v4", "OW_events", "label")
+    assert (reference.join, reference.ambiguous_contents, reference.rows, reference.positives) == (
+        JOIN_OW_CONTENT, 1, 6, 4)
+    frame = match_references(_log([0, 10, 20, 30, 40], [[1, 2], [2, 1], [], [1], [1, 2, 2]], "v4"),
+                             {"v4": reference})
+    assert frame["ref_status"].tolist() == [REFERENCED, REFERENCED, AMBIGUOUS, NO_REFERENCE, NO_REFERENCE]
+    assert frame["label"].tolist()[:2] == [1, 0]
+
+
+@pytest.mark.parametrize("defect, message", [
+    ("label", "values other than 0/1"),
+    ("duplicate_t0", "repeated t0"),
+])
+def test_unusable_reference_is_refused_naming_the_file(tmp_path, defect, message):
+    path = tmp_path / "d.parquet"
+    if defect == "label":
+        _dataset(path, [[1], [2]], [0, 2])
+    else:
+        _dataset(path, [[1], [2]], [0, 1], t0=[5, 5])
+    with pytest.raises(ValueError, match=message) as caught:
+        load_reference(path, "v4", "OW_events", "label")
+    assert str(path) in str(caught.value)
+
+
+def test_stage_refuses_a_log_of_another_manifest_and_keeps_previous_metrics(tmp_path):
+    scored = score_tree(tmp_path)
+    before = (scored / "metrics" / "metrics.json").read_bytes()
+    log = scored / "logs" / "raw_predictions.parquet"
+    table = pq.read_table(log)
+    names = pa.array(["v599"] * len(table), type=pa.string())
+    pq.write_table(table.set_column(table.schema.get_field_index("source_f05"), "source_f05", names), log)
+    result = run_f07_stage("score", tmp_path)
+    assert result.returncode == 1
+    assert "not in manifest.json" in result.stderr and "infer@v701" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (scored / "metrics" / "metrics.json").read_bytes() == before
+    assert not [p for p in scored.iterdir() if p.name.startswith(".")]
+
+
+def test_stage_names_the_missing_variant_and_the_fix(tmp_path):
+    synthetic.write_everything(tmp_path)
+    result = run_f07_stage("score", tmp_path, variant="v799")
+    assert result.returncode == 1
+    assert "deployrun.v799" in result.stderr and "v701" in result.stderr
+    assert not (tmp_path / "executions" / "07_deployrun" / "v799").exists()
+
+
+def test_stage_refuses_a_manifest_of_another_package(tmp_path):
+    synthetic.write_everything(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text(params.read_text().replace("v601", "v602"))
+    result = run_f07_stage("score", tmp_path)
+    assert result.returncode == 1
+    assert "v602" in result.stderr and "serve@v701" in result.stderr
+
+
+@pytest.mark.parametrize("fitted_last, expected", [
+    (-40, True),   # fitted windows end (last t0 + span 40 s) exactly at the first replayed t0
+    (-39, False),  # one second later: the first replayed window overlaps a fitted one
+])
+def test_held_out_compares_replay_start_with_end_of_fitted_windows(fitted_last, expected):
+    metadata = {"splits": {"train": {"t0_first": -500, "t0_last": -200},
+                           "val": {"t0_first": -190, "t0_last": fitted_last}}}
+    statement = held_out_statement(0, 40, {"v501": metadata})
+    assert statement["held_out"] is expected
+    assert "v501" in statement["reason"]
+
+
+def test_held_out_overall_is_false_if_any_run_saw_replayed_windows():
+    seen = {"splits": {"train": {"t0_first": 0, "t0_last": 100}}}
+    before = {"splits": {"train": {"t0_first": -90, "t0_last": -50}, "val": {"t0_first": None, "t0_last": None}}}
+    assert held_out_statement(0, 40, {"a": seen, "b": None})["held_out"] is False
+    assert held_out_statement(0, 40, {"a": before, "b": before})["held_out"] is True
+    assert held_out_statement(0, 40, {"a": before, "b": None})["held_out"] is None
+    assert held_out_statement(None, 40, {"a": before})["held_out"] is None

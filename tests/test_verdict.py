@@ -1,0 +1,387 @@
+"""F07 verdict: each check and each gate failing on its own, the baseline comparison
+across two variants, every configuration error named, and the stage as DVC runs it.
+
+Inputs are the small synthetic run of f07_synthetic.py, made whole: its package sealed
+for real (runtime.seal), scored by the score stage, plus the serve.json that the serve
+stage records. Unless a test says otherwise every output is finite (the synthetic run's
+two non-finite v502 outputs are 0 here), so the run passes and one change fails one
+thing. Metrics of that run, by hand (windows 0..7, see test_scoring.py):
+  v401/v501/power_high  precision 2/3, recall 2/3, f1 2/3, FP 1
+  v401/v502/power_high  predicts 0 everywhere: precision 0, recall 0, f1 0, FP 0
+  v402/v503/temp.alarm  precision 1/2, recall 1, f1 2/3, FP 1
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from f07_validation.deployrun import DeployRunError, load_deployrun
+from f07_validation.gates import Bound, GateError, Gates, drop, scoreboard_path, validate_gates
+from f07_validation.verdict import judge
+from runtime.files import write_json_atomic
+from runtime.seal import METADATA_NAME, seal_package
+from tests import f07_synthetic as synthetic
+from tests.f07_synthetic import run_f07_stage
+from tests.runtime_fixtures import reseal_package
+
+V501, V502, V503 = "v401/v501/power_high", "v401/v502/power_high", "v402/v503/temp.alarm"
+FINITE_Y_PRED = [[0 if y is None else y for y in row] for row in synthetic.Y_PRED]
+# The baseline v700: as FINITE_Y_PRED, but v503 does not raise its false alarm at window
+# 7, so its precision and f1 are 1.0 there (v501, v502 unchanged).
+BASELINE_Y_PRED = [FINITE_Y_PRED[0], FINITE_Y_PRED[1], FINITE_Y_PRED[2][:7] + [0]]
+ALWAYS = ["seal verified when served", "package unchanged since served", "server ready",
+          *(f"model ready: {m}" for m in (V501, V502, V503)),
+          "every window answered", "every prediction logged",
+          *(f"finite outputs: {m}" for m in (V501, V502, V503)),
+          *(f"equivalence: {m}" for m in (V501, V502, V503))]
+
+
+def score(root: Path, y_pred: list, as_variant: str) -> None:
+    """Write the synthetic run with these predictions, score it with the score stage,
+    and leave its scoreboard copy as `as_variant` (what that variant's score stage does)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(synthetic, "Y_PRED", y_pred)
+        run = synthetic.write_everything(root)
+    result = run_f07_stage("score", root)
+    assert result.returncode == 0, result.stderr
+    target = scoreboard_path(root / "executions", as_variant)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run / "metrics" / "metrics_per_model.csv", target)
+
+
+def seal_and_serve(root: Path) -> None:
+    """Seal the package for real, point the manifest at its digest, and record what the
+    serve stage records once the server verified it and every model is ready."""
+    digest = reseal_package(root / "executions" / "06_packaging" / "v601")["seal"]["digest"]
+    run = root / "executions" / "07_deployrun" / "v701"
+    edit_json(run / "manifest.json", lambda manifest: manifest.update(package_digest=digest))
+    write_json_atomic(run / "serve.json", {"seal_verified": True, "package_digest": digest, "ready": True,
+                                           "models": {m: "ready" for m in (V501, V502, V503)}})
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    write_json_atomic(path, data)
+
+
+def set_params(root: Path, gates: dict | None = None, **entry) -> None:
+    """deployrun.v701 with these gates (and entry keys), next to a baseline variant v700."""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    v701 = params["deployrun"]["v701"]
+    v701.update(entry)
+    if gates is not None:
+        v701["gates"] = gates
+    params["deployrun"]["v700"] = {**v701, "gates": None}
+    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+
+
+def build(root: Path, y_pred: list) -> Path:
+    """v701 predicting `y_pred`, served and scored, and the scoreboard of its baseline
+    v700 (BASELINE_Y_PRED)."""
+    score(root, BASELINE_Y_PRED, "v700")
+    score(root, y_pred, "v701")
+    seal_and_serve(root)
+    set_params(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def passing_run(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("verdict") / "repo", FINITE_Y_PRED)
+
+
+@pytest.fixture
+def root(passing_run, tmp_path) -> Path:
+    """A private copy of the passing run, for a test to change."""
+    return Path(shutil.copytree(passing_run, tmp_path / "repo"))
+
+
+def run_dir(root: Path) -> Path:
+    return root / "executions" / "07_deployrun" / "v701"
+
+
+def verdict_of(root: Path) -> dict:
+    deployrun = yaml.safe_load((root / "params.yaml").read_text())["deployrun"]
+    return judge(load_deployrun("v701", deployrun["v701"], root / "executions"), deployrun)
+
+
+def failed(verdict: dict) -> list[str]:
+    return [c["name"] for c in verdict["checks"] if c["passed"] is False]
+
+
+def named(verdict: dict, name: str) -> dict:
+    return next(c for c in verdict["checks"] if c["name"] == name)
+
+
+# ------------------------------------------------------------------ checks that always apply
+
+def test_a_complete_run_without_gates_passes_every_check(root):
+    verdict = verdict_of(root)
+    assert [c["name"] for c in verdict["checks"]] == ALWAYS
+    assert (verdict["passed"], verdict["failed_checks"], verdict["passed_checks"], verdict["not_measured"]) == (
+        True, 0, len(ALWAYS), 0)
+    assert verdict["variant"] == "v701" and verdict["baseline"] is None
+    assert all(set(c) == {"name", "passed", "measured", "expected", "detail"} for c in verdict["checks"])
+    assert named(verdict, "every window answered")["measured"] == 8
+    assert named(verdict, "every prediction logged")["expected"] == "== 24 (8 windows x 3 models)"
+    digest = json.loads((run_dir(root) / "manifest.json").read_text())["package_digest"]
+    assert named(verdict, "package unchanged since served")["measured"] == digest
+
+
+@pytest.mark.parametrize("change, detail", [
+    (lambda package: (package / "datasets" / "v402" / "04_targetengineering_dataset.parquet").write_bytes(b"x"),
+     "changed: datasets/v402/04_targetengineering_dataset.parquet"),
+    (lambda package: (package / "datasets" / "v401" / "stray.txt").write_text("x"),
+     "extra: datasets/v401/stray.txt"),
+    (lambda package: write_json_atomic(package / METADATA_NAME, seal_package(
+        package, {**json.loads((package / METADATA_NAME).read_text()), "variant": "v609"})),
+     "was rebuilt since it was served"),
+])
+def test_a_package_changed_after_serving_fails_the_seal_check_now(root, change, detail):
+    change(root / "executions" / "06_packaging" / "v601")
+    verdict = verdict_of(root)
+    assert failed(verdict) == ["package unchanged since served"] and verdict["passed"] is False
+    assert detail in named(verdict, "package unchanged since served")["detail"]
+
+
+@pytest.mark.parametrize("serve, detail", [
+    ({"seal_verified": False}, "did not record a verified seal"),
+    ({"package_digest": "0" * 64}, "different serve runs"),
+])
+def test_a_seal_not_verified_when_served_fails(root, serve, detail):
+    edit_json(run_dir(root) / "serve.json", lambda data: data.update(serve))
+    verdict = verdict_of(root)
+    assert failed(verdict) == ["seal verified when served"]
+    assert detail in named(verdict, "seal verified when served")["detail"]
+
+
+def test_a_model_that_did_not_become_ready_fails(root):
+    def one_model_failed(serve):
+        serve["ready"] = False
+        serve["models"][V502] = "failed"
+    edit_json(run_dir(root) / "serve.json", one_model_failed)
+    verdict = verdict_of(root)
+    assert failed(verdict) == ["server ready", f"model ready: {V502}"]
+    assert named(verdict, f"model ready: {V502}")["measured"] == "failed"
+
+
+@pytest.mark.parametrize("summary, failing, detail", [
+    ({"windows_answered": 7, "rows_logged": 21}, ["every window answered", "every prediction logged"],
+     "1 of 8 windows sent got no answer"),
+    ({"rows_logged": 23}, ["every prediction logged"], "has 23 rows instead of 24"),
+    ({"windows_sent": 0, "windows_answered": 0, "rows_logged": 0}, ["every window answered"],
+     "no window was sent"),
+])
+def test_unanswered_windows_and_lost_rows_fail(root, summary, failing, detail):
+    edit_json(run_dir(root) / "logs" / "run_summary.json", lambda data: data.update(summary))
+    verdict = verdict_of(root)
+    assert failed(verdict) == failing
+    assert any(detail in named(verdict, name)["detail"] for name in failing)
+
+
+def test_a_non_finite_output_fails_its_model(tmp_path):
+    root = build(tmp_path, synthetic.Y_PRED)  # v502: two non-finite outputs
+    verdict = verdict_of(root)
+    assert failed(verdict) == [f"finite outputs: {V502}"]
+    assert named(verdict, f"finite outputs: {V502}")["measured"] == 2
+
+
+@pytest.mark.parametrize("result", [
+    {"max_abs_diff": 1e-3, "passed": True},  # the recorded flag is not what decides
+    {"max_abs_diff": 0.0, "non_finite_mismatch": 1, "passed": False},
+])
+def test_equivalence_beyond_tolerance_fails_its_model(root, result):
+    edit_json(run_dir(root) / "logs" / "equivalence.json", lambda data: data["models"][V503].update(result))
+    verdict = verdict_of(root)
+    assert failed(verdict) == [f"equivalence: {V503}"]
+    assert named(verdict, f"equivalence: {V503}")["expected"] == "<= 1e-06"
+
+
+def test_equivalence_not_measured_is_said_and_does_not_fail(root):
+    set_params(root, check_equivalence=False)
+    write_json_atomic(run_dir(root) / "logs" / "equivalence.json", {"enabled": False})
+    verdict = verdict_of(root)
+    assert verdict["passed"] is True and verdict["not_measured"] == 1
+    check = named(verdict, "functional equivalence")
+    assert check["passed"] is None and "not measured: deployrun.v701.check_equivalence is false" in check["detail"]
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("serve.json", None, "serve.json is missing: run `dvc repro serve@v701` first"),
+    ("serve.json", {"seal_verified": True}, "lacks ['package_digest', 'ready', 'models']"),
+    ("logs/run_summary.json", {"windows_sent": "8", "windows_answered": 8, "rows_logged": 24, "models": {}},
+     "'windows_sent' is '8', not a count: run `dvc repro infer@v701` first"),
+])
+def test_missing_or_malformed_evidence_is_an_error_not_a_verdict(root, file, content, message):
+    path = run_dir(root) / file
+    if content is None:
+        path.unlink()
+    else:
+        write_json_atomic(path, content)
+    with pytest.raises(DeployRunError, match=re.escape(message)):
+        verdict_of(root)
+
+
+# ------------------------------------------------------------------ gates
+
+def gate_checks(verdict: dict) -> list[dict]:
+    return verdict["checks"][len(ALWAYS):]
+
+
+def test_min_gate_fails_the_model_below_it_only(root):
+    set_params(root, gates={"min": {"recall": 0.5}})
+    verdict = verdict_of(root)
+    assert [c["name"] for c in gate_checks(verdict)] == [f"gate min recall 0.5: {m}" for m in (V501, V502, V503)]
+    assert failed(verdict) == [f"gate min recall 0.5: {V502}"]
+    check = named(verdict, f"gate min recall 0.5: {V502}")
+    assert (check["measured"], check["expected"], check["detail"]) == (0.0, ">= 0.5", "recall = 0")
+
+
+def test_gates_restricted_to_some_models_skip_the_others(root):
+    set_params(root, gates={"min": {"recall": 0.5}, "models": [V501, V503]})
+    verdict = verdict_of(root)
+    assert verdict["passed"] is True
+    assert [c["name"] for c in gate_checks(verdict)] == [f"gate min recall 0.5: {m}" for m in (V501, V503)]
+
+
+def test_max_gate_on_a_count_fails_the_models_above_it(root):
+    set_params(root, gates={"max": {"FP": 0}})
+    verdict = verdict_of(root)
+    assert failed(verdict) == [f"gate max FP 0: {V501}", f"gate max FP 0: {V503}"]
+    assert named(verdict, f"gate max FP 0: {V503}")["measured"] == 1
+
+
+def test_max_drop_compares_each_model_with_the_same_model_of_the_baseline(root):
+    set_params(root, gates={"baseline": "v700", "max_drop": {"f1": 0.02}})
+    verdict = verdict_of(root)
+    assert verdict["baseline"] == "v700"
+    assert failed(verdict) == [f"gate max_drop f1 0.02 vs v700: {V503}"]
+    check = named(verdict, f"gate max_drop f1 0.02 vs v700: {V503}")
+    assert check["measured"] == pytest.approx(1 / 3, abs=1e-9)
+    assert check["detail"] == "f1 0.6667 here, 1 in v700 (drop 0.3333)"
+    assert named(verdict, f"gate max_drop f1 0.02 vs v700: {V501}")["measured"] == 0
+
+
+def test_every_gate_passing_passes_the_verdict(root):
+    set_params(root, gates={"min": {"recall": 0.5, "referenced": 5}, "max": {"FP": 1}, "baseline": "v700",
+                            "max_drop": {"f1": 0.34, "precision": 0.5}, "models": [V501, V503]})
+    verdict = verdict_of(root)
+    assert verdict["passed"] is True and verdict["failed_checks"] == 0
+    assert [c["name"] for c in gate_checks(verdict)][::2] == [  # kinds in order, then metrics in order
+        f"gate min recall 0.5: {V501}", f"gate min referenced 5: {V501}", f"gate max FP 1: {V501}",
+        f"gate max_drop precision 0.5 vs v700: {V501}", f"gate max_drop f1 0.34 vs v700: {V501}"]
+
+
+def test_a_model_the_baseline_did_not_score_fails_its_drop_gate(root):
+    board = scoreboard_path(root / "executions", "v700")
+    lines = board.read_text().splitlines(keepends=True)
+    board.write_text("".join(line for line in lines if "v503" not in line))
+    set_params(root, gates={"baseline": "v700", "max_drop": {"f1": 0.5}})
+    verdict = verdict_of(root)
+    assert failed(verdict) == [f"gate max_drop f1 0.5 vs v700: {V503}"]
+    assert "baseline v700 did not score this model" in named(verdict, failed(verdict)[0])["detail"]
+
+
+def test_a_baseline_not_scored_yet_is_an_error_naming_the_stage(root):
+    scoreboard_path(root / "executions", "v700").unlink()
+    set_params(root, gates={"baseline": "v700", "max_drop": {"f1": 0.02}})
+    with pytest.raises(DeployRunError, match=r"v700\.csv is missing: .*run `dvc repro score@v700`"):
+        verdict_of(root)
+
+
+def test_a_drop_exactly_at_the_limit_passes_despite_float_noise():
+    bound = Bound("max_drop", "f1", 0.02)
+    assert 0.63 - 0.61 > 0.02  # the noise this guards against
+    assert drop(0.61, 0.63) == 0.02 and bound.holds(drop(0.61, 0.63))
+    assert not bound.holds(drop(0.6099, 0.63))
+    assert drop(0.7, 0.6) == pytest.approx(-0.1)  # a rise is a negative drop
+
+
+# ------------------------------------------------------------------ configuration errors
+
+DEPLOYRUN = {"v700": {"parent_variant_f06": "v601"}, "v701": {"parent_variant_f06": "v601"}}
+
+
+def gates_of(gates) -> Gates:
+    return validate_gates("v701", {"parent_variant_f06": "v601", "gates": gates}, DEPLOYRUN, synthetic.MODELS)
+
+
+@pytest.mark.parametrize("gates, message", [
+    ({"min": {"recal": 0.5}}, "deployrun.v701.gates.min.recal: unknown metric 'recal'; known: TP, TN, FP, FN, "
+                              "precision, recall, f1, "),
+    ({"min": {"recal": 0.5}}, "(did you mean 'recall'?)"),
+    ({"max": {"fp": 100}}, "deployrun.v701.gates.max.fp: unknown metric 'fp'; known: TP, "),
+    ({"max": {"fp": 100}}, "(did you mean 'FP'?)"),
+    ({"min": {"recall": 1.01}}, "deployrun.v701.gates.min.recall: 1.01 is outside [0, 1]; recall is a rate"),
+    ({"min": {"f1": -0.1}}, "deployrun.v701.gates.min.f1: -0.1 is outside [0, 1]"),
+    ({"min": {"f1": float("nan")}}, "deployrun.v701.gates.min.f1: nan is outside [0, 1]"),
+    ({"max": {"FP": -1}}, "deployrun.v701.gates.max.FP: -1 is not a whole number >= 0; FP counts predictions"),
+    ({"max": {"FP": 2.5}}, "deployrun.v701.gates.max.FP: 2.5 is not a whole number >= 0"),
+    ({"min": {"recall": "high"}}, "deployrun.v701.gates.min.recall: 'high' is not a number; give a rate"),
+    ({"min": {"recall": True}}, "deployrun.v701.gates.min.recall: True is not a number"),
+    ({"min": {"recall": "1e-3"}}, "write it with a decimal point"),
+    ({"min": {"recall": 0.8}, "max": {"recall": 0.5}}, "deployrun.v701.gates: min.recall = 0.8 is above "
+                                                       "max.recall = 0.5"),
+    ({"max_drop": {"f1": 0.02}}, "deployrun.v701.gates.max_drop: needs deployrun.v701.gates.baseline, the F07 "
+                                 "variant to compare with (known: v700)"),
+    ({"max_drop": {"FP": 1}, "baseline": "v700"}, "deployrun.v701.gates.max_drop.FP: max_drop compares rates"),
+    ({"max_drop": {"f1": 1.5}, "baseline": "v700"}, "deployrun.v701.gates.max_drop.f1: 1.5 is outside [0, 1]"),
+    ({"max_drop": {"f1": 0.02}, "baseline": "v799"}, "deployrun.v701.gates.baseline: unknown F07 variant 'v799'; "
+                                                     "known: v700"),
+    ({"max_drop": {"f1": 0.02}, "baseline": "v701"}, "deployrun.v701.gates.baseline: v701 cannot be its own "
+                                                     "baseline"),
+    ({"baseline": "v700"}, "deployrun.v701.gates.baseline: set, but no deployrun.v701.gates.max_drop compares"),
+    ({"min": {"recall": 0.5}, "models": ["v401/v501/nope"]},
+     f"deployrun.v701.gates.models[0]: unknown model 'v401/v501/nope'; package v601 serves: {V501}, {V502}, {V503}"),
+    ({"min": {"recall": 0.5}, "models": [V501, V501]}, "deployrun.v701.gates.models[1]: "
+                                                       f"{V501} is listed twice"),
+    ({"min": {"recall": 0.5}, "models": V501}, "deployrun.v701.gates.models: must be a non-empty list"),
+    ({"models": [V501]}, "deployrun.v701.gates.models: restricts the gates to some models, but no gate is set"),
+    ({"mni": {"recall": 0.5}}, "deployrun.v701.gates.mni: unknown key; known: min, max, max_drop, baseline, "
+                               "models (did you mean 'min'?)"),
+    ({"min": [0.5]}, "deployrun.v701.gates.min: must map metric names to bounds, e.g. min: {recall: 0.5}"),
+    ("strict", "deployrun.v701.gates: must be a mapping"),
+])
+def test_configuration_errors_name_the_variant_key_and_fix(gates, message):
+    with pytest.raises(GateError) as error:
+        gates_of(gates)
+    assert message in str(error.value)
+
+
+def test_no_gates_and_empty_gates_gate_nothing():
+    assert gates_of(None) == Gates() and gates_of({}) == Gates()
+    parsed = gates_of({"max": {"FP": 10}, "min": {"f1": 0.5, "TP": 1}})
+    assert [(b.kind, b.metric, b.limit) for b in parsed.bounds] == [
+        ("min", "TP", 1), ("min", "f1", 0.5), ("max", "FP", 10)]
+
+
+# ------------------------------------------------------------------ the stage, as DVC runs it
+
+def test_stage_writes_a_failed_verdict_naming_the_gate_and_the_same_bytes_again(root):
+    set_params(root, gates={"min": {"precision": 0.999}})
+    path = run_dir(root) / "verdict.json"
+    result = run_f07_stage("verdict", root)
+    assert result.returncode == 0, result.stderr  # a failed verdict is a result, not an error
+    assert "verdict@v701: FAILED" in result.stdout
+    assert f"FAILED gate min precision 0.999: {V501}: precision = 0.6667" in result.stdout
+    first = path.read_bytes()
+    verdict = json.loads(first)
+    assert verdict["passed"] is False and verdict["failed_checks"] == 3
+    assert first.endswith(b"}\n") and str(root) not in first.decode()
+    assert run_f07_stage("verdict", root).returncode == 0 and path.read_bytes() == first
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_stage_refuses_a_configuration_error_without_writing_a_verdict(root):
+    set_params(root, gates={"min": {"recal": 0.5}})
+    result = run_f07_stage("verdict", root)
+    assert result.returncode == 1
+    assert "deployrun.v701.gates.min.recal: unknown metric 'recal'" in result.stderr
+    assert not (run_dir(root) / "verdict.json").exists()
