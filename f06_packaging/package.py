@@ -87,7 +87,8 @@ def build_metadata(plan: PackagePlan, package_dir: Path, datasets: dict, probes:
             **{key: {"value": int(v.value) if key == "Tu" else v.value, "source": v.source}
                for key, v in plan.regime.items()},
             "origin_segs": plan.origin,
-            "window_strategy": {ws_id: ws.window_strategy for ws_id, ws in sorted(plan.lineage.window_sets.items())},
+            "window_strategy": ", ".join(f"{ws.window_strategy} (F03 {ws_id})"
+                                         for ws_id, ws in sorted(plan.lineage.window_sets.items())),
         },
         "models": [
             {

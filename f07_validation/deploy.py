@@ -77,19 +77,18 @@ def runtime_settings(variant: str, entry: dict) -> dict:
             "check_equivalence": check}
 
 
-def build_manifest(variant: str, settings: dict, run_dir: Path) -> dict:
+def build_manifest(variant: str, package_dir: Path, run_dir: Path, batch_size: int) -> dict:
     """The manifest, from the sealed package metadata: paths relative to the manifest's
     folder (and the model files to the package), so the variant folder can move."""
-    package_dir = PACKAGES / settings["parent_variant_f06"]
-    metadata = json.loads((package_dir / METADATA_NAME).read_text(encoding="utf-8"))
+    metadata = json.loads((Path(package_dir) / METADATA_NAME).read_text(encoding="utf-8"))
     datasets = metadata["datasets"]
     return {
         "variant": variant,
-        "parent_variant_f06": settings["parent_variant_f06"],
+        "parent_variant_f06": metadata["variant"],
         "package_dir": os.path.relpath(package_dir, run_dir),
         "package_digest": metadata["seal"]["digest"],
         "temporal": metadata["temporal"],
-        "batch_size": settings["batch_size"],
+        "batch_size": batch_size,
         "models": [
             {
                 "objective": model["objective"],
@@ -103,7 +102,6 @@ def build_manifest(variant: str, settings: dict, run_dir: Path) -> dict:
                 "vectorization": model["vectorization"],
                 "input_shape": model["input_shape"],
                 "dataset": datasets[model["objective"]]["path"],
-                "join": datasets[model["objective"]]["join"],
                 "recovered_t0": datasets[model["objective"]].get("recovered_t0"),
                 "input_column": "OW_events",
                 "label_column": "label",
@@ -130,7 +128,8 @@ def serve(variant: str, deployrun_section: dict) -> dict:
     entry = deployrun_section[variant]
     settings = runtime_settings(variant, entry)
     run_dir = RUNS / variant
-    manifest = build_manifest(variant, settings, run_dir)
+    manifest = build_manifest(variant, PACKAGES / settings["parent_variant_f06"], run_dir,
+                              settings["batch_size"])
     validate_gates(variant, entry, deployrun_section, manifest["models"])
     run_dir.mkdir(parents=True, exist_ok=True)
     # The pending manifest sits beside the final one, so its relative paths resolve alike.

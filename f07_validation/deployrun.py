@@ -62,6 +62,7 @@ class ReferenceSpec:
     dataset: str
     input_column: str
     label_column: str
+    recovered_t0: str | None = None  # beside a dataset without t0, when F06 recovered it
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ def _reference_specs(manifest: Manifest) -> dict[str, ReferenceSpec]:
         missing = [key for key in ("dataset", "input_column", "label_column") if not entry.get(key)]
         if missing:
             raise DeployRunError(f"{manifest.path}, models[{index}]: keys {missing} are missing; {fix}")
-        spec = ReferenceSpec(entry["dataset"], entry["input_column"], entry["label_column"])
+        spec = ReferenceSpec(entry["dataset"], entry["input_column"], entry["label_column"],
+                             entry.get("recovered_t0"))
         if specs.setdefault(entry["objective"], spec) != spec:
             raise DeployRunError(
                 f"{manifest.path}: the models of objective {entry['objective']} name different "

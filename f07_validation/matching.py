@@ -25,7 +25,9 @@ import pyarrow.parquet as pq
 from f07_validation.deployrun import DeployRunError
 
 JOIN_T0 = "t0"
+JOIN_T0_RECOVERED = "t0_recovered"  # F06 recomputed F03 and every row's OW matched
 JOIN_OW_CONTENT = "ow_content"
+BY_T0 = (JOIN_T0, JOIN_T0_RECOVERED)
 
 REFERENCED = "referenced"
 NO_REFERENCE = "no_reference"
@@ -43,8 +45,8 @@ class Reference:
     """An objective's F04 labels, keyed the way predictions are matched to them."""
 
     objective: str
-    join: str  # JOIN_T0 or JOIN_OW_CONTENT
-    # JOIN_T0: columns t0, label, ref_ow_key (one row per window).
+    join: str  # JOIN_T0, JOIN_T0_RECOVERED or JOIN_OW_CONTENT
+    # by t0: columns t0, label, ref_ow_key (one row per window).
     # JOIN_OW_CONTENT: columns ow_key, label (NA when ambiguous), ambiguous (one row per content).
     table: pd.DataFrame
     rows: int
@@ -52,9 +54,12 @@ class Reference:
     ambiguous_contents: int
 
 
-def load_reference(path: Path, objective: str, input_column: str, label_column: str) -> Reference:
+def load_reference(path: Path, objective: str, input_column: str, label_column: str,
+                   recovered_t0: Path | None = None) -> Reference:
     """Read an F04 dataset and index it for matching; refuses labels other than 0/1 and
-    (in t0 mode) a `t0` that occurs twice, since either would make a metric meaningless."""
+    (in t0 mode) a `t0` that occurs twice, since either would make a metric meaningless.
+    A dataset without `t0` takes the one F06 recovered for it (`recovered_t0`), when F06
+    could prove it row by row."""
     if not path.exists():
         raise DeployRunError(
             f"{path} (reference of objective {objective}) is missing: the package is "
@@ -81,6 +86,14 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
     labels = labels.astype(np.int8)
     keys = ow_content_keys(table[input_column]).to_numpy(zero_copy_only=False)
     rows, positives = len(labels), int(labels.sum())
+    join = JOIN_T0
+    if not has_t0 and recovered_t0 is not None:
+        t0 = pq.read_table(recovered_t0, columns=["t0"])["t0"].to_numpy()
+        if len(t0) != rows:
+            raise DeployRunError(f"{recovered_t0} holds {len(t0)} t0 values for the {rows} rows of {path}; "
+                                 "rebuild the package (seal_package stage)")
+        table = table.append_column("t0", pa.array(t0, pa.int64()))
+        has_t0, join = True, JOIN_T0_RECOVERED
     if has_t0:
         t0 = table["t0"].to_numpy().astype(np.int64)
         duplicated = pd.Series(t0).duplicated()
@@ -90,7 +103,7 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
                 f"{int(t0[duplicated.to_numpy()][0])}); an F04 dataset has one row per window"
             )
         frame = pd.DataFrame({"t0": t0, "label": labels, "ref_ow_key": keys})
-        return Reference(objective, JOIN_T0, frame, rows, positives, 0)
+        return Reference(objective, join, frame, rows, positives, 0)
     by_content = (
         pd.DataFrame({"ow_key": keys, "label": labels})
         .groupby("ow_key", sort=True)["label"]
@@ -122,7 +135,7 @@ def match_references(predictions: pa.Table, references: dict[str, Reference]) ->
     frame["ow_mismatch"] = False
     for objective, reference in references.items():
         rows = frame.index[frame["objective"] == objective]
-        if reference.join == JOIN_T0:
+        if reference.join in BY_T0:
             found = frame.loc[rows, ["t0", "ow_key"]].merge(
                 reference.table, on="t0", how="left", validate="many_to_one"
             )

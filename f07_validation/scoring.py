@@ -55,7 +55,8 @@ def confusion_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
 def load_references(run: DeployRun) -> dict[str, Reference]:
     """One reference per objective of the manifest (its models share the dataset)."""
     return {objective: load_reference(run.dataset_path(objective), objective,
-                                      spec.input_column, spec.label_column)
+                                      spec.input_column, spec.label_column,
+                                      run.manifest.package_dir / spec.recovered_t0 if spec.recovered_t0 else None)
             for objective, spec in run.references.items()}
 
 

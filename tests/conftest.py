@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.upstream_builder import make_upstream
+
 PROJECT = Path(__file__).resolve().parents[1]
 NOT_COPIED = ("executions/", "tests/artifacts/")
 
@@ -68,6 +70,18 @@ def edit_params(root: Path, change) -> None:
 def commit_all(root: Path, message: str) -> None:
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", message], root)
+
+
+@pytest.fixture(scope="session")
+def pristine_upstream(tmp_path_factory) -> Path:
+    return make_upstream(tmp_path_factory.mktemp("upstream"))
+
+
+@pytest.fixture
+def upstream_root(pristine_upstream, tmp_path) -> Path:
+    """A small upstream tree (tests/upstream_builder.py), a fresh copy per test so each
+    test can break it its own way."""
+    return Path(shutil.copytree(pristine_upstream, tmp_path / "executions"))
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,13 @@ production.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from f07_validation.deploy import build_manifest
 from runtime.files import write_json_atomic
 from runtime.seal import METADATA_NAME, seal_package
 from runtime.windows import EventRows, Regime
@@ -222,22 +222,9 @@ def reseal_package(package_dir) -> dict:
 
 
 def write_manifest(manifest_path, package_dir, *, variant: str = "v701", batch_size: int = 256) -> Path:
-    """The ``manifest.json`` the serve stage writes for a package, per the design."""
-    manifest_path, package_dir = Path(manifest_path), Path(package_dir)
-    metadata = json.loads((package_dir / METADATA_NAME).read_text())
-    models = [{
-        "objective": m["objective"], "prediction_name": m["prediction_name"],
-        "source_f05": m["source_f05"], "model_id": m["model_id"], "model_family": m["model_family"],
-        "threshold": m["threshold"], "model_path": f"{m['path']}/model.h5",
-        "summary_path": f"{m['path']}/model_summary.json", "vectorization": m["vectorization"],
-        "input_shape": m["input_shape"], "dataset": metadata["datasets"][m["objective"]]["path"],
-        "input_column": "OW_events", "label_column": "label",
-    } for m in metadata["models"]]
-    manifest = {"variant": variant, "parent_variant_f06": metadata["variant"],
-                "package_dir": os.path.relpath(package_dir, manifest_path.parent),
-                "package_digest": metadata["seal"]["digest"], "temporal": metadata["temporal"],
-                "batch_size": batch_size, "models": models}
-    write_json_atomic(manifest_path, manifest)
+    """The ``manifest.json`` the serve stage writes for a package."""
+    manifest_path = Path(manifest_path)
+    write_json_atomic(manifest_path, build_manifest(variant, Path(package_dir), manifest_path.parent, batch_size))
     return manifest_path
 
 

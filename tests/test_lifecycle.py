@@ -25,7 +25,7 @@ from f06_packaging.replay import REPLAY_PATH, materialize_replay
 from lifecycle.cli import _parser, main
 from lifecycle.project import F06, F07, Project
 from lifecycle.yamledit import YamlEditError, add_entry, remove_entries
-from tests.conftest import PROJECT, run
+from tests.conftest import PROJECT, edit_params, run
 from tests.upstream_builder import FIXTURE_MODEL_ID, ORIGIN, TU, make_upstream
 
 PARAMS = f"""\
@@ -139,6 +139,9 @@ def test_yamledit_adds_and_removes_an_entry_leaving_every_other_byte():
     assert emptied == "top: 1  # kept\nsection: {}\n  # about a\n\n# the next section\nother: {k: null}\n"
     assert yaml.safe_load(emptied) == {"top": 1, "section": {}, "other": {"k": None}}
     assert add_entry("top: 1\n", "section", "b", {"x": 1}, "f.yaml") == "top: 1\n\nsection:\n  b:\n    x: 1\n"
+    as_dvc_writes_it = "section:\n  a:\n    end:\n  c:\n    end:\nnext: 1\n"  # `dvc exp run -S` writes null so
+    assert remove_entries(as_dvc_writes_it, "section", ["a"], "f.yaml") == "section:\n  c:\n    end:\nnext: 1\n"
+    assert add_entry(as_dvc_writes_it, "section", "b", 2, "f.yaml") == as_dvc_writes_it.replace("next", "  b: 2\nnext")
     assert add_entry("section: null  # none yet\n", "section", "b", 1, "f.yaml") == \
         "section:   # none yet\n  b: 1\n"
 
@@ -401,8 +404,9 @@ def lock_stages(root: Path) -> list[str]:
 
 
 def test_new_variants_run_check_publish_and_remove(project_copy):
-    """variant6/7 -> run7 (DVC builds the new package on the way) -> run6 (nothing left to
-    do) -> check -> publish to the local remote -> remove, back to the original files."""
+    """variant6/7 -> run7 (DVC builds the new package on the way) -> run6 (nothing left)
+    -> check -> publish (refused on a failed verdict, then forced) -> remove, back to the
+    original params.yaml and dvc.lock."""
     root = project_copy
     original_params = (root / "params.yaml").read_text()
     original_lock = (root / "dvc.lock").read_text()
@@ -413,22 +417,34 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     lifecycle(root, "variant6", "--variant", "v602", "--parents", "v501", "--models", models,
               "--start", str(first + (last - first) // 2), "--end", "")
     lifecycle(root, "variant7", "--variant", "v702", "--parent", "v602", "--port", "0")
+    edit_params(root, lambda p: {**p, "deployrun": {**p["deployrun"], "v702": {
+        **p["deployrun"]["v702"], "gates": {"min": {"TN": 10 ** 9}}}}})  # a gate no model meets
+
+    assert "check7 v701: OK" in lifecycle(root, "check7", "--variant", "v701").stdout
+    lifecycle(root, "publish7", "--variant", "v701")  # the demo's run passes: published as is
 
     lifecycle(root, "run7", "--variant", "v702")
-    assert set(lock_stages(root)) >= {"seal_package@v602", "report@v702"}
+    assert {"seal_package@v602", "report@v702"} <= set(lock_stages(root))
     assert "Data and pipelines are up to date" in lifecycle(root, "run6", "--variant", "v602").stdout
     assert "check6 v602: OK" in lifecycle(root, "check6", "--variant", "v602").stdout
-    checked = lifecycle(root, "check7", "--variant", "v702")
-    assert "check7 v702: OK" in checked.stdout and "parent package v602: seal verified" in checked.stdout
+    failed_gate = f"gate min TN {10 ** 9}: {model['objective']}/v501/{model['model_id']}: measured"
+    checked = lifecycle(root, "check7", "--variant", "v702", check=False)
+    assert checked.returncode == 1 and "the verdict did not pass" in checked.stderr and failed_gate in checked.stderr
 
     lifecycle(root, "publish6", "--variant", "v602")
-    lifecycle(root, "publish7", "--variant", "v702")
-    log = run(["git", "log", "--format=%s", "-2"], root).stdout.split()
-    assert log == ["publish7", "v702", "publish6", "v602"]
+    refused = lifecycle(root, "publish7", "--variant", "v702", check=False)
+    assert refused.returncode == 1 and "v702 was not published" in refused.stderr and "FORCE=1" in refused.stderr
+    lifecycle(root, "publish7", "--variant", "v702", "--force")
+    subjects = run(["git", "log", "--format=%s", "-3"], root).stdout.splitlines()
+    assert subjects == ["publish7 v702", "publish6 v602", "publish7 v701"]
+    body = run(["git", "log", "--format=%b", "-1"], root).stdout
+    assert "FORCED: published although the verdict did not pass" in body and failed_gate in body
     committed = run(["git", "show", "--name-only", "--format=", "HEAD"], root).stdout.split()
-    assert {"params.yaml", "dvc.lock", "executions/07_deployrun/v702/verdict.json",
-            "executions/07_deployrun/v702/metrics/metrics.json"} <= set(committed)
-    assert not any("raw_predictions" in path for path in committed)  # cached: in the DVC remote, not git
+    assert {"executions/07_deployrun/v702/verdict.json", "executions/07_deployrun/v702/metrics/metrics.json",
+            "executions/07_deployrun/v702/report/report.html"} <= set(committed)
+    outside = [out for out in Project(root).locked_outputs(F07, "v702") if "07_deployrun/v702" not in str(out)]
+    assert all(str(out.relative_to(root)) in committed for out in outside)  # cache: false, outside the folder
+    assert not any("raw_predictions" in path for path in committed)  # cached: in the DVC remote, not in git
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     for target, name in (("select_models@v602", "models"), ("infer@v702", "raw_predictions.parquet")):
         [md5] = [out["md5"] for out in lock[target]["outs"] if out["path"].endswith(name)]

@@ -20,22 +20,23 @@ from tests.upstream_builder import (FIXTURE_MODEL_ID, ORIGIN, TU, make_f05_seque
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    return make_upstream(tmp_path_factory.mktemp("upstream"))
-
-
 @pytest.fixture
-def root(pristine, tmp_path):
-    return shutil.copytree(pristine, tmp_path / "executions")
+def root(upstream_root):
+    return upstream_root
 
 
-def package(root, params, variant="v601"):
-    """Run the three F06 steps as the stages do; return the package folder."""
+def select_and_replay(root, params, variant="v601"):
+    """The first two F06 steps, as the stages run them; returns the plan and the package folder."""
     plan = build_plan(variant, params, root)
     out = root / "06_packaging" / variant
     copy_models(plan, out / "models")
     materialize_replay(plan.replay, out / REPLAY_PATH)
+    return plan, out
+
+
+def package(root, params, variant="v601"):
+    """All three F06 steps; returns the package folder."""
+    plan, out = select_and_replay(root, params, variant)
     write_package(plan, out, probe_models)
     return out
 
@@ -196,10 +197,7 @@ def test_disagreeing_f03_regimes_need_a_user_value(root):
 def test_model_with_nan_weights_is_refused_by_name(root):
     shutil.rmtree(root / "05_modeling/v502")
     make_f05_sequence(root, nan_weights=True)
-    plan = build_plan("v601", packaging_params(), root)
-    out = root / "06_packaging/v601"
-    copy_models(plan, out / "models")
-    materialize_replay(plan.replay, out / REPLAY_PATH)
+    plan, out = select_and_replay(root, packaging_params())
     with pytest.raises(PackagingError, match=r"packaging variant v601: objective v402, source F05 v502, model "
                                              r"'signal_9_ahead' is refused: non-finite weights"):
         write_package(plan, out, probe_models)
@@ -211,10 +209,7 @@ def test_model_whose_input_width_disagrees_with_its_summary_is_refused(root):
     summary = json.loads(path.read_text())
     summary["vectorization"]["max_len"] = 20
     path.write_text(json.dumps(summary))
-    plan = build_plan("v601", packaging_params(), root)
-    out = root / "06_packaging/v601"
-    copy_models(plan, out / "models")
-    materialize_replay(plan.replay, out / REPLAY_PATH)
+    plan, out = select_and_replay(root, packaging_params())
     with pytest.raises(PackagingError, match=r"model 'signal_9_ahead' is refused: .*input shape \(None, 12\) "
                                              r"disagrees with max_len = 20"):
         write_package(plan, out, probe_models)

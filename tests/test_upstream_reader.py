@@ -5,19 +5,13 @@ import shutil
 import pytest
 import yaml
 
-from tests.upstream_builder import FIXTURE_MODEL_ID, make_upstream, write_yaml
+from tests.upstream_builder import FIXTURE_MODEL_ID, write_yaml
 from upstream.reader import UpstreamError, read_model_summary, resolve_lineage, resolve_modeling
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    return make_upstream(tmp_path_factory.mktemp("upstream"))
-
-
 @pytest.fixture
-def root(pristine, tmp_path):
-    """A fresh copy per test, so each test can break it its own way."""
-    return shutil.copytree(pristine, tmp_path / "executions")
+def root(upstream_root):
+    return upstream_root
 
 
 def test_resolves_f05_to_its_f04_f03_f02(root):
@@ -106,8 +100,8 @@ def test_unknown_vectorization_kind(root):
     summary = json.loads(path.read_text())
     summary["vectorization"]["vectorization"] = "tfidf"
     path.write_text(json.dumps(summary))
-    with pytest.raises(UpstreamError, match=r"key 'vectorization.vectorization' is 'tfidf', a kind this project "
-                                            r"does not know; expected one of \['dense_bow', 'sequence'\]"):
+    with pytest.raises(UpstreamError, match=r"model_summary.json: 'vectorization.vectorization' is 'tfidf'; this "
+                                            r"runtime builds inputs only for \['dense_bow', 'sequence'\]"):
         resolve_modeling(root, "v502").model("signal_9_ahead")
 
 
@@ -116,7 +110,7 @@ def test_dense_bow_input_dim_must_match_vocab(root):
     summary = json.loads(path.read_text())
     summary["vectorization"]["input_dim"] = 99
     path.write_text(json.dumps(summary))
-    with pytest.raises(UpstreamError, match=r"'vectorization.input_dim' must equal the vocab size 122, got 99"):
+    with pytest.raises(UpstreamError, match=r"'vocab' has 122 codes but 'input_dim' is 99"):
         read_model_summary(path, "F05 v501")
 
 

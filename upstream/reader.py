@@ -18,10 +18,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from runtime.vectorize import VectorizationError, from_spec
+
 F02, F03, F04, F05 = "02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling"
 PHASE_LABEL = {F02: "F02", F03: "F03", F04: "F04", F05: "F05"}
 VARIANT_ID = re.compile(r"^v\d+$")
-VECTORIZATIONS = ("dense_bow", "sequence")
 MODEL_FAMILIES = ("dense_bow", "sequence_embedding", "cnn1d")
 NAN_EVENT_SUFFIX = "_NaN_NaN"
 
@@ -283,14 +284,6 @@ class ModelSummary:
         return (None, v["input_dim"]) if v["vectorization"] == "dense_bow" else (None, v["max_len"])
 
 
-def _int_list(value) -> bool:
-    return isinstance(value, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in value)
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 def read_model_summary(path: Path, context: str) -> ModelSummary:
     data = read_json(path, context)
     where = f"{context}, file {path}"
@@ -301,23 +294,10 @@ def read_model_summary(path: Path, context: str) -> ModelSummary:
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise UpstreamError(f"{where}: key 'threshold' must be a number in [0, 1], got {threshold!r}")
     vec = data["vectorization"]
-    kind = vec.get("vectorization") if isinstance(vec, dict) else None
-    if kind not in VECTORIZATIONS:
-        raise UpstreamError(f"{where}: key 'vectorization.vectorization' is {kind!r}, a kind this project "
-                            f"does not know; expected one of {list(VECTORIZATIONS)}")
-    if not _int_list(vec.get("vocab")) or len(set(vec["vocab"])) != len(vec["vocab"]):
-        raise UpstreamError(f"{where}: key 'vectorization.vocab' must be a list of distinct integer codes")
-    if kind == "dense_bow":
-        if not _positive_int(vec.get("input_dim")) or vec["input_dim"] != len(vec["vocab"]):
-            raise UpstreamError(f"{where}: key 'vectorization.input_dim' must equal the vocab size "
-                                f"{len(vec['vocab'])}, got {vec.get('input_dim')!r}")
-    else:
-        if not _positive_int(vec.get("max_len")):
-            raise UpstreamError(f"{where}: key 'vectorization.max_len' must be a positive integer")
-        # Upstream writes vocab_size = len(vocab): ids run 1..vocab_size, 0 is padding.
-        if not _positive_int(vec.get("vocab_size")) or vec["vocab_size"] < len(vec["vocab"]):
-            raise UpstreamError(f"{where}: key 'vectorization.vocab_size' must be at least len(vocab) = "
-                                f"{len(vec['vocab'])}, got {vec.get('vocab_size')!r}")
+    try:  # the serving code's own check: what it accepts here, it can serve
+        from_spec(vec, where)
+    except VectorizationError as error:
+        raise UpstreamError(str(error)) from None
     return ModelSummary(path=path, prediction_name=data["prediction_name"], model_family=data["model_family"],
                         threshold=float(threshold), vectorization=vec)
 
