@@ -1,5 +1,7 @@
 # The project's commands. `make run` installs and runs the whole pipeline on the embedded
-# demo; `make test` runs the tests. The other targets are the seeds' variant lifecycle.
+# demo; `make test` runs the tests. The other targets are the seeds' variant lifecycle;
+# their optional variables (TU OW LT PW REPLAY_START REPLAY_END, RUNTIME_HOST RUNTIME_PORT
+# BATCH_SIZE, FORCE=1 for publish7) carry prefixes where a shell variable could leak in.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # DVC stages call `python`: make it the project's interpreter.
@@ -32,13 +34,13 @@ bench: setup
 # ---------------------------------------------------------------- F06 lifecycle
 variant6: setup
 	$(LIFECYCLE) variant6 --variant "$(VARIANT)" --parents "$(PARENTS_F05)" --models '$(MODELS)' \
-	    --tu "$(TU)" --ow "$(OW)" --lt "$(LT)" --pw "$(PW)" --start "$(START)" --end "$(END)"
+	    --tu "$(TU)" --ow "$(OW)" --lt "$(LT)" --pw "$(PW)" --start "$(REPLAY_START)" --end "$(REPLAY_END)"
 script6-run: setup
 	$(LIFECYCLE) run6 --variant "$(VARIANT)"
 check6: setup
 	$(LIFECYCLE) check6 --variant "$(VARIANT)"
 publish6: setup
-	$(LIFECYCLE) publish6 --variant "$(VARIANT)" $(if $(FORCE),--force)
+	$(LIFECYCLE) publish6 --variant "$(VARIANT)"
 remove6: setup
 	$(LIFECYCLE) remove6 --variant "$(VARIANT)"
 clean6: setup
@@ -46,7 +48,7 @@ clean6: setup
 
 # ---------------------------------------------------------------- F07 lifecycle
 variant7: setup
-	$(LIFECYCLE) variant7 --variant "$(VARIANT)" --parent "$(PARENT)" --host "$(HOST)" --port "$(PORT)" \
+	$(LIFECYCLE) variant7 --variant "$(VARIANT)" --parent "$(PARENT)" --host "$(RUNTIME_HOST)" --port "$(RUNTIME_PORT)" \
 	    --batch-size "$(BATCH_SIZE)"
 script7-run: setup
 	$(LIFECYCLE) run7 --variant "$(VARIANT)"

@@ -111,11 +111,11 @@ def build_manifest(variant: str, package_dir: Path, run_dir: Path, batch_size: i
     }
 
 
-def _effective_params(variant: str, settings: dict, entry: dict) -> str:
+def _effective_params(variant: str, settings: dict) -> str:
+    """The deployment as served (the gates that judge it are recorded in verdict.json)."""
     effective = {"variant": variant, "parent_variant_f06": settings["parent_variant_f06"],
                  "runtime": {"host": settings["host"], "port": settings["port"]},
-                 "batch_size": settings["batch_size"], "check_equivalence": settings["check_equivalence"],
-                 "gates": entry.get("gates")}
+                 "batch_size": settings["batch_size"], "check_equivalence": settings["check_equivalence"]}
     return yaml.safe_dump(effective, sort_keys=True, default_flow_style=False)
 
 
@@ -144,7 +144,7 @@ def serve(variant: str, deployrun_section: dict) -> dict:
         os.replace(pending, run_dir / "manifest.json")
     finally:
         pending.unlink(missing_ok=True)
-    write_text_atomic(run_dir / "params.yaml", _effective_params(variant, settings, entry))
+    write_text_atomic(run_dir / "params.yaml", _effective_params(variant, settings))
     record = {
         "package_digest": manifest["package_digest"],
         "seal_verified": True,

@@ -12,7 +12,7 @@ import shutil
 
 from lifecycle.checks import CHECKS
 from lifecycle.project import F06, F07, LifecycleError, Phase, Project, check_variant_id
-from lifecycle.tools import dvc, git, is_dvc_repo
+from lifecycle.tools import dvc, git, git_ignored, is_dvc_repo
 from lifecycle.yamledit import remove_entries
 from runtime.files import write_text_atomic
 
@@ -26,6 +26,16 @@ def run(project: Project, phase: Phase, variant: str) -> None:
                              f"{', '.join(project.entries(F06)) or 'none (create one with make variant6)'}")
     dvc(project, "repro", *project.targets(phase, variant))
     print(f"{phase.label} variant {variant} is built; next: make check{phase.number} VARIANT={variant}")
+
+
+def _git_outputs(project: Project, phase: Phase, variant: str) -> list[str]:
+    """What of the variant's outputs goes to git: its folder (for DVC's .gitignore files
+    and the cache: false outputs in it) and every other output dvc.lock records for it
+    that git does not ignore (a cache: false output may live outside the folder)."""
+    paths = sorted({str(path.relative_to(project.root)) for path in
+                    [project.variant_dir(phase, variant), *project.locked_outputs(phase, variant)]})
+    ignored = git_ignored(project, paths)
+    return [path for path in paths if path not in ignored]
 
 
 def publish(project: Project, phase: Phase, variant: str, force: bool = False) -> None:
@@ -43,7 +53,7 @@ def publish(project: Project, phase: Phase, variant: str, force: bool = False) -
         message += ["", "FORCED: published although the verdict did not pass; failed checks:",
                     *[f"- {check}" for check in result.failed_checks]]
     dvc(project, "push", "--with-deps", *project.targets(phase, variant))
-    paths = ["params.yaml", "dvc.lock", str(project.variant_dir(phase, variant).relative_to(project.root))]
+    paths = ["params.yaml", "dvc.lock", *_git_outputs(project, phase, variant)]
     git(project, "add", "--all", "--", *paths)
     if not git(project, "diff", "--cached", "--name-only", "--", *paths).stdout.strip():
         print(f"{phase.label} variant {variant}: data pushed; git already holds this version, nothing to commit")

@@ -154,8 +154,9 @@ def _check_run_metadata(metadata, variant: str, folder: Path, result: CheckResul
 
 
 def _describe_check(check: dict) -> str:
-    details = ", ".join(f"{key}={value}" for key, value in check.items() if key not in ("name", "passed"))
-    return f"{check.get('name', '<unnamed>')}: {details}" if details else str(check.get("name", "<unnamed>"))
+    """One failed check of verdict.json (``{name, passed, measured, expected, detail}``)."""
+    detail = f"; {check['detail']}" if check.get("detail") else ""
+    return f"{check.get('name')}: measured {check.get('measured')}, expected {check.get('expected')}{detail}"
 
 
 def _check_verdict(verdict, path: Path, result: CheckResult, fix: str) -> None:

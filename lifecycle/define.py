@@ -23,8 +23,8 @@ DEFAULT_BATCH_SIZE = 256
 # Which make variable sets which key of a packaging entry, to name it in an error.
 _MAKE_VARIABLE = {"parent_variants_f05": "PARENTS_F05", "models": "MODELS", "temporal.Tu": "TU",
                   "temporal.OW": "OW", "temporal.LT": "LT", "temporal.PW": "PW",
-                  "replay.time_range.start": "START", "replay.time_range.end": "END",
-                  "replay.time_range": "START/END"}
+                  "replay.time_range.start": "REPLAY_START", "replay.time_range.end": "REPLAY_END",
+                  "replay.time_range": "REPLAY_START/REPLAY_END"}
 
 
 def _refuse_existing(project: Project, phase: Phase, variant: str) -> None:
@@ -172,7 +172,7 @@ def deployrun_entry(project: Project, variant: str, parent: str, host: str = "",
     return {
         "parent_variant_f06": parent,
         "runtime": {"host": host.strip() or DEFAULT_RUNTIME["host"],
-                    "port": _whole_number(port, "PORT", DEFAULT_RUNTIME["port"], 0, 65535)},
+                    "port": _whole_number(port, "RUNTIME_PORT", DEFAULT_RUNTIME["port"], 0, 65535)},
         "batch_size": _whole_number(batch_size, "BATCH_SIZE", DEFAULT_BATCH_SIZE, 1),
         "check_equivalence": True,
     }

@@ -125,11 +125,14 @@ class Project:
     def dependents(self, phase: Phase, variant: str) -> dict[str, str]:
         """The F07 variants that need ``variant``, each with the key that says so: a
         package's deploy runs, and the runs whose gates compare with a run (baseline)."""
-        key = "parent_variant_f06" if phase is F06 else "gates.baseline"
         found = {}
         for other, entry in self.entries(F07).items():
             entry = entry if isinstance(entry, dict) else {}
-            value = entry.get("parent_variant_f06") if phase is F06 else (entry.get("gates") or {}).get("baseline")
+            if phase is F06:
+                key, value = "parent_variant_f06", entry.get("parent_variant_f06")
+            else:
+                gates = entry.get("gates")
+                key, value = "gates.baseline", gates.get("baseline") if isinstance(gates, dict) else None
             if value == variant:
                 found[other] = f"deployrun.{other}.{key}"
         return found

@@ -21,10 +21,10 @@ def _env() -> dict:
     return env
 
 
-def _run(project: Project, args: list[str], what: str, capture: bool) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=project.root, env=_env(), text=True,
-                            capture_output=capture)
-    if result.returncode != 0:
+def _run(project: Project, args: list[str], what: str, capture: bool,
+         allowed: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=project.root, env=_env(), text=True, capture_output=capture)
+    if result.returncode not in allowed:
         detail = f":\n{(result.stderr or result.stdout).strip()}" if capture else " (its output is above)"
         raise LifecycleError(f"{what} failed with exit code {result.returncode}{detail}")
     return result
@@ -34,8 +34,13 @@ def dvc(project: Project, *args: str, capture: bool = False) -> subprocess.Compl
     return _run(project, [sys.executable, "-m", "dvc", *args], f"`dvc {' '.join(args)}`", capture)
 
 
-def git(project: Project, *args: str, capture: bool = True) -> subprocess.CompletedProcess:
-    return _run(project, ["git", *args], f"`git {' '.join(args)}`", capture)
+def git(project: Project, *args: str, allowed: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
+    return _run(project, ["git", *args], f"`git {' '.join(args)}`", True, allowed)
+
+
+def git_ignored(project: Project, paths: list[str]) -> set[str]:
+    """Those of ``paths`` that git ignores (DVC lists its cached outputs in .gitignore)."""
+    return set(git(project, "check-ignore", "--", *paths, allowed=(0, 1)).stdout.splitlines())
 
 
 def is_dvc_repo(project: Project) -> bool:

@@ -205,11 +205,11 @@ BASE6 = {"--parents": "v501 v502",
     ("v602", {"--ow": "0"}, ["packaging.v602.temporal.OW must be a whole number", "(set by OW="]),
     ("v602", {"--tu": "2.5"}, ["packaging.v602.temporal.Tu must be a whole number of seconds", "(set by TU="]),
     ("v602", {"--start": "1999-01-01"}, ["packaging.v602.replay.time_range.start", "lies outside the data",
-                                         "(set by START="]),
+                                         "(set by REPLAY_START="]),
     ("v602", {"--start": str(ORIGIN + 90 * TU), "--end": str(ORIGIN + 10 * TU)},
-     ["must be before end", "(set by START/END="]),
+     ["must be before end", "(set by REPLAY_START/REPLAY_END="]),
     ("v602", {"--end": "yesterday"}, ["replay.time_range.end must be epoch seconds or an ISO-8601 time",
-                                      "(set by END="]),
+                                      "(set by REPLAY_END="]),
 ])
 def test_variant6_refuses_and_writes_nothing(tiny, capsys, variant, changes, expected):
     options = {**BASE6, **changes}
@@ -264,8 +264,8 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
     (["--variant", "v702", "--parent", "v699"], ["PARENT=v699 is not an F06 variant", "known: v601",
                                                  "make variant6 VARIANT=v699"]),
     (["--variant", "v702", "--parent", ""], ["PARENT='' is not a variant id"]),
-    (["--variant", "v702", "--parent", "v601", "--port", "70000"], ["PORT='70000' must be a whole number 0..65535"]),
-    (["--variant", "v702", "--parent", "v601", "--port", "http"], ["PORT='http'"]),
+    (["--variant", "v702", "--parent", "v601", "--port", "70000"], ["RUNTIME_PORT='70000' must be a whole number 0..65535"]),
+    (["--variant", "v702", "--parent", "v601", "--port", "http"], ["RUNTIME_PORT='http'"]),
     (["--variant", "v702", "--parent", "v601", "--batch-size", "0"], ["BATCH_SIZE='0' must be a whole number >= 1",
                                                                       "(empty = 256)"]),
 ])
@@ -381,7 +381,7 @@ def test_every_makefile_target_parses_with_the_cli():
     makefile = (PROJECT / "Makefile").read_text()
     lines = re.findall(r"^\t\$\(LIFECYCLE\) ((?:.*\\\n)*.*)$", makefile, flags=re.M)
     values = {"VARIANT": "v602", "PARENTS_F05": "v501 v502", "MODELS": BASE6["--models"], "PARENT": "v601",
-              "PORT": "0"}
+              "RUNTIME_PORT": "0"}
     commands = set()
     for line in lines:
         line = line.replace("\\\n", " ").replace("$(if $(FORCE),--force)", "")
