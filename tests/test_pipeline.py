@@ -5,7 +5,7 @@ import sys
 import pyarrow.parquet as pq
 import yaml
 
-from tests.conftest import run
+from tests.conftest import edit_params, run
 
 PACKAGE = "executions/06_packaging/v601"
 DEPLOY = "executions/07_deployrun/v701"
@@ -113,3 +113,23 @@ def test_verify_fails_after_one_byte_of_a_packaged_model_changes(project_copy):
     result = run([sys.executable, "-m", "runtime.seal", "verify", PACKAGE], project_copy, check=False)
     assert result.returncode == 1
     assert "changed: models/v402/v503__grid_active_power_any-to-80_100/model.h5" in result.stderr
+
+
+def test_gates_rejudge_the_run_without_serving_it_again(project_copy):
+    def gate(params, bounds):
+        params["deployrun"]["v701"]["gates"] = {"min": bounds}
+        return params
+
+    edit_params(project_copy, lambda p: gate(p, {"precision": 0.999}))
+    output = dvc(project_copy, "repro").stdout
+    assert "Running stage 'verdict@v701'" in output and "Running stage 'infer@v701'" not in output
+    verdict = json.loads((project_copy / DEPLOY / "verdict.json").read_text())
+    assert verdict["passed"] is False
+    failed = [c["name"] for c in verdict["checks"] if c["passed"] is False]
+    assert failed and all(name.startswith("gate min precision 0.999") for name in failed)
+    assert "FAILED" in (project_copy / DEPLOY / "report/report.html").read_text()
+
+    edit_params(project_copy, lambda p: gate(p, {"recall": 1.01}))
+    refused = dvc(project_copy, "repro", check=False)
+    assert refused.returncode != 0
+    assert "deployrun.v701.gates.min.recall" in refused.stderr + refused.stdout
