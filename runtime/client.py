@@ -34,7 +34,12 @@ from runtime.windows import EventRows, Regime, Windows, grid_starts, ow_windows
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class ServerStartError(RuntimeError):
+class ServerError(RuntimeError):
+    """The server misbehaved (would not start, refused a request, answered for another
+    manifest); the message says what it answered."""
+
+
+class ServerStartError(ServerError):
     """The server process did not come up; the message carries the tail of its stderr."""
 
 
@@ -221,7 +226,7 @@ class InferenceClient:
             body = None
         if response.status_code != 200:
             error = body.get("error") if isinstance(body, dict) else response.text[:500]
-            raise RuntimeError(f"{what}: the server answered {response.status_code}: {error}")
+            raise ServerError(f"{what}: the server answered {response.status_code}: {error}")
         return body
 
     def models(self) -> dict:
@@ -234,7 +239,7 @@ class InferenceClient:
                                      headers={"Content-Type": "application/json"})
         answer = self._check(response, "POST /infer_batch")
         if answer.get("n") != len(windows) or len(answer["models"]) != len(self.manifest.models):
-            raise RuntimeError(f"POST /infer_batch: answers for {answer.get('n')} windows x "
+            raise ServerError(f"POST /infer_batch: answers for {answer.get('n')} windows x "
                                f"{len(answer['models'])} models, where {len(windows)} windows x "
                                f"{len(self.manifest.models)} models were expected; the server is "
                                f"not serving {self.manifest.path}")
@@ -245,14 +250,14 @@ class InferenceClient:
     def _model_answer(entry: ModelEntry, got: dict, n: int) -> ModelAnswer:
         identity = {key: got.get(key) for key in entry.identity()}
         if identity != entry.identity():
-            raise RuntimeError(f"POST /infer_batch: answer for {identity} where the manifest has "
+            raise ServerError(f"POST /infer_batch: answer for {identity} where the manifest has "
                                f"{entry.identity()}; the server serves another manifest")
         probabilities = np.array(got["probabilities"], dtype=np.float64)  # null -> NaN
         answered = np.isfinite(probabilities)
         y_pred = np.array(got["y_pred"], dtype=np.float64)  # null -> NaN
         y_pred = np.where(answered, np.nan_to_num(y_pred), 0).astype(np.int8)
         if probabilities.shape != (n,) or y_pred.shape != (n,):
-            raise RuntimeError(f"POST /infer_batch: model {entry.key} answered "
+            raise ServerError(f"POST /infer_batch: model {entry.key} answered "
                                f"{probabilities.shape[0]} probabilities for {n} windows")
         return ModelAnswer(entry, probabilities, y_pred, answered, got.get("errors", []))
 

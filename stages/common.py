@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from runtime.client import ServerError
+
 PARAMS_FILE = Path("params.yaml")
 EXECUTIONS = Path("executions")
 SECTIONS = {"packaging": "06_packaging", "deployrun": "07_deployrun"}
@@ -37,12 +39,13 @@ def variant_dir(section: str, variant: str) -> Path:
 
 def run_stage(description: str, body) -> None:
     """Parse ``<variant>``, call ``body(variant)``, exit 1 with the message on a
-    ``ValueError`` (every project error derives from it)."""
+    ``ValueError`` (every configuration or input error derives from it) or a
+    ``ServerError`` (the F07 server would not start or answer)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("variant", help="the variant id, a key of the section in params.yaml")
     args = parser.parse_args()
     try:
         body(args.variant)
-    except ValueError as error:
+    except (ValueError, ServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -1,5 +1,6 @@
 """End to end: real DVC on the small demo, in a temporary git repo (see conftest.py)."""
 import json
+import socket
 import sys
 
 import pyarrow.parquet as pq
@@ -133,3 +134,23 @@ def test_gates_rejudge_the_run_without_serving_it_again(project_copy):
     refused = dvc(project_copy, "repro", check=False)
     assert refused.returncode != 0
     assert "deployrun.v701.gates.min.recall" in refused.stderr + refused.stdout
+
+
+def test_a_port_in_use_is_named_with_its_fix_and_changes_nothing(project_copy):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        def occupy(params):
+            params["deployrun"]["v701"]["runtime"]["port"] = port
+            return params
+
+        edit_params(project_copy, occupy)
+        before = (project_copy / DEPLOY / "manifest.json").read_bytes()
+        result = run([sys.executable, "-m", "stages.serve", "v701"], project_copy, check=False)
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "deployrun.v701.runtime.port in params.yaml" in result.stderr and "Traceback" not in result.stderr
+    assert (project_copy / DEPLOY / "manifest.json").read_bytes() == before
+    assert not list((project_copy / DEPLOY).glob(".manifest*"))
