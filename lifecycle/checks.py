@@ -79,6 +79,18 @@ def _check_files(folder: Path, files, result: CheckResult, fix: str) -> None:
             result.problems.append(f"{path} is missing; {fix}")
 
 
+def _start_check(project: Project, phase: Phase, variant: str, files, fix: str):
+    """A check of the variant's folder and the seed's files in it; the folder is None
+    when it does not exist (then that is the one problem)."""
+    result = CheckResult(phase, variant)
+    folder = project.variant_dir(phase, variant)
+    if not folder.is_dir():
+        result.problems.append(f"{folder} does not exist; {fix}")
+        return result, None
+    _check_files(folder, files, result, fix)
+    return result, folder
+
+
 def _check_up_to_date(project: Project, phase: Phase, variant: str, result: CheckResult) -> None:
     """Outputs that exist but were built from other parameters or code would publish a
     dvc.lock that does not describe them."""
@@ -96,13 +108,10 @@ def _check_up_to_date(project: Project, phase: Phase, variant: str, result: Chec
 def check_package(project: Project, variant: str) -> CheckResult:
     """F06: the seed's artifacts, the seal, the metadata."""
     project.entry(F06, variant)
-    result = CheckResult(F06, variant)
-    folder = project.variant_dir(F06, variant)
     fix = f"build it with `make script6-run VARIANT={variant}`"
-    if not folder.is_dir():
-        result.problems.append(f"{folder} does not exist; {fix}")
+    result, folder = _start_check(project, F06, variant, F06_FILES, fix)
+    if folder is None:
         return result
-    _check_files(folder, F06_FILES, result, fix)
     for name, pattern in F06_FOLDERS.items():
         if not any((folder / name).rglob(pattern)):
             result.problems.append(f"{folder / name}/ is missing or holds no {pattern}; {fix}")
@@ -190,13 +199,10 @@ def check_deployrun(project: Project, variant: str) -> CheckResult:
     """F07: the seed's artifacts (a confusion figure per prediction_name), the parent
     package's seal and that the run served that very package, the metadata, the verdict."""
     entry = project.entry(F07, variant)
-    result = CheckResult(F07, variant)
-    folder = project.variant_dir(F07, variant)
     fix = f"run `make script7-run VARIANT={variant}`"
-    if not folder.is_dir():
-        result.problems.append(f"{folder} does not exist; {fix}")
+    result, folder = _start_check(project, F07, variant, F07_FILES, fix)
+    if folder is None:
         return result
-    _check_files(folder, F07_FILES, result, fix)
     manifest = _read_json(folder / "manifest.json", result, fix)
     if manifest is not None:
         names = sorted({model["prediction_name"] for model in manifest.get("models") or []})
