@@ -283,7 +283,9 @@ def replay_windows(path: Path, regime: Regime, batch_size: int, *,
     next_start = None  # no window starting before this has been emitted yet
     pending = np.zeros(0, np.int64)  # starts whose OW is fully read, not yet emitted
     carry: EventRows | None = None
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows_per_read, columns=["segs", "events"]):
+    # pre_buffer (on by default) would load the whole compressed file before the first
+    # batch: memory would grow with the replay. Off, one row group is held at a time.
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows_per_read, columns=["segs", "events"]):
         rows = EventRows.from_arrow(batch)
         if len(rows) == 0:
             continue

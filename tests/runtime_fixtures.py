@@ -144,7 +144,9 @@ def write_event_rows(rows: EventRows, path: Path) -> None:
 
     events = pa.ListArray.from_arrays(pa.array(rows.offsets, pa.int32()), pa.array(rows.codes, pa.int64()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"segs": pa.array(rows.segs, pa.int64()), "events": events}), path)
+    # Row groups as F06's materialize_replay writes them (at most 65,536 rows).
+    pq.write_table(pa.table({"segs": pa.array(rows.segs, pa.int64()), "events": events}), path,
+                   row_group_size=65_536)
 
 
 def _temporal(regime: Regime) -> dict:
