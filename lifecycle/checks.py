@@ -128,14 +128,23 @@ def check_package(project: Project, variant: str) -> CheckResult:
     return result
 
 
-def _check_package_metadata(metadata, variant: str, path: Path, result: CheckResult, fix: str) -> None:
-    missing = _missing_keys(metadata, F06_METADATA_KEYS)
+def _check_identity(metadata, phase: Phase, variant: str, keys, path: Path, result: CheckResult,
+                    fix: str) -> bool:
+    """The phase metadata has its keys and is about this variant; False when keys are
+    missing (nothing more in it can be checked)."""
+    missing = _missing_keys(metadata, keys)
     if missing:
         result.problems.append(f"{path} lacks keys {missing}; {fix}")
-        return
-    if metadata["phase"] != F06.folder or metadata["variant"] != variant:
+        return False
+    if metadata["phase"] != phase.folder or metadata["variant"] != variant:
         result.problems.append(f"{path} describes {metadata['phase']} variant {metadata['variant']}, not "
-                               f"{F06.folder} {variant}; {fix}")
+                               f"{phase.folder} {variant}; {fix}")
+    return True
+
+
+def _check_package_metadata(metadata, variant: str, path: Path, result: CheckResult, fix: str) -> None:
+    if not _check_identity(metadata, F06, variant, F06_METADATA_KEYS, path, result, fix):
+        return
     missing = _missing_keys(metadata["temporal"], F06_TEMPORAL_KEYS)
     if missing:
         result.problems.append(f"{path}: key 'temporal' lacks {missing}; {fix}")
@@ -152,13 +161,8 @@ def _check_package_metadata(metadata, variant: str, path: Path, result: CheckRes
 def _check_run_metadata(metadata, variant: str, folder: Path, result: CheckResult, fix: str) -> None:
     """Complete, about this variant, and every output it lists still there."""
     path = folder / F07_METADATA
-    missing = _missing_keys(metadata, F07_METADATA_KEYS)
-    if missing:
-        result.problems.append(f"{path} lacks keys {missing}; {fix}")
+    if not _check_identity(metadata, F07, variant, F07_METADATA_KEYS, path, result, fix):
         return
-    if metadata["phase"] != F07.folder or metadata["variant"] != variant:
-        result.problems.append(f"{path} describes {metadata['phase']} variant {metadata['variant']}, not "
-                               f"{F07.folder} {variant}; {fix}")
     _check_files(folder, metadata["outputs"], result, f"{path} lists it as an output of the run; {fix}")
 
 
