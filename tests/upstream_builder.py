@@ -17,8 +17,8 @@ import yaml
 
 from runtime.windows import EventRows, Regime, f03_windows
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-FIXTURE_F05 = SHARED / "fixtures" / "mlops4ofp-f05-v501"
+# The real upstream F05 variant, kept in the repository (see tests/fixtures/README.md).
+FIXTURE_F05 = Path(__file__).resolve().parent / "fixtures" / "mlops4ofp-f05-v501"
 FIXTURE_MODEL_ID = "battery_active_power_any-to-80_100"
 ORIGIN = 1_700_000_000
 TU = 10
