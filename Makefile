@@ -2,6 +2,7 @@
 # demo; `make test` runs the tests. The other targets are the seeds' variant lifecycle;
 # their optional variables (TU OW LT PW REPLAY_START REPLAY_END, RUNTIME_HOST RUNTIME_PORT
 # BATCH_SIZE, FORCE=1 for publish7) carry prefixes where a shell variable could leak in.
+# `make setup DVC_REMOTE_URL=<url>` points this clone's DVC remote elsewhere (README).
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # DVC stages call `python`: make it the project's interpreter.
@@ -15,11 +16,17 @@ LIFECYCLE := $(PY) -m lifecycle
         variant6 script6-run check6 publish6 remove6 clean6 \
         variant7 script7-run check7 publish7 remove7 clean7
 
+# The remote `storage` (.dvc/config) is a folder under ~/.cache shared by every clone on
+# this machine; DVC_REMOTE_URL (a folder, s3://, gs://, ssh://...) overrides it for this
+# clone only, in the git-ignored .dvc/config.local.
 setup: $(VENV)/.installed
+	$(if $(DVC_REMOTE_URL),$(PY) -m dvc remote modify --local storage url '$(DVC_REMOTE_URL)')
+	@command -v chromium >/dev/null 2>&1 || echo "note: the report's browser tests need Chromium" \
+	    "(Debian/Ubuntu: sudo apt-get install -y chromium); without it they are skipped, saying why"
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
 run: setup

@@ -61,6 +61,14 @@ def small_demo(params: dict) -> dict:
     return params
 
 
+def use_storage(root: Path) -> Path:
+    """Point the repo's DVC remote `storage` at a folder beside it (in .dvc/config.local,
+    as `make setup DVC_REMOTE_URL=...` does), never at the machine's shared default."""
+    storage = root.parent / "dvc-storage"
+    (root / ".dvc" / "config.local").write_text(f"['remote \"storage\"']\n    url = {storage}\n", encoding="utf-8")
+    return storage
+
+
 def edit_params(root: Path, change) -> None:
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -93,6 +101,7 @@ def demo_project(tmp_path_factory) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT / relative, target)
     edit_params(root, small_demo)
+    use_storage(root)
     run(["git", "init", "-q"], root)
     commit_all(root, "project")
     run([sys.executable, "-m", "dvc", "repro"], root, timeout=900)
@@ -102,5 +111,8 @@ def demo_project(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def project_copy(demo_project, tmp_path) -> Path:
-    """A private copy of the built demo project, for a test that changes it."""
-    return Path(shutil.copytree(demo_project, tmp_path / "repo", symlinks=True))
+    """A private copy of the built demo project, for a test that changes it, with its
+    own DVC remote."""
+    root = Path(shutil.copytree(demo_project, tmp_path / "repo", symlinks=True))
+    use_storage(root)
+    return root

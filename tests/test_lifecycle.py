@@ -448,7 +448,7 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
     for target, name in (("select_models@v602", "models"), ("infer@v702", "raw_predictions.parquet")):
         [md5] = [out["md5"] for out in lock[target]["outs"] if out["path"].endswith(name)]
-        assert (root / ".dvc-storage/files/md5" / md5[:2] / md5[2:]).is_file(), f"{target} {name} not pushed"
+        assert (root.parent / "dvc-storage/files/md5" / md5[:2] / md5[2:]).is_file(), f"{target} {name} not pushed"
     assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "executions"], root).stdout == ""
 
     refused = lifecycle(root, "remove6", "--variant", "v602", check=False)
