@@ -1,0 +1,447 @@
+"""The independent reference: every model scored on the F04 datasets' own windows by code
+that shares nothing with the runtime it judges, compared with what the server answered.
+
+Why: the in-process comparison made during the replay (``logs/equivalence.json``) runs
+the server's own vectorizer and model wrapper beside it, so a wrong window cut, a
+vocabulary shifted by one, padding on the wrong side or a wrong ``max_len`` give the same
+wrong input on both sides and pass. The seeds say equivalence holds because F07 rebuilds
+inputs from F05's saved vectorization; this module measures that claim. It reads
+
+- the windows from the packaged F04 datasets (their ``OW_events``, as F03 cut them), not
+  from the replay client's cut;
+- each model's ``model_summary.json`` and ``model.h5`` from the package, loading the model
+  here with Keras (``compile=False``);
+- the model input built one window at a time by a plain implementation written from the
+  F05 contract (``dense_bow_input``, ``sequence_input``), not the runtime's array code.
+
+A logged prediction is matched to its F04 row by ``t0`` (the dataset's, or the one F06
+recovered) or, without one, by OW content. Per model, |server - reference| must stay
+within the tolerance on every compared window; the first mismatching windows are kept
+(t0, events, both probabilities).
+
+The same join measures coverage: every F04 window whose OW lies in the replay must have a
+logged prediction from every model (``t0`` joins only: without a time nothing says which
+F04 rows the replay should have reached).
+
+Memory stays flat in the log's length: the log and the datasets are streamed by record
+batches, and the join keeps one sorted key array per dataset (``t0``, or a 64-bit hash of
+the OW content) plus one flag per key and model. Long replays compare a deterministic
+sample: every k-th matched F04 row, k chosen so that at least ``sample_windows`` rows are
+compared (all of them when there are fewer); the result says how it sampled.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from contract.errors import UserError
+from contract.layout import PACKAGE_METADATA
+
+DEFAULT_SAMPLE_WINDOWS = 20_000
+DEFAULT_TOLERANCE = 1e-5
+FIRST_SHOWN = 5  # mismatching or missing windows named in a result
+READ_ROWS = 65_536
+PREDICT_ROWS = 1_024
+JOIN_T0, JOIN_T0_RECOVERED, JOIN_OW_CONTENT = "t0", "t0_recovered", "ow_content"
+
+
+class ReferenceComparisonError(UserError):
+    """The reference comparison cannot be made as configured or from these files; the
+    message names the key or the file and the fix."""
+
+
+# --------------------------------------------------------------------------- settings
+
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """``deployrun.<v>.reference``: ``sample_windows`` (an integer >= 1, or null for every
+    matched window) and ``tolerance`` (largest |server - reference| accepted)."""
+
+    sample_windows: int | None = DEFAULT_SAMPLE_WINDOWS
+    tolerance: float = DEFAULT_TOLERANCE
+
+
+def reference_settings(variant: str, entry: dict) -> ReferenceSettings:
+    where = f"deployrun.{variant}.reference"
+    section = entry.get("reference")
+    if section is None:
+        return ReferenceSettings()
+    if not isinstance(section, dict):
+        raise ReferenceComparisonError(f"{where} must be a mapping with keys sample_windows, tolerance; got {section!r}")
+    unknown = sorted(set(section) - {"sample_windows", "tolerance"})
+    if unknown:
+        raise ReferenceComparisonError(f"{where}: unknown keys {unknown}; known: ['sample_windows', 'tolerance']")
+    sample = section.get("sample_windows", DEFAULT_SAMPLE_WINDOWS)
+    if sample is not None and (type(sample) is not int or sample < 1):
+        raise ReferenceComparisonError(f"{where}.sample_windows must be an integer >= 1 (or null: every window), "
+                             f"got {sample!r}")
+    tolerance = section.get("tolerance", DEFAULT_TOLERANCE)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
+            or not math.isfinite(tolerance) or tolerance < 0:
+        raise ReferenceComparisonError(f"{where}.tolerance must be a number >= 0, got {tolerance!r}")
+    return ReferenceSettings(sample, float(tolerance))
+
+
+# --------------------------------------------------------------------------- model inputs
+
+def dense_bow_input(events: list[int], vocab: list[int], input_dim: int) -> np.ndarray:
+    """F05 ``dense_bow``: position i counts the occurrences of ``vocab[i]`` in the OW;
+    codes outside the vocabulary are ignored."""
+    position = {code: i for i, code in enumerate(vocab)}
+    counts = np.zeros(input_dim, dtype=np.float32)
+    for code in events:
+        if code in position:
+            counts[position[code]] += 1
+    return counts
+
+
+def sequence_input(events: list[int], vocab: list[int], max_len: int) -> np.ndarray:
+    """F05 ``sequence``: a code becomes 1 + its position in the vocabulary, unknown codes
+    are dropped first, the last ``max_len`` are kept, zeros pad on the left."""
+    position = {code: i for i, code in enumerate(vocab)}
+    ids = [position[code] + 1 for code in events if code in position][-max_len:] if max_len else []
+    return np.array([0] * (max_len - len(ids)) + ids, dtype=np.int32)
+
+
+class ReferenceModel:
+    """One packaged model as the reference sees it: its summary and ``model.h5`` read
+    from the package, the input built per window from the summary's vectorization."""
+
+    def __init__(self, key: str, model_path: Path, summary_path: Path):
+        self.key = key
+        try:
+            summary = json.loads(Path(summary_path).read_text(encoding="utf-8"))
+            vectorization = summary["vectorization"]
+            self.kind = vectorization["vectorization"]
+            self.vocab = [int(code) for code in vectorization["vocab"]]
+            self.width = int(vectorization["input_dim"] if self.kind == "dense_bow" else vectorization["max_len"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ReferenceComparisonError(f"model {key}: cannot read its vectorization from {summary_path} "
+                                 f"({error!r}); the package is incomplete") from None
+        if self.kind not in ("dense_bow", "sequence"):
+            raise ReferenceComparisonError(f"model {key}: {summary_path} names vectorization {self.kind!r}; the "
+                                 "contract defines dense_bow and sequence")
+        import keras  # TensorFlow, loaded only by the stage that needs it
+
+        self.model = keras.models.load_model(model_path, compile=False)
+
+    def inputs(self, windows: list[list[int]]) -> np.ndarray:
+        build = dense_bow_input if self.kind == "dense_bow" else sequence_input
+        dtype = np.float32 if self.kind == "dense_bow" else np.int32
+        if not windows:
+            return np.zeros((0, self.width), dtype=dtype)
+        return np.stack([build(events, self.vocab, self.width) for events in windows])
+
+    def predict(self, windows: list[list[int]]) -> np.ndarray:
+        """Probabilities (float64), NaN or inf left as the model gives them."""
+        out = np.zeros(len(windows), dtype=np.float64)
+        for start in range(0, len(windows), PREDICT_ROWS):
+            chunk = windows[start:start + PREDICT_ROWS]
+            out[start:start + len(chunk)] = np.asarray(
+                self.model.predict_on_batch(self.inputs(chunk)), dtype=np.float64).reshape(-1)
+        return out
+
+
+# --------------------------------------------------------------------------- inputs of a run
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    key: str           # objective/source_f05/model_id, as in the log
+    objective: str
+    model_path: Path
+    summary_path: Path
+
+
+@dataclass(frozen=True)
+class ReferenceDataset:
+    objective: str
+    path: Path                     # the packaged F04 dataset
+    recovered_t0: Path | None      # beside a dataset without t0, when F06 recovered it
+    join_note: str                 # why this join (F06's words: recovery refused because ...)
+
+
+@dataclass(frozen=True)
+class ReplaySpan:
+    """The replay's first and last instants and the OW length in seconds: an F04 window
+    lies in the replay when ``first <= t0`` and ``t0 + ow_seconds <= last``."""
+
+    first: int
+    last: int
+    ow_seconds: int
+
+    def holds(self, t0: np.ndarray) -> np.ndarray:
+        return (t0 >= self.first) & (t0 + self.ow_seconds <= self.last)
+
+
+def run_inputs(manifest) -> tuple[list[ModelUnderTest], dict[str, ReferenceDataset], ReplaySpan]:
+    """What the comparison reads for an F07 run, from its ``manifest`` (the models served)
+    and the sealed package's metadata (datasets, the join F06 settled and why, the
+    replay's span and the OW length)."""
+    path = manifest.package_dir / PACKAGE_METADATA
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+        replay, temporal = metadata["replay"], metadata["temporal"]
+        span = ReplaySpan(int(replay["first_segs"]), int(replay["last_segs"]),
+                          int(round(float(temporal["OW"]["value"]) * float(temporal["Tu"]["value"]))))
+        datasets = {}
+        for model in manifest.models:
+            entry = metadata["datasets"][model.objective]
+            recovered = entry.get("recovered_t0")
+            datasets[model.objective] = ReferenceDataset(
+                model.objective, manifest.package_dir / entry["path"],
+                manifest.package_dir / recovered if recovered else None,
+                entry.get("join_note") or ("the F04 dataset carries t0" if entry.get("has_t0") else ""))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ReferenceComparisonError(f"{path}: cannot read the datasets, replay and temporal regime of the "
+                                       f"package ({error!r}); rebuild the package (seal_package stage)") from None
+    models = [ModelUnderTest(model.key, model.objective, model.model_path, model.summary_path)
+              for model in manifest.models]
+    return models, datasets, span
+
+
+def content_hashes(lists) -> np.ndarray:
+    """A 64-bit hash of each OW's exact content (codes in order; any integer width; a
+    null list counts as empty), as int64."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    if lists.null_count:
+        lists = lists.fill_null(pa.scalar([], lists.type))
+    text = pc.binary_join(pc.cast(lists, pa.list_(pa.string())), " ")
+    return pd.util.hash_array(text.to_numpy(zero_copy_only=False), categorize=False).view(np.int64)
+
+
+def index_in(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Position of each of ``values`` in ``sorted_values``, -1 where it does not occur."""
+    if len(sorted_values) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return np.where(sorted_values[at] == values, at, -1)
+
+
+def _batches(path: Path, columns: list[str]):
+    return pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=READ_ROWS, columns=columns)
+
+
+class _Dataset:
+    """One objective's F04 dataset reduced to its join keys: ``keys`` per row (t0 or a
+    content hash), ``unique`` sorted and ``row_key`` each row's index in it."""
+
+    def __init__(self, spec: ReferenceDataset):
+        self.spec = spec
+        try:
+            names = pq.read_schema(spec.path).names
+        except (OSError, pa.ArrowInvalid) as error:
+            raise ReferenceComparisonError(f"{spec.path} (F04 reference of objective {spec.objective}) cannot be read "
+                                 f"({error}); check the package with `python -m runtime.seal verify`") from None
+        if "OW_events" not in names:
+            raise ReferenceComparisonError(f"{spec.path} has no OW_events column; it is not an F04 dataset")
+        if "t0" in names:
+            self.join = JOIN_T0
+            t0 = [b.column("t0").to_numpy(zero_copy_only=False) for b in _batches(spec.path, ["t0"])]
+            keys = np.concatenate(t0).astype(np.int64) if t0 else np.zeros(0, np.int64)
+        elif spec.recovered_t0 is not None:
+            self.join = JOIN_T0_RECOVERED
+            keys = pq.read_table(spec.recovered_t0, columns=["t0"]).column("t0").to_numpy().astype(np.int64)
+        else:
+            self.join = JOIN_OW_CONTENT
+            hashes = [content_hashes(b.column("OW_events")) for b in _batches(spec.path, ["OW_events"])]
+            keys = np.concatenate(hashes) if hashes else np.zeros(0, np.int64)
+        rows = pq.ParquetFile(spec.path).metadata.num_rows
+        if len(keys) != rows:
+            raise ReferenceComparisonError(f"{spec.recovered_t0} holds {len(keys)} t0 values for the {rows} rows of "
+                                 f"{spec.path}; rebuild the package (seal_package stage)")
+        self.keys = keys
+        self.unique, first_row, self.row_key = np.unique(keys, return_index=True, return_inverse=True)
+        if self.by_t0 and len(self.unique) != len(keys):
+            raise ReferenceComparisonError(f"{spec.path}: {len(keys) - len(self.unique)} t0 values occur twice; an F04 "
+                                 "dataset has one row per window")
+        # A content occurring in several rows is compared once (same input, same output).
+        self.first_row = first_row
+
+    @property
+    def by_t0(self) -> bool:
+        return self.join != JOIN_OW_CONTENT
+
+    def locate(self, keys: np.ndarray) -> np.ndarray:
+        """Index in ``unique`` of each key, -1 where the dataset has no such key."""
+        return index_in(self.unique, keys)
+
+
+def _log_batches(log_path: Path, models: list[ModelUnderTest], with_events: bool, with_probability: bool):
+    """The prediction log by record batch: per model, the row positions of its rows."""
+    columns = ["t0", "objective", "source_f05", "model_id"]
+    columns += ["probability"] if with_probability else []
+    columns += ["OW_events"] if with_events else []
+    file = pq.ParquetFile(log_path, pre_buffer=False)
+    missing = sorted(set(columns) - set(file.schema_arrow.names))
+    if missing:
+        raise ReferenceComparisonError(f"{log_path} lacks columns {missing}: it is not a raw prediction log")
+    with tqdm(total=file.metadata.num_rows, unit="row", desc="reference: log", mininterval=10, disable=None,
+              leave=False) as bar:
+        for batch in file.iter_batches(batch_size=READ_ROWS, columns=columns):
+            key = pc.binary_join_element_wise(batch.column("objective"), batch.column("source_f05"),
+                                              batch.column("model_id"), "/")
+            rows = {m.key: np.flatnonzero(pc.equal(key, m.key).to_numpy(zero_copy_only=False)) for m in models}
+            yield batch, rows
+            bar.update(batch.num_rows)
+
+
+# --------------------------------------------------------------------------- the comparison
+
+def compare_with_reference(log_path: Path, models: list[ModelUnderTest], datasets: dict[str, ReferenceDataset],
+                           span: ReplaySpan, settings: ReferenceSettings) -> dict:
+    """The content of ``reference.json``: per objective how it was joined and sampled, per
+    model the comparison (``compared``, ``max_abs_diff``, ``mismatches``,
+    ``first_mismatches``) and the coverage of the F04 windows in the replay."""
+    log_path = Path(log_path)
+    if not log_path.is_file():
+        raise ReferenceComparisonError(f"{log_path} is missing: run the infer stage first")
+    for model in models:
+        if model.objective not in datasets:
+            raise ReferenceComparisonError(f"model {model.key}: no F04 dataset for objective {model.objective}")
+    data = {objective: _Dataset(spec) for objective, spec in datasets.items()}
+    needs_events = any(not d.by_t0 for d in data.values())
+
+    # Pass 1 over the log: which F04 keys did each model get a prediction for.
+    seen = {m.key: np.zeros(len(data[m.objective].unique), dtype=bool) for m in models}
+    logged = {m.key: 0 for m in models}
+    for batch, rows in _log_batches(log_path, models, needs_events, with_probability=False):
+        t0 = batch.column("t0").to_numpy(zero_copy_only=False).astype(np.int64)
+        hashes = content_hashes(batch.column("OW_events")) if needs_events else None
+        for model in models:
+            mine = rows[model.key]
+            logged[model.key] += len(mine)
+            dataset = data[model.objective]
+            at = dataset.locate(t0[mine] if dataset.by_t0 else hashes[mine])
+            seen[model.key][at[at >= 0]] = True
+
+    # The sample: every k-th F04 key a model of its objective was matched to.
+    objectives, samples = {}, {}
+    for objective, dataset in data.items():
+        mine = [m for m in models if m.objective == objective]
+        matched = np.flatnonzero(np.logical_or.reduce([seen[m.key] for m in mine])) if mine else np.zeros(0, int)
+        stride = 1
+        if settings.sample_windows is not None and len(matched) > settings.sample_windows:
+            stride = len(matched) // settings.sample_windows
+        chosen = matched[::stride]
+        samples[objective] = chosen
+        objectives[objective] = {
+            "join": dataset.join,
+            "join_note": dataset.spec.join_note,
+            "rows": int(len(dataset.keys)),
+            "distinct_contents": None if dataset.by_t0 else int(len(dataset.unique)),
+            "matched": int(len(matched)),
+            "compared": int(len(chosen)),
+            "sampled": bool(stride > 1),
+            "stride": int(stride),
+            "in_replay": int(span.holds(dataset.keys).sum()) if dataset.by_t0 else None,
+        }
+
+    # The reference probabilities of the sample, from the F04 rows' own OW events.
+    reference, events = _score_samples(data, samples, models)
+
+    # Pass 2 over the log: the server's probabilities at the sampled keys.
+    tolerance = settings.tolerance
+    compared = {m.key: np.zeros(len(samples[m.objective]), dtype=bool) for m in models}
+    max_diff = {m.key: 0.0 for m in models}
+    bad = {m.key: 0 for m in models}
+    first_bad = {m.key: [] for m in models}
+    for batch, rows in _log_batches(log_path, models, needs_events, with_probability=True):
+        t0 = batch.column("t0").to_numpy(zero_copy_only=False).astype(np.int64)
+        probability = batch.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
+        hashes = content_hashes(batch.column("OW_events")) if needs_events else None
+        for model in models:
+            mine, dataset, sample = rows[model.key], data[model.objective], samples[model.objective]
+            at = dataset.locate(t0[mine] if dataset.by_t0 else hashes[mine])
+            slot = index_in(sample, at)
+            hit = (at >= 0) & (slot >= 0)
+            if not hit.any():
+                continue
+            slot, served, mine = slot[hit], probability[mine][hit], mine[hit]
+            expected = reference[model.key][slot]
+            compared[model.key][slot] = True
+            finite_s, finite_r = np.isfinite(served), np.isfinite(expected)
+            diff = np.where(finite_s & finite_r, np.abs(served - expected), 0.0)
+            wrong = (finite_s != finite_r) | (diff > tolerance)
+            if (finite_s & finite_r).any():
+                max_diff[model.key] = max(max_diff[model.key], float(diff.max()))
+            bad[model.key] += int(wrong.sum())
+            for i in np.flatnonzero(wrong)[:FIRST_SHOWN - len(first_bad[model.key])]:
+                first_bad[model.key].append({
+                    "t0": int(t0[mine[i]]),
+                    "events": events[model.objective][int(slot[i])],
+                    "server": _number(served[i]),
+                    "reference": _number(expected[i]),
+                })
+
+    result_models = {}
+    for model in models:
+        dataset = data[model.objective]
+        coverage = {"measured": False, "in_replay": None, "missing": None, "first_missing_t0": [],
+                    "reason": f"the F04 dataset of {model.objective} has no t0 ({dataset.spec.join_note}): "
+                              "which of its windows the replay should reach is unknown"}
+        if dataset.by_t0:
+            row_seen = seen[model.key][dataset.row_key]
+            missing = span.holds(dataset.keys) & ~row_seen
+            coverage = {"measured": True, "in_replay": int(span.holds(dataset.keys).sum()),
+                        "missing": int(missing.sum()),
+                        "first_missing_t0": [int(t) for t in np.sort(dataset.keys[missing])[:FIRST_SHOWN]],
+                        "reason": ""}
+        result_models[model.key] = {
+            "objective": model.objective,
+            "logged": logged[model.key],
+            "matched": int(seen[model.key].sum()),
+            "sample": int(len(samples[model.objective])),
+            "compared": int(compared[model.key].sum()),
+            "max_abs_diff": max_diff[model.key],
+            "mismatches": bad[model.key],
+            "first_mismatches": first_bad[model.key],
+            "reference_non_finite": int((~np.isfinite(reference[model.key])).sum()),
+            "coverage": coverage,
+        }
+    return {"tolerance": tolerance, "sample_windows": settings.sample_windows,
+            "replay_span": {"first": span.first, "last": span.last, "ow_seconds": span.ow_seconds},
+            "objectives": objectives, "models": result_models}
+
+
+def _number(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _score_samples(data: dict[str, _Dataset], samples: dict[str, np.ndarray], models: list[ModelUnderTest]):
+    """Per model the reference probability of each sampled key, and per objective the
+    sampled windows' events (for naming a mismatch)."""
+    reference, events = {}, {}
+    for objective, dataset in data.items():
+        rows = np.sort(dataset.first_row[samples[objective]])
+        # sample is sorted by key; rows come back in row order: map each row to its slot.
+        slot_of_row = {int(row): slot for slot, row in enumerate(dataset.first_row[samples[objective]])}
+        windows: list[list[int] | None] = [None] * len(rows)
+        start = 0
+        for batch in _batches(dataset.spec.path, ["OW_events"]):
+            stop = start + batch.num_rows
+            lo, hi = np.searchsorted(rows, [start, stop])
+            if hi > lo:
+                taken = batch.column("OW_events").take(pa.array(rows[lo:hi] - start)).to_pylist()
+                for row, ow in zip(rows[lo:hi], taken):
+                    windows[slot_of_row[int(row)]] = [int(code) for code in (ow or [])]
+            start = stop
+        events[objective] = windows
+        for model in (m for m in models if m.objective == objective):
+            reference[model.key] = ReferenceModel(model.key, model.model_path, model.summary_path).predict(windows)
+    return reference, events
+
+
+def describe_mismatch(first: dict) -> str:
+    events = first["events"]
+    shown = " ".join(map(str, events[:12])) + (" ..." if len(events) > 12 else "")
+    return f"t0 {first['t0']} [{shown}]: server {first['server']}, reference {first['reference']}"

@@ -1,0 +1,199 @@
+"""The independent reference (f07_validation/reference.py) against real server processes.
+
+A small sealed package of three real Keras models (one per family) whose F04 datasets are
+cut from the replay's own events, served by a real ``runtime.server`` process and
+replayed through HTTP into a real prediction log. A correct server matches the reference
+on every window; a server with a fault injected (tests/server_faults: a vocabulary
+shifted by one in the runtime's vectorizer, answers in reversed window order) fails it,
+naming the model and the windows.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from builders.packages import ModelDef, build_served_package, reseal_package, synthetic_event_rows, write_manifest
+from contract.layout import PACKAGE_METADATA, PREDICTIONS, PREDICTIONS_CSV, package_dataset
+from contract.manifest import load_manifest
+from contract.windows import Regime, f03_windows
+from f07_validation.client import ServerProcess, replay
+from f07_validation.infer import PredictionLog
+from f07_validation.reference import (JOIN_OW_CONTENT, JOIN_T0, ReferenceComparisonError, ReferenceSettings,
+                                      compare_with_reference, dense_bow_input, reference_settings,
+                                      run_inputs, sequence_input)
+
+FAULTS = Path(__file__).resolve().parent / "server_faults"
+ORIGIN = 1_700_000_000
+REGIME = Regime(Tu=10, OW=6, LT=1, PW=6, origin=ORIGIN)
+VOCAB = list(range(1, 41))  # replay codes run 1..44: 41-44 are unknown to every model
+MODELS = [
+    ModelDef("obj_a", "dense_bow", "v401", "v501", vocab=VOCAB, seed=1),
+    ModelDef("obj_a", "sequence_embedding", "v401", "v502", vocab=VOCAB, width=20, seed=2),
+    ModelDef("obj_b", "cnn1d", "v402", "v503", vocab=VOCAB, width=24, seed=3),
+]
+DENSE, EMBEDDING, CNN = "v401/v501/obj_a", "v401/v502/obj_a", "v402/v503/obj_b"
+
+
+def build_validated_package(root: Path, *, with_t0: bool = True, replay_rows: int | None = None) -> Path:
+    """A sealed package (replay of 1,800 s, ~170 windows) whose F04 datasets are the F03
+    windows of the replay's events, labelled at random; returns the manifest path.
+    ``replay_rows`` cuts the replay file short while the package still declares the
+    whole span (a replay that misses F04 windows of its range)."""
+    rows = synthetic_event_rows(1800, start=ORIGIN, mean_events=0.6, seed=7)
+    manifest = build_served_package(root, MODELS, replay=rows, regime=REGIME)
+    package = manifest.parents[2] / "06_packaging" / "v601"
+    ow, _ = f03_windows(rows, REGIME)
+    rng = np.random.default_rng(0)
+    metadata = json.loads((package / PACKAGE_METADATA).read_text())
+    for objective in ("v401", "v402"):
+        labels = rng.integers(0, 2, len(ow)).astype(np.int8)
+        columns = {"OW_events": pa.array(ow.lists(), pa.list_(pa.int32())), "label": pa.array(labels)}
+        if with_t0:
+            columns["t0"] = pa.array(ow.t0, pa.int64())
+        pq.write_table(pa.table(columns), package / package_dataset(objective))
+        metadata["datasets"][objective].update(
+            rows=len(ow), positives=int(labels.sum()), has_t0=with_t0,
+            join="t0" if with_t0 else "ow_content",
+            join_note="the F04 dataset carries t0" if with_t0 else "t0 not recoverable: test package")
+    if replay_rows is not None:
+        replay_path = package / metadata["replay"]["path"]
+        pq.write_table(pq.read_table(replay_path).slice(0, replay_rows), replay_path)
+    (package / PACKAGE_METADATA).write_text(json.dumps(metadata))
+    reseal_package(package)
+    return write_manifest(manifest, package)
+
+
+def serve_and_log(manifest_path: Path, monkeypatch, fault: dict | None = None, batch_size: int = 32) -> Path:
+    """Replay the package through a real server process (with ``fault`` injected) into a
+    real prediction log; returns the log's path."""
+    if fault is not None:
+        monkeypatch.setenv("PYTHONPATH", str(FAULTS))
+        monkeypatch.setenv("F07_TEST_FAULT", json.dumps(fault))
+    log_path = manifest_path.parent / PREDICTIONS
+    manifest = load_manifest(manifest_path)
+    with ServerProcess(manifest_path) as server, \
+            PredictionLog(log_path, manifest_path.parent / PREDICTIONS_CSV) as log:
+        for batch in replay(server.url, manifest, batch_size=batch_size, progress=None):
+            log.add(batch)
+    monkeypatch.delenv("F07_TEST_FAULT", raising=False)
+    return log_path
+
+
+def compare(manifest_path: Path, log: Path, settings: ReferenceSettings = ReferenceSettings(), **override):
+    models, datasets, span = run_inputs(load_manifest(manifest_path))
+    for objective, changes in override.items():
+        datasets[objective] = type(datasets[objective])(**{**datasets[objective].__dict__, **changes})
+    return compare_with_reference(log, models, datasets, span, settings)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One correct run, shared: (manifest path, log path)."""
+    root = tmp_path_factory.mktemp("reference") / "executions"
+    manifest = build_validated_package(root)
+    with pytest.MonkeyPatch.context() as patch:
+        return manifest, serve_and_log(manifest, patch)
+
+
+# --------------------------------------------------------------------------- the contract, by hand
+
+def test_inputs_are_built_as_the_f05_contract_says():
+    vocab = [7, 3, 9]
+    assert dense_bow_input([3, 3, 5, 9, 3], vocab, 4).tolist() == [0, 3, 1, 0]  # 5 unknown, col 3 unused
+    assert dense_bow_input([], vocab, 3).tolist() == [0, 0, 0]
+    # ids 1 + position: 7->1, 3->2, 9->3; 5 dropped before the last max_len are kept; zeros on the left
+    assert sequence_input([9, 5, 7, 3, 3], vocab, 3).tolist() == [1, 2, 2]
+    assert sequence_input([5, 3], vocab, 4).tolist() == [0, 0, 0, 2]
+    assert sequence_input([], vocab, 2).tolist() == [0, 0]
+
+
+def test_settings_are_checked_naming_the_key():
+    assert reference_settings("v701", {}) == ReferenceSettings(20_000, 1e-5)
+    assert reference_settings("v701", {"reference": {"sample_windows": None}}).sample_windows is None
+    for bad, key in (({"sample_windows": 0}, "sample_windows"), ({"tolerance": -1}, "tolerance"),
+                     ({"tolerence": 1e-3}, "unknown keys")):
+        with pytest.raises(ReferenceComparisonError, match=f"deployrun.v701.reference.*{key}"):
+            reference_settings("v701", {"reference": bad})
+
+
+# --------------------------------------------------------------------------- a correct server
+
+def test_a_correct_server_matches_the_reference_on_every_f04_window(served):
+    manifest, log = served
+    result = compare(manifest, log)
+    windows = pq.read_metadata(manifest.parents[2] / "06_packaging" / "v601" / package_dataset("v401")).num_rows
+    assert windows > 150
+    for objective in ("v401", "v402"):
+        summary = result["objectives"][objective]
+        assert summary["join"] == JOIN_T0 and not summary["sampled"]
+        assert summary["matched"] == summary["compared"] == summary["in_replay"] == windows
+    for key in (DENSE, EMBEDDING, CNN):
+        model = result["models"][key]
+        assert model["compared"] == windows and model["mismatches"] == 0, model
+        assert model["max_abs_diff"] <= 1e-5
+        assert model["coverage"] == {"measured": True, "in_replay": windows, "missing": 0,
+                                     "first_missing_t0": [], "reason": ""}
+
+
+def test_a_long_replay_is_compared_on_a_deterministic_sample_that_says_so(served):
+    manifest, log = served
+    first = compare(manifest, log, ReferenceSettings(sample_windows=40))
+    again = compare(manifest, log, ReferenceSettings(sample_windows=40))
+    assert first == again
+    summary = first["objectives"]["v401"]
+    assert summary["sampled"] and summary["stride"] == summary["matched"] // 40
+    assert 40 <= summary["compared"] < summary["matched"]
+    assert first["models"][EMBEDDING]["compared"] == summary["compared"]
+
+
+def test_a_dataset_without_t0_is_matched_by_content_and_coverage_is_not_measured(served, tmp_path):
+    manifest, log = served
+    package = manifest.parents[2] / "06_packaging" / "v601"
+    without_t0 = tmp_path / "f04.parquet"
+    pq.write_table(pq.read_table(package / package_dataset("v402")).drop_columns(["t0"]), without_t0)
+    result = compare(manifest, log, v402={"path": without_t0, "join_note": "t0 not recoverable: rows differ"})
+    summary = result["objectives"]["v402"]
+    assert summary["join"] == JOIN_OW_CONTENT and summary["compared"] == summary["distinct_contents"]
+    model = result["models"][CNN]
+    assert model["compared"] == summary["compared"] > 100 and model["mismatches"] == 0
+    assert not model["coverage"]["measured"] and "rows differ" in model["coverage"]["reason"]
+
+
+# --------------------------------------------------------------------------- faults it must catch
+
+def test_a_vocabulary_shifted_in_the_runtimes_vectorizer_fails_the_reference(tmp_path, monkeypatch):
+    """The fault sits in runtime.vectorize, which the runtime's own in-process
+    comparison shares: only an independent input build can see it."""
+    manifest = build_validated_package(tmp_path / "executions")
+    log = serve_and_log(manifest, monkeypatch, {"kind": "vocab_shift", "family": "sequence"})
+    result = compare(manifest, log)
+    assert result["models"][DENSE]["mismatches"] == 0
+    for key in (EMBEDDING, CNN):
+        model = result["models"][key]
+        assert model["mismatches"] > 0 and model["max_abs_diff"] > 1e-5, model
+        first = model["first_mismatches"][0]
+        assert set(first) == {"t0", "events", "server", "reference"} and first["server"] != first["reference"]
+
+
+def test_a_server_answering_in_another_window_order_fails_the_reference(tmp_path, monkeypatch):
+    manifest = build_validated_package(tmp_path / "executions")
+    log = serve_and_log(manifest, monkeypatch, {"kind": "reorder"})
+    result = compare(manifest, log)
+    for key in (DENSE, EMBEDDING, CNN):
+        assert result["models"][key]["mismatches"] > 0, key
+
+
+def test_a_replay_that_misses_f04_windows_of_its_range_fails_coverage(tmp_path, monkeypatch):
+    manifest = build_validated_package(tmp_path / "executions", replay_rows=1200)
+    log = serve_and_log(manifest, monkeypatch)
+    result = compare(manifest, log)
+    for key in (DENSE, EMBEDDING, CNN):
+        coverage = result["models"][key]["coverage"]
+        assert coverage["measured"] and coverage["missing"] > 40, coverage
+        assert coverage["first_missing_t0"][0] >= ORIGIN + 1200 - REGIME.ow_seconds
+        assert result["models"][key]["mismatches"] == 0
