@@ -41,8 +41,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
+from console.progress import progress
 from contract.errors import UserError
 from contract.layout import PACKAGE_METADATA
 
@@ -285,8 +285,7 @@ def _log_batches(log_path: Path, models: list[ModelUnderTest], with_events: bool
     missing = sorted(set(columns) - set(file.schema_arrow.names))
     if missing:
         raise ReferenceComparisonError(f"{log_path} lacks columns {missing}: it is not a raw prediction log")
-    with tqdm(total=file.metadata.num_rows, unit="row", desc="reference: log", mininterval=10, disable=None,
-              leave=False) as bar:
+    with progress(desc=f"reference: {log_path.name}", total=file.metadata.num_rows, unit="row") as bar:
         for batch in file.iter_batches(batch_size=READ_ROWS, columns=columns):
             key = pc.binary_join_element_wise(batch.column("objective"), batch.column("source_f05"),
                                               batch.column("model_id"), "/")
@@ -445,3 +444,25 @@ def describe_mismatch(first: dict) -> str:
     events = first["events"]
     shown = " ".join(map(str, events[:12])) + (" ..." if len(events) > 12 else "")
     return f"t0 {first['t0']} [{shown}]: server {first['server']}, reference {first['reference']}"
+
+
+def compare_run(run) -> dict:
+    """The comparison of an F07 run (a ``DeployRun``): its prediction log against its
+    manifest's models on its package's F04 datasets, as ``deployrun.<v>.reference`` says."""
+    settings = reference_settings(run.variant, run.params)
+    models, datasets, span = run_inputs(run.manifest)
+    return compare_with_reference(run.predictions_path, models, datasets, span, settings)
+
+
+def describe(result: dict) -> str:
+    """A line per model for the stage's output."""
+    lines = []
+    for key, model in result["models"].items():
+        objective = result["objectives"][model["objective"]]
+        how = f"sample, every {objective['stride']}th" if objective["sampled"] else "all"
+        coverage = model["coverage"]
+        missing = f"{coverage['missing']} F04 windows of the replay missing" if coverage["measured"] \
+            else "coverage not measured"
+        lines.append(f"  {key}: {model['compared']} windows compared ({how}, join {objective['join']}), "
+                     f"{model['mismatches']} differ, max |diff| {model['max_abs_diff']:.3g}; {missing}")
+    return "\n".join(lines)

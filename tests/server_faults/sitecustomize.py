@@ -11,6 +11,8 @@ Faults (``kind``):
   runtime's own in-process comparison shares.
 - ``kill_after``: the server kills itself (SIGKILL) on its ``batches``-th POST /infer_batch.
 - ``hang_after``: the server stops answering from its ``batches``-th POST /infer_batch.
+- ``fail_after``: from its ``batches``-th POST /infer_batch the server answers 500 (a
+  model raising on the batch).
 - ``nan``: model ``model_id`` answers null (a non-finite output, with its error) on every
   ``every``-th window of each batch.
 - ``drop``: from the ``after``-th batch on, every model's answer lacks the batch's
@@ -59,6 +61,10 @@ def _answers() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         if kind == "hang_after" and batches[0] >= _FAULT["batches"]:
             time.sleep(3600)
+        if kind == "fail_after" and batches[0] >= _FAULT["batches"]:
+            response.status_code = 500
+            response.set_data(json.dumps({"error": "model v402/v503/obj_b raised on the batch: injected"}))
+            return response
         body = json.loads(response.get_data())
         for model in body["models"]:
             if kind == "nan" and model["model_id"] == _FAULT["model_id"]:
