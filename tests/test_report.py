@@ -32,7 +32,8 @@ PAGE_FACTS = {
 }
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium) to run it")
+    reason="the report's browser tests need Chromium, and no `chromium` or `chromium-browser` is on PATH: "
+           "install it (Debian/Ubuntu: sudo apt-get install -y chromium; see README, Quickstart) to run them")
 
 
 def build_report(root: Path, **run_options) -> Path:
