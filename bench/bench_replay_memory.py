@@ -6,9 +6,9 @@ The promise under test: the F07 client streams the replay and writes every predi
 it goes, so its memory does not grow with the length of the replay. For each length
 (``--factors`` times ``--base-rows`` F02 rows, one a second with ~2 event codes each, at
 the fixtures' regime Tu=10 s, OW=6) the benchmark builds a sealed package of three small
-real Keras models (one per family) with ``tests.runtime_fixtures``, laid out as a project
+real Keras models (one per family) with ``builders.packages``, laid out as a project
 (``executions/06_packaging/v601``, ``executions/07_deployrun/v701/manifest.json``), and
-runs the infer stage itself on it, ``f07_validation.deploy.infer``: the real server
+runs the infer stage itself on it, ``f07_validation.infer.infer``: the real server
 process, the HTTP replay, the raw prediction log (parquet + CSV) and the in-process
 equivalence check, exactly as ``dvc repro`` runs them.
 
@@ -39,13 +39,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from f07_validation.deploy import ROWS_PER_GROUP
-from tests.runtime_fixtures import (
+from builders.packages import (
     DEFAULT_REGIME,
     ModelDef,
     build_served_package,
     synthetic_event_rows,
 )
+from contract import layout
+from f07_validation.infer import ROWS_PER_GROUP
 
 MEAN_EVENTS = 2.0
 # Flat: no run peaks more than 4% above the 1x run. Bounded effects make up to ~2.5% at 16x:
@@ -76,7 +77,7 @@ def peak_rss_bytes() -> int:
 
 def measure(project: Path) -> dict:
     """Run the infer stage in ``project``, in this process; its figures and peak RSS."""
-    from f07_validation.deploy import infer
+    from f07_validation.infer import infer
 
     os.chdir(project)
     started = time.perf_counter()
@@ -89,7 +90,7 @@ def run_length(root: Path, rows: int) -> dict:
     """Build the package for ``rows`` replay rows and measure infer on it in a new process."""
     project = root / f"rows_{rows}"
     replay = synthetic_event_rows(rows, start=DEFAULT_REGIME.origin, mean_events=MEAN_EVENTS, seed=rows)
-    build_served_package(project / "executions", small_models(), replay=replay)
+    build_served_package(project / layout.EXECUTIONS, small_models(), replay=replay)
     done = subprocess.run([sys.executable, "-m", "bench.bench_replay_memory", "--measure", str(project)],
                           cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from runtime.client import InferenceClient, ServerProcess
-from runtime.manifest import load_manifest
+from builders.packages import UPSTREAM_LARGEST_HP, ModelDef, build_package, synthetic_windows, write_manifest
+from contract import layout
+from contract.manifest import load_manifest
+from f07_validation.client import InferenceClient, ServerProcess
 from runtime.models import load_models
 from runtime.vectorize import Ragged
-from tests.runtime_fixtures import (UPSTREAM_LARGEST_HP, ModelDef, build_package, synthetic_windows,
-                                   write_manifest)
 
 VOCAB = list(range(1, 123))
 
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_runtime_") as tmp:
         tmp = Path(tmp)
         build_package(tmp / "package", demo_shaped_models())
-        manifest_path = write_manifest(tmp / "v701" / "manifest.json", tmp / "package")
+        manifest_path = write_manifest(tmp / "v701" / layout.MANIFEST, tmp / "package")
         manifest = load_manifest(manifest_path)
         models = list(load_models(manifest).values())
         windows = synthetic_windows(args.windows, mean_len=57, codes=(1, 130), seed=7)

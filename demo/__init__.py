@@ -15,6 +15,6 @@ precursors, so the trained models genuinely predict something:
   the variant's files and a ``python -m demo.fNN <variant>`` entry that ``demo/dvc.yaml``
   runs; ``artifacts``: parameters in, files out.
 
-F03's windows come from ``runtime.windows`` and the model inputs from
+F03's windows come from ``contract.windows`` and the model inputs from
 ``runtime.vectorize``, the implementations the runtime itself uses.
 """

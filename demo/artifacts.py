@@ -6,7 +6,7 @@ declares as each stage's params dependency. Outputs go to
 ``executions/<NN_phase>/<variant>/`` exactly as the upstream pipeline lays them out.
 
 A phase computes everything in memory first and only then publishes its files, each
-written beside its destination and renamed into place (``runtime.files``), so a failing
+written beside its destination and renamed into place (``contract.files``), so a failing
 stage leaves no half-written file. Bytes are stable: Parquet written by pyarrow without
 pandas metadata, JSON in the project's one canonical form, YAML in insertion order.
 """
@@ -18,30 +18,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from runtime.files import atomic_path
-from stages.common import run_stage
+from contract import layout
+from contract.errors import UserError, run_variant_command
+from contract.files import atomic_path
 
-PARAMS_FILE = Path("params.yaml")
-EXECUTIONS = Path("executions")
-PHASES = {"f02": "02_prepareeventsds", "f03": "03_preparewindowsds",
-          "f04": "04_targetengineering", "f05": "05_modeling"}
+PARAMS_FILE = Path(layout.PARAMS_FILE)
+PHASES = {"f02": layout.F02, "f03": layout.F03, "f04": layout.F04, "f05": layout.F05}
+
+
+class DemoError(UserError):
+    """A demo variant cannot be built as configured, or its parent is missing."""
 
 
 def demo_params(phase: str, variant: str, params_file: Path = PARAMS_FILE) -> dict:
     """The ``demo.<phase>.<variant>`` entry; the error says where it should be."""
     if not params_file.is_file():
-        raise ValueError(f"{params_file} not found: run the demo stages from the project root")
+        raise DemoError(f"{params_file} not found: run the demo stages from the project root")
     section = (yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}).get("demo") or {}
     entries = section.get(phase) or {}
     if variant not in entries:
-        raise ValueError(f"{params_file}: no entry 'demo.{phase}.{variant}'; "
-                         f"known {phase} variants: {', '.join(sorted(entries)) or 'none'}")
+        raise DemoError(f"{params_file}: no entry 'demo.{phase}.{variant}'; "
+                        f"known {phase} variants: {', '.join(sorted(entries)) or 'none'}")
     return entries[variant]
 
 
 def require(entry: dict, key: str, where: str):
     if key not in entry:
-        raise ValueError(f"{where}: key '{key}' is missing")
+        raise DemoError(f"{where}: key '{key}' is missing")
     return entry[key]
 
 
@@ -51,14 +54,14 @@ def variant_dir(root: Path, phase: str, variant: str) -> Path:
 
 def phase_file(root: Path, phase: str, variant: str, suffix: str) -> Path:
     """``<root>/<NN_phase>/<v>/<NN_phase>_<suffix>``, the upstream naming."""
-    return variant_dir(root, phase, variant) / f"{PHASES[phase]}_{suffix}"
+    return variant_dir(root, phase, variant) / layout.phase_file(PHASES[phase], suffix)
 
 
 def existing(path: Path, reader: str) -> Path:
     """An input from the parent phase; the error says how to produce it."""
     if not Path(path).is_file():
-        raise ValueError(f"{reader}: input {path} does not exist; produce the parent variant first "
-                         f"(dvc repro demo/dvc.yaml)")
+        raise DemoError(f"{reader}: input {path} does not exist; produce the parent variant first "
+                        f"(dvc repro demo/dvc.yaml)")
     return Path(path)
 
 
@@ -101,5 +104,5 @@ def write_variant(root: Path, phase: str, variant: str, build, params: dict) -> 
 def stage_main(phase: str, build, description: str) -> None:
     """The command line of a demo stage: ``python -m demo.<phase> <variant>`` from the
     project root, parameters from ``params.yaml``, outputs under ``executions/``."""
-    run_stage(description, lambda variant: write_variant(EXECUTIONS, phase, variant, build,
-                                                         demo_params(phase, variant)))
+    run_variant_command(description, lambda variant: write_variant(layout.EXECUTIONS, phase, variant, build,
+                                                                   demo_params(phase, variant)))

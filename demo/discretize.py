@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from demo.artifacts import DemoError
+
 NAN_SUFFIX = "_NaN_NaN"
 
 
@@ -46,7 +48,7 @@ def bands_of(values: np.ndarray, thresholds_pct) -> Bands:
         return Bands(cuts=np.array([low, high]), labels=("0_100",))
     pct = [0.0, *(float(p) for p in thresholds_pct), 100.0]
     if any(b <= a for a, b in zip(pct, pct[1:])):
-        raise ValueError(f"band_thresholds_pct must rise strictly between 0 and 100, got {list(thresholds_pct)}")
+        raise DemoError(f"band_thresholds_pct must rise strictly between 0 and 100, got {list(thresholds_pct)}")
     cuts = np.array([low + p / 100.0 * (high - low) for p in pct])
     labels = tuple(f"{int(a)}_{int(b)}" for a, b in zip(pct, pct[1:]))
     return Bands(cuts=cuts, labels=labels)

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from contract import layout
+from contract.files import dump_json
 from demo.artifacts import PHASES, parquet_bytes, require, stage_main, yaml_text
 from demo.discretize import discretize
 from demo.simulate import SimulationConfig, simulate
-from runtime.files import dump_json
 
 PHASE = "f02"
 SIMULATION_KEYS = ("seed", "start", "days", "Tu", "battery_faults_per_day",
@@ -65,10 +66,10 @@ def build(root: Path, variant: str, params: dict) -> dict:
         "simulation": {key: params[key] for key in SIMULATION_KEYS if key != "Tu"},
     }
     return {
-        f"{name}_dataset.parquet": parquet_bytes(table),
-        f"{name}_event_catalog.json": dump_json(stream.catalog),
-        f"{name}_metadata.json": dump_json(metadata),
-        "params.yaml": yaml_text(variant_params),
+        layout.phase_file(name, layout.DATASET): parquet_bytes(table),
+        layout.phase_file(name, layout.EVENT_CATALOG): dump_json(stream.catalog),
+        layout.phase_file(name, layout.METADATA): dump_json(metadata),
+        layout.PARAMS_FILE: yaml_text(variant_params),
     }
 
 

@@ -1,5 +1,5 @@
 """Demo F03: cut the F02 event stream into windows with the project's one window
-implementation (``runtime.windows.f03_windows``), so the demo, the ``t0`` recovery and
+implementation (``contract.windows.f03_windows``), so the demo, the ``t0`` recovery and
 the F07 client cannot disagree about what a window is.
 
     python -m demo.f03 v301        # reads params.yaml demo.f03.v301
@@ -20,10 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from demo.artifacts import PHASES, existing, parquet_bytes, phase_file, require, stage_main, yaml_text
+from contract import layout
+from contract.files import dump_json
+from contract.windows import WINDOW_STRATEGIES, EventRows, Regime, Windows, f03_windows
+from demo.artifacts import DemoError, PHASES, existing, parquet_bytes, phase_file, require, stage_main, yaml_text
 from demo.discretize import NAN_SUFFIX
-from runtime.files import dump_json
-from runtime.windows import WINDOW_STRATEGIES, EventRows, Regime, Windows, f03_windows
 
 PHASE = "f03"
 NAN_STRATEGIES = ("preserve", "discard")
@@ -40,21 +41,21 @@ def build(root: Path, variant: str, params: dict) -> dict:
     strategy = require(params, "window_strategy", where)
     nan_strategy = require(params, "nan_strategy", where)
     if strategy not in WINDOW_STRATEGIES:
-        raise ValueError(f"{where}: key 'window_strategy' is {strategy!r}; "
-                         f"expected one of {list(WINDOW_STRATEGIES)}")
+        raise DemoError(f"{where}: key 'window_strategy' is {strategy!r}; "
+                        f"expected one of {list(WINDOW_STRATEGIES)}")
     if nan_strategy not in NAN_STRATEGIES:
-        raise ValueError(f"{where}: key 'nan_strategy' is {nan_strategy!r}; "
-                         f"expected one of {list(NAN_STRATEGIES)}")
+        raise DemoError(f"{where}: key 'nan_strategy' is {nan_strategy!r}; "
+                        f"expected one of {list(NAN_STRATEGIES)}")
 
     reader = f"demo F03 {variant}"
-    f02_meta = json.loads(existing(phase_file(root, "f02", parent, "metadata.json"), reader).read_text())
-    catalog_bytes = existing(phase_file(root, "f02", parent, "event_catalog.json"), reader).read_bytes()
+    f02_meta = json.loads(existing(phase_file(root, "f02", parent, layout.METADATA), reader).read_text())
+    catalog_bytes = existing(phase_file(root, "f02", parent, layout.EVENT_CATALOG), reader).read_bytes()
     catalog = json.loads(catalog_bytes)
-    dataset = existing(phase_file(root, "f02", parent, "dataset.parquet"), reader)
+    dataset = existing(phase_file(root, "f02", parent, layout.DATASET), reader)
     rows = EventRows.from_arrow(pq.read_table(dataset))
     tu = float(f02_meta["Tu"])
     if not tu.is_integer():
-        raise ValueError(f"F02 {parent}: Tu = {tu} s is not a whole number of seconds; windows need one")
+        raise DemoError(f"F02 {parent}: Tu = {tu} s is not a whole number of seconds; windows need one")
     regime = Regime(Tu=int(tu), OW=require(params, "OW", where), LT=require(params, "LT", where),
                     PW=require(params, "PW", where), origin=int(rows.segs[0]))
     nan_codes = ()
@@ -94,9 +95,9 @@ def build(root: Path, variant: str, params: dict) -> dict:
         "nan_strategy": nan_strategy,
     }
     return {
-        f"{name}_dataset.parquet": parquet_bytes(table),
-        f"{name}_metadata.json": dump_json(metadata),
-        "params.yaml": yaml_text(variant_params),
+        layout.phase_file(name, layout.DATASET): parquet_bytes(table),
+        layout.phase_file(name, layout.METADATA): dump_json(metadata),
+        layout.PARAMS_FILE: yaml_text(variant_params),
     }
 
 

@@ -17,11 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from contract import layout
+from contract.files import dump_json
+from contract.windows import list_arrays
 from demo.artifacts import (PHASES, existing, parquet_bytes, phase_file, require, stage_main, variant_dir,
                             yaml_text)
 from demo.targets import labels, objective_codes
-from runtime.files import dump_json
-from runtime.windows import list_arrays
 
 PHASE = "f04"
 
@@ -35,11 +36,11 @@ def build(root: Path, variant: str, params: dict) -> dict:
     events = list(require(objective, "events", f"{where}.prediction_objective"))
 
     reader = f"demo F04 {variant}"
-    f03_params = existing(variant_dir(root, "f03", parent) / "params.yaml", reader)
+    f03_params = existing(variant_dir(root, "f03", parent) / layout.PARAMS_FILE, reader)
     f02 = yaml.safe_load(f03_params.read_text())["parent_variant"]
-    catalog = json.loads(existing(phase_file(root, "f02", f02, "event_catalog.json"), reader).read_text())
+    catalog = json.loads(existing(phase_file(root, "f02", f02, layout.EVENT_CATALOG), reader).read_text())
     codes = objective_codes(events, catalog, f"{where}.prediction_objective")
-    windows = pq.read_table(existing(phase_file(root, "f03", parent, "dataset.parquet"), reader))
+    windows = pq.read_table(existing(phase_file(root, "f03", parent, layout.DATASET), reader))
     pw_codes, pw_offsets = list_arrays(windows.column("PW_events"))
     label = labels(pw_codes, pw_offsets, codes, operator)
 
@@ -61,9 +62,9 @@ def build(root: Path, variant: str, params: dict) -> dict:
     variant_params = {"parent_variant": parent, "prediction_name": prediction_name,
                       "prediction_objective": definition}
     return {
-        f"{name}_dataset.parquet": parquet_bytes(table),
-        f"{name}_metadata.json": dump_json(metadata),
-        "params.yaml": yaml_text(variant_params),
+        layout.phase_file(name, layout.DATASET): parquet_bytes(table),
+        layout.phase_file(name, layout.METADATA): dump_json(metadata),
+        layout.PARAMS_FILE: yaml_text(variant_params),
     }
 
 

@@ -23,12 +23,13 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 import yaml
 
-from demo.artifacts import (PHASES, existing, phase_file, require, stage_main, variant_dir,
+from contract import layout
+from contract.files import dump_json
+from contract.windows import list_arrays
+from demo.artifacts import (DemoError, PHASES, existing, phase_file, require, stage_main, variant_dir,
                             yaml_text)
 from demo.families import FAMILIES, encode, vectorization
 from demo.train import binary_metrics, positive_weight, probabilities, time_split, train_trial
-from runtime.files import dump_json
-from runtime.windows import list_arrays
 
 PHASE = "f05"
 THRESHOLD = 0.5     # upstream's fixed decision threshold
@@ -39,17 +40,17 @@ def build(root: Path, variant: str, params: dict) -> dict:
     parent = require(params, "parent_variant", where)
     family = require(params, "model_family", where)
     if family not in FAMILIES:
-        raise ValueError(f"{where}: key 'model_family' is {family!r}; expected one of {list(FAMILIES)}")
+        raise DemoError(f"{where}: key 'model_family' is {family!r}; expected one of {list(FAMILIES)}")
     trials = require(params, "trials", where)
     if not isinstance(trials, list) or not trials:
-        raise ValueError(f"{where}: key 'trials' must be a non-empty list of hyperparameter mappings")
+        raise DemoError(f"{where}: key 'trials' must be a non-empty list of hyperparameter mappings")
     seed = require(params, "seed", where)
 
     reader = f"demo F05 {variant}"
-    f04_params = yaml.safe_load(existing(variant_dir(root, "f04", parent) / "params.yaml", reader).read_text())
+    f04_params = yaml.safe_load(existing(variant_dir(root, "f04", parent) / layout.PARAMS_FILE, reader).read_text())
     prediction_name = f04_params["prediction_name"]
     model_id = prediction_name.lower().replace(" ", "_")
-    dataset = pq.read_table(existing(phase_file(root, "f04", parent, "dataset.parquet"), reader))
+    dataset = pq.read_table(existing(phase_file(root, "f04", parent, layout.DATASET), reader))
     codes, offsets = list_arrays(dataset.column("OW_events"))
     y = dataset.column("label").to_numpy().astype(np.int64)
     t0 = dataset.column("t0").to_numpy()
@@ -74,15 +75,15 @@ def build(root: Path, variant: str, params: dict) -> dict:
             experiment = f"exp_{number:03d}"
             saved = Path(scratch) / f"{experiment}.h5"
             model.save(saved)
-            files[f"experiments/{experiment}/model.h5"] = saved.read_bytes()
+            files[f"{layout.F05_EXPERIMENTS}/{experiment}/{layout.MODEL_FILE}"] = saved.read_bytes()
             record = {"experiment": experiment, "hyperparameters": hp, **figures}
-            files[f"experiments/{experiment}/metrics.json"] = dump_json(record)
+            files[f"{layout.F05_EXPERIMENTS}/{experiment}/{layout.EXPERIMENT_METRICS}"] = dump_json(record)
             experiments.append(record)
             if best is None or figures["val"]["f1"] > best["val"]["f1"]:
                 best = record
 
-    files[f"models/{model_id}/model.h5"] = files[f"experiments/{best['experiment']}/model.h5"]
-    files[f"models/{model_id}/model_summary.json"] = dump_json({
+    files[f"{layout.F05_MODELS}/{model_id}/{layout.MODEL_FILE}"] = files[f"{layout.F05_EXPERIMENTS}/{best['experiment']}/{layout.MODEL_FILE}"]
+    files[f"{layout.F05_MODELS}/{model_id}/{layout.MODEL_SUMMARY}"] = dump_json({
         "prediction_name": model_id,
         "model_family": family,
         "threshold": THRESHOLD,
@@ -92,7 +93,7 @@ def build(root: Path, variant: str, params: dict) -> dict:
         "selected_experiment": best["experiment"],
     })
     test_rate = parts["test"][1].mean() if len(parts["test"][1]) else 0.0
-    files[f"{PHASES[PHASE]}_metadata.json"] = dump_json({
+    files[layout.phase_file(PHASES[PHASE], layout.METADATA)] = dump_json({
         "phase": PHASES[PHASE],
         "variant": variant,
         "parent_variant": parent,
@@ -109,7 +110,7 @@ def build(root: Path, variant: str, params: dict) -> dict:
                                           "f1": round(float(2 * test_rate / (1 + test_rate)), 6)},
         "experiments": experiments,
     })
-    files["params.yaml"] = yaml_text(params)
+    files[layout.PARAMS_FILE] = yaml_text(params)
     return files
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from demo.artifacts import DemoError
 from runtime.vectorize import Ragged, from_spec
 
 FAMILIES = ("dense_bow", "sequence_embedding", "cnn1d")
@@ -50,7 +51,7 @@ def build(family: str, spec: dict, hp: dict, where: str) -> keras.Model:
     """The (uncompiled) network of one trial's hyperparameters ``hp``."""
     def need(key):
         if key not in hp:
-            raise ValueError(f"{where}: hyperparameter '{key}' is missing for model_family {family}")
+            raise DemoError(f"{where}: hyperparameter '{key}' is missing for model_family {family}")
         return hp[key]
 
     if family == "dense_bow":

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from demo.artifacts import DemoError
+
 SIGNALS = ("battery_active_power", "pv_active_power", "generator_active_power", "grid_active_power")
 FAULT_KINDS = ("battery", "generator")
 
@@ -81,7 +83,7 @@ class SimulationConfig:
 
     def __post_init__(self):
         if self.Tu <= 0 or self.days <= 0:
-            raise ValueError(f"simulation needs Tu > 0 and days > 0, got Tu={self.Tu}, days={self.days}")
+            raise DemoError(f"simulation needs Tu > 0 and days > 0, got Tu={self.Tu}, days={self.days}")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from demo.artifacts import DemoError
 from demo.families import build
 
 SPLITS = ("train", "val", "test")
@@ -32,8 +33,8 @@ def time_split(n: int, fractions: dict, where: str) -> dict[str, slice]:
     """Consecutive train / val / test slices of ``n`` time-ordered rows."""
     if set(fractions) != set(SPLITS) or any(not 0 < fractions[s] < 1 for s in SPLITS) \
             or abs(sum(fractions.values()) - 1.0) > 1e-9:
-        raise ValueError(f"{where}: key 'split' must give train, val and test fractions in (0, 1) "
-                         f"summing to 1, got {fractions}")
+        raise DemoError(f"{where}: key 'split' must give train, val and test fractions in (0, 1) "
+                        f"summing to 1, got {fractions}")
     n_train = int(fractions["train"] * n)
     n_val = int(fractions["val"] * n)
     return {"train": slice(0, n_train), "val": slice(n_train, n_train + n_val), "test": slice(n_train + n_val, n)}
@@ -47,8 +48,8 @@ def positive_weight(labels: np.ndarray, setting, where: str) -> float:
         positives = int(labels.sum())
         return (len(labels) - positives) / positives if positives else 1.0
     if isinstance(setting, bool) or not isinstance(setting, (int, float)) or setting <= 0:
-        raise ValueError(f"{where}: key 'positive_weight' must be 'balanced' or a positive number, "
-                         f"got {setting!r}")
+        raise DemoError(f"{where}: key 'positive_weight' must be 'balanced' or a positive number, "
+                        f"got {setting!r}")
     return float(setting)
 
 

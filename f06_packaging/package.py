@@ -14,25 +14,21 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from contract import layout
+from contract.files import atomic_path, write_json_atomic, write_text_atomic
+from contract.seal import seal_package
 from f06_packaging.plan import PackagePlan, PackagingError
 from f06_packaging.reference import reference_join
-from f06_packaging.replay import REPLAY_PATH
-from runtime.files import atomic_path, write_json_atomic, write_text_atomic
-from runtime.seal import METADATA_NAME, seal_package
-from upstream.reader import F04
-
-MODEL_FILES = ("model.h5", "model_summary.json")
-DATASET_NAME = f"{F04}_dataset.parquet"
 
 
 def copy_models(plan: PackagePlan, models_dir) -> None:
     """``models/<objective>/<source_f05>__<model_id>/`` with the upstream files unchanged."""
     with atomic_path(Path(models_dir)) as scratch:
         for model in plan.models:
-            target = scratch / Path(model.package_dir).relative_to("models")
+            target = scratch / Path(model.package_dir).relative_to(layout.PACKAGE_MODELS)
             target.mkdir(parents=True)
-            shutil.copyfile(model.files.h5_path, target / "model.h5")
-            shutil.copyfile(model.files.summary.path, target / "model_summary.json")
+            shutil.copyfile(model.files.h5_path, target / layout.MODEL_FILE)
+            shutil.copyfile(model.files.summary.path, target / layout.MODEL_SUMMARY)
 
 
 def _effective_params(plan: PackagePlan) -> dict:
@@ -50,7 +46,7 @@ def _effective_params(plan: PackagePlan) -> dict:
 
 
 def _replay_summary(plan: PackagePlan, package_dir: Path) -> dict:
-    path = package_dir / REPLAY_PATH
+    path = package_dir / layout.REPLAY
     if not path.is_file():
         raise PackagingError(f"packaging variant {plan.variant}: {path} is missing; run the "
                              f"materialize_replay@{plan.variant} stage first")
@@ -58,7 +54,7 @@ def _replay_summary(plan: PackagePlan, package_dir: Path) -> dict:
     segs = table.column("segs")
     events = table.column("events").combine_chunks()
     return {
-        "path": REPLAY_PATH,
+        "path": layout.REPLAY,
         "source_f02": plan.replay.source.variant.id,
         "rows": table.num_rows,
         "events": int(len(events.flatten())),
@@ -69,10 +65,11 @@ def _replay_summary(plan: PackagePlan, package_dir: Path) -> dict:
 
 
 def _check_models_dir(plan: PackagePlan, package_dir: Path) -> None:
-    expected = {f"{m.package_dir}/{name}" for m in plan.models for name in MODEL_FILES}
-    present = {p.relative_to(package_dir).as_posix() for p in (package_dir / "models").rglob("*") if p.is_file()}
+    expected = {f"{m.package_dir}/{name}" for m in plan.models for name in layout.MODEL_FILES}
+    models_dir = package_dir / layout.PACKAGE_MODELS
+    present = {p.relative_to(package_dir).as_posix() for p in models_dir.rglob("*") if p.is_file()}
     if present != expected:
-        raise PackagingError(f"packaging variant {plan.variant}: {package_dir / 'models'} does not hold the "
+        raise PackagingError(f"packaging variant {plan.variant}: {models_dir} does not hold the "
                              f"selected models (missing {sorted(expected - present)}, unexpected "
                              f"{sorted(present - expected)}); run the select_models@{plan.variant} stage first")
 
@@ -80,7 +77,7 @@ def _check_models_dir(plan: PackagePlan, package_dir: Path) -> None:
 def build_metadata(plan: PackagePlan, package_dir: Path, datasets: dict, probes: dict) -> dict:
     lineage = plan.lineage.as_dict()
     return {
-        "phase": "06_packaging",
+        "phase": layout.F06,
         "variant": plan.variant,
         "lineage": {**lineage, "f02": plan.lineage.f02.variant.id},
         "temporal": {
@@ -121,19 +118,20 @@ def write_package(plan: PackagePlan, package_dir, probe) -> dict:
     _check_models_dir(plan, package_dir)
     probes = probe(plan, package_dir)
     datasets = {}
-    with atomic_path(package_dir / "datasets") as scratch:
+    with atomic_path(package_dir / layout.PACKAGE_DATASETS) as scratch:
         for objective_id, objective in sorted(plan.objectives.items()):
             target = scratch / objective_id
             target.mkdir(parents=True)
-            shutil.copyfile(objective.dataset_path, target / DATASET_NAME)
+            dataset = layout.package_dataset(objective_id)
+            shutil.copyfile(objective.dataset_path, scratch.parent / dataset)
             datasets[objective_id] = {
-                "path": f"datasets/{objective_id}/{DATASET_NAME}",
+                "path": dataset,
                 "prediction_name": objective.prediction_name,
                 "objective": objective.definition,
                 **reference_join(objective, target),
             }
-    write_text_atomic(package_dir / "params.yaml",
+    write_text_atomic(package_dir / layout.PARAMS_FILE,
                       yaml.safe_dump(_effective_params(plan), sort_keys=True, default_flow_style=False))
     metadata = seal_package(package_dir, build_metadata(plan, package_dir, datasets, probes))
-    write_json_atomic(package_dir / METADATA_NAME, metadata)
+    write_json_atomic(package_dir / layout.PACKAGE_METADATA, metadata)
     return metadata

@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from contract import layout
+from contract.errors import UserError
 from upstream.reader import (EventStream, Lineage, ModelFiles, Objective, RegimeValue, UpstreamError,
-                             VARIANT_ID, resolve_lineage)
+                             resolve_lineage)
 
 REGIME_KEYS = ("Tu", "OW", "LT", "PW")
 VARIANT_KEYS = {"parent_variants_f05", "temporal", "models", "replay"}
 
 
-class PackagingError(ValueError):
+class PackagingError(UserError):
     """A packaging variant cannot be built as configured."""
 
 
@@ -36,7 +38,7 @@ class SelectedModel:
     def package_dir(self) -> str:
         """Where the model lives inside the package: by objective, then F05 and model id,
         so two F05 runs that share a model_id both stay."""
-        return f"models/{self.objective.id}/{self.files.source_f05}__{self.files.model_id}"
+        return layout.package_model_dir(self.objective.id, self.files.source_f05, self.files.model_id)
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,7 @@ def _replay_spec(variant: str, replay, f02: EventStream) -> ReplaySpec:
         raise PackagingError(f"{_key(variant, 'replay')} must be {{source: {{dataset_id: <F02 variant>}}, "
                              f"time_range: {{start, end}}}}, got {replay!r}")
     dataset_id = replay["source"].get("dataset_id")
-    if not isinstance(dataset_id, str) or not VARIANT_ID.match(dataset_id):
+    if not isinstance(dataset_id, str) or not layout.is_variant_id(dataset_id):
         raise PackagingError(f"{_key(variant, 'replay', 'source', 'dataset_id')} must be an F02 variant id, "
                              f"got {dataset_id!r}")
     if dataset_id != f02.variant.id:

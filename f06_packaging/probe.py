@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from contract import layout
+from contract.files import write_json_atomic
+from contract.windows import Windows, list_arrays
 from f06_packaging.plan import PackagePlan, PackagingError, SelectedModel
-from runtime.files import write_json_atomic
 from runtime.models import LoadedModel
-from runtime.seal import TIMING_NAME
-from runtime.windows import Windows, list_arrays
 
 PROBE_WINDOWS = 256
 
@@ -48,7 +48,7 @@ def probe_model(plan: PackagePlan, model: SelectedModel, package_dir: Path) -> t
     folder = package_dir / model.package_dir
     started = time.perf_counter()
     try:
-        loaded = LoadedModel.from_files(folder / "model.h5", folder / "model_summary.json")
+        loaded = LoadedModel.from_files(folder / layout.MODEL_FILE, folder / layout.MODEL_SUMMARY)
     except (OSError, ValueError) as error:
         raise PackagingError(f"{_describe(plan, model)} is refused: {error}") from None
     load_seconds = time.perf_counter() - started
@@ -80,5 +80,5 @@ def probe_models(plan: PackagePlan, package_dir) -> dict:
     for model in plan.models:
         probes[model.key], seconds = probe_model(plan, model, package_dir)
         load_seconds["/".join(model.key)] = round(seconds, 4)
-    write_json_atomic(package_dir / TIMING_NAME, {"model_load_seconds": load_seconds})
+    write_json_atomic(package_dir / layout.TIMING, {"model_load_seconds": load_seconds})
     return probes

@@ -9,17 +9,16 @@ say which join it used.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from runtime.files import atomic_path
-from runtime.windows import EventRows, Regime, f03_windows, list_arrays
+from contract import layout
+from contract.files import atomic_path
+from contract.windows import EventRows, Regime, f03_windows, list_arrays
 from upstream.reader import Objective
-
-RECOVERED_T0_NAME = "recovered_t0.parquet"
 
 
 def recover_t0(objective: Objective) -> tuple[np.ndarray | None, str]:
@@ -59,7 +58,7 @@ def reference_join(objective: Objective, target_dir: Path) -> dict:
     t0, note = recover_t0(objective)
     if t0 is None:
         return {**summary, "join": "ow_content", "join_note": f"t0 not recoverable: {note}"}
-    with atomic_path(target_dir / RECOVERED_T0_NAME) as scratch:
+    recovered = layout.package_recovered_t0(objective.id)  # target_dir is the objective's folder
+    with atomic_path(target_dir / PurePosixPath(recovered).name) as scratch:
         pq.write_table(pa.table({"t0": pa.array(t0, pa.int64())}), scratch)
-    return {**summary, "join": "t0_recovered", "join_note": note,
-            "recovered_t0": f"datasets/{objective.id}/{RECOVERED_T0_NAME}"}
+    return {**summary, "join": "t0_recovered", "join_note": note, "recovered_t0": recovered}

@@ -11,10 +11,8 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from contract.files import atomic_path
 from f06_packaging.plan import PackagingError, ReplaySpec
-from runtime.files import atomic_path
-
-REPLAY_PATH = "replay/replay_events.parquet"
 
 
 def _filter(spec: ReplaySpec):

@@ -1,7 +1,12 @@
-"""F07 validation: score a deploy run's predictions against the package's F04 references
-and report on it.
+"""F07 deploy & runtime validation, one module per thing it does:
 
-The runtime (`runtime/`) serves and logs; this package only reads what a run left on disk
-(`manifest.json`, `logs/`, the F06 package it points at), so a run can be re-scored and
-re-reported without serving again.
+- ``deployrun``: one F07 variant's run, its files and settings (``DeployRun``), used by every stage.
+- ``serve``: the manifest, proved servable by a real server.   - ``client``: that server as a child
+  process, its HTTP calls and the streamed replay.              - ``infer``: the replay and the prediction log.
+- ``matching``, ``scoring``, ``heldout``: the log against the package's F04 references.
+- ``gates``, ``verdict``: does the run pass, and why.           - ``report``, ``figures``,
+  ``phase_metadata``: the report and the phase record.
+
+Serving itself is ``runtime/``; everything after infer only reads what a run left on disk,
+so a run can be re-scored and re-reported without serving again.
 """

@@ -1,9 +1,9 @@
-"""One F07 variant as the scoring and report stages see it: its folder, its manifest
-(read by `runtime.manifest`, the same reader the server and client use) and, per
-objective, the F04 reference dataset in the package.
+"""One F07 variant's run: its folder and every file in it, its settings, its manifest and,
+per objective, the F04 reference dataset in the package.
 
-Both stages resolve these here, so that they agree on every path and fail with the same
-messages (which file is missing or wrong, and which stage to run to fix it).
+Serve, infer, score, verdict and report all go through ``DeployRun``, so that they agree
+on every path (``contract.layout`` names them) and fail with the same messages: which
+file is missing or wrong, and which stage to run to fix it.
 """
 
 from __future__ import annotations
@@ -11,38 +11,21 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from runtime.manifest import Manifest, ModelEntry, load_manifest
-from runtime.seal import METADATA_NAME
+from contract import layout
+from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT
+from contract.errors import UserError
+from contract.manifest import Manifest, ModelEntry, load_manifest
+from contract.predictions import PREDICTION_SCHEMA
 
-# The raw prediction log as the infer stage writes it (design: F07 `logs/`).
-PREDICTION_COLUMNS = {
-    "t0": pa.int64(),
-    "OW_events": pa.list_(pa.int64()),
-    "objective": pa.string(),
-    "prediction_name": pa.string(),
-    "source_f05": pa.string(),
-    "model_id": pa.string(),
-    "probability": pa.float64(),
-    "y_pred": pa.int8(),
-}
-KEY_COLUMNS = ["objective", "source_f05", "model_id"]
-DEPLOYRUN_PHASE = "07_deployrun"
-
-
-class DeployRunError(ValueError):
-    """An input of an F07 variant is missing or inconsistent; the message names the
-    file and how to fix it."""
-
-
-def model_key(model: ModelEntry) -> tuple[str, str, str]:
-    """A model's identity as a row key (two F05 runs may share a model_id and a
-    prediction_name, never all three parts)."""
-    return (model.objective, model.source_f05, model.model_id)
+class DeployRunError(UserError):
+    """An F07 variant cannot run as configured, or an input of it is missing or
+    inconsistent; the message names the key or file and how to fix it."""
 
 
 def read_json(path: Path, fix: str):
@@ -66,16 +49,101 @@ class ReferenceSpec:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """How the variant is served: ``deployrun.<variant>`` without the gates, defaults applied."""
+
+    parent_variant_f06: str
+    host: str
+    port: int
+    batch_size: int
+    check_equivalence: bool
+
+
 class DeployRun:
-    variant: str
-    params: dict  # params.yaml deployrun.<variant>
-    executions: Path  # the executions/ folder of the project
-    manifest: Manifest
-    references: dict[str, ReferenceSpec]  # by objective, in manifest order
+    """F07 ``variant`` (its params.yaml entry ``params``) under ``executions/07_deployrun/``.
+
+    The paths exist before the files do (serve writes the manifest that the later stages
+    read); ``manifest`` and ``references`` are read on first use."""
+
+    def __init__(self, variant: str, params: dict, executions=layout.EXECUTIONS):
+        self.variant = variant
+        self.params = params
+        self.executions = Path(executions)
+        self.root = layout.variant_dir(layout.F07, variant, self.executions)
+
+    # ------------------------------------------------------------------ files
+    def path(self, relative: str) -> Path:
+        """A file of the run, ``relative`` one of ``contract.layout``'s F07 names."""
+        return self.root / relative
 
     @property
-    def root(self) -> Path:
-        return self.executions / DEPLOYRUN_PHASE / self.variant
+    def manifest_path(self) -> Path:
+        return self.root / layout.MANIFEST
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.root / layout.PREDICTIONS
+
+    @property
+    def package_root(self) -> Path:
+        """The F06 package params.yaml names (the manifest's, once serve has run)."""
+        return layout.variant_dir(layout.F06, self.params.get("parent_variant_f06"), self.executions)
+
+    def stage_fix(self, stage: str) -> str:
+        return f"run `dvc repro {stage}@{self.variant}` first"
+
+    def read_log_json(self, relative: str) -> dict:
+        """`run_summary.json` or `equivalence.json` (``layout.RUN_SUMMARY``,
+        ``layout.EQUIVALENCE``), both written by the infer stage."""
+        return read_json(self.root / relative, self.stage_fix("infer"))
+
+    def read_optional_json(self, relative: str) -> dict | None:
+        """Files that may legitimately be absent: the untracked timing, and the verdict
+        until the verdict stage exists."""
+        path = self.root / relative
+        if not path.exists():
+            return None
+        return read_json(path, f"delete it or rerun the stage that writes {relative}")
+
+    # ------------------------------------------------------------------ settings
+    @cached_property
+    def settings(self) -> Settings:
+        """``deployrun.<variant>`` (everything but the gates) with defaults applied. Keys
+        and types are the schema's (``contract.config``, checked before any stage runs);
+        here: is the package there."""
+        entry = self.params
+        parent = entry.get("parent_variant_f06")
+        if not layout.is_variant_id(parent) or not (self.package_root / layout.PACKAGE_METADATA).is_file():
+            raise DeployRunError(f"deployrun.{self.variant}.parent_variant_f06: {parent!r} is not a built F06 "
+                                 f"package; name a packaging variant and run its seal_package stage")
+        runtime = entry.get("runtime") or {}
+        return Settings(parent_variant_f06=parent, host=runtime.get("host", DEFAULT_HOST),
+                        port=runtime.get("port", DEFAULT_PORT),
+                        batch_size=entry.get("batch_size", DEFAULT_BATCH_SIZE),
+                        check_equivalence=entry.get("check_equivalence", True))
+
+    # ------------------------------------------------------------------ manifest and package
+    @cached_property
+    def manifest(self) -> Manifest:
+        """The manifest serve wrote; refuses one made for another package than the one
+        params.yaml names now (a stale serve stage) and model names that cannot be part
+        of an output file name."""
+        fix = self.stage_fix("serve")
+        manifest = load_manifest(self.manifest_path)
+        if manifest.parent_variant_f06 != self.params.get("parent_variant_f06"):
+            raise DeployRunError(
+                f"{self.manifest_path} was made for package {manifest.parent_variant_f06}, but "
+                f"params.yaml deployrun.{self.variant}.parent_variant_f06 is "
+                f"{self.params.get('parent_variant_f06')}: {fix}"
+            )
+        for model in manifest.models:
+            for name in (model.objective, model.prediction_name, model.source_f05, model.model_id):
+                if name in ("", ".", "..") or "/" in name or "\\" in name:
+                    raise DeployRunError(
+                        f"{self.manifest_path}: model name {name!r} cannot be part of a file "
+                        f"name (outputs are named after it); rename it upstream"
+                    )
+        return manifest
 
     @property
     def models(self) -> tuple[ModelEntry, ...]:
@@ -91,48 +159,50 @@ class DeployRun:
         (never an absolute path in a tracked output)."""
         return Path(os.path.relpath(self.manifest.package_dir, self.manifest.path.parent)).as_posix()
 
-    @property
-    def predictions_path(self) -> Path:
-        return self.root / "logs" / "raw_predictions.parquet"
-
-    def stage_fix(self, stage: str) -> str:
-        return f"run `dvc repro {stage}@{self.variant}` first"
-
-    def read_log_json(self, name: str) -> dict:
-        """`run_summary.json` or `equivalence.json`, both written by the infer stage."""
-        return read_json(self.root / "logs" / name, self.stage_fix("infer"))
-
-    def read_optional_json(self, relpath: str) -> dict | None:
-        """Files that may legitimately be absent: the untracked `logs/timing.json`, and
-        `verdict.json` until the verdict stage exists."""
-        path = self.root / relpath
-        if not path.exists():
-            return None
-        return read_json(path, f"delete it or rerun the stage that writes {relpath}")
-
     def package_metadata(self) -> dict:
         return read_json(
-            self.manifest.package_dir / METADATA_NAME,
+            self.manifest.package_dir / layout.PACKAGE_METADATA,
             f"package {self.manifest.parent_variant_f06} is incomplete; rebuild it with `dvc repro`",
         )
+
+    @cached_property
+    def references(self) -> dict[str, ReferenceSpec]:
+        """Per objective (in manifest order), the reference fields of manifest.json's
+        model entries, which ``contract.manifest`` does not keep (serving never reads
+        labels). The models of one objective must agree on them."""
+        fix = "rerun the serve stage to rewrite it"
+        path = self.manifest.path
+        specs: dict[str, ReferenceSpec] = {}
+        for index, entry in enumerate(read_json(path, fix)["models"]):
+            missing = [key for key in ("dataset", "input_column", "label_column") if not entry.get(key)]
+            if missing:
+                raise DeployRunError(f"{path}, models[{index}]: keys {missing} are missing; {fix}")
+            spec = ReferenceSpec(entry["dataset"], entry["input_column"], entry["label_column"],
+                                 entry.get("recovered_t0"))
+            if specs.setdefault(entry["objective"], spec) != spec:
+                raise DeployRunError(
+                    f"{path}: the models of objective {entry['objective']} name different "
+                    f"reference datasets or columns; {fix}"
+                )
+        return specs
 
     def dataset_path(self, objective: str) -> Path:
         return self.manifest.package_dir / self.references[objective].dataset
 
     def read_predictions(self) -> pa.Table:
-        """The raw prediction log, with every column in the type the design fixes (any
+        """The raw prediction log, with every column in the type the contract fixes (any
         integer width is accepted and widened, so that a log written with narrower types
         still scores)."""
         path = self.predictions_path
         if not path.exists():
             raise DeployRunError(f"{path} is missing: {self.stage_fix('infer')}")
         table = pq.read_table(path)
-        missing = sorted(set(PREDICTION_COLUMNS) - set(table.column_names))
+        missing = sorted(set(PREDICTION_SCHEMA.names) - set(table.column_names))
         if missing:
             raise DeployRunError(f"{path} lacks columns {missing}: {self.stage_fix('infer')}")
-        table = table.select(list(PREDICTION_COLUMNS))
+        table = table.select(PREDICTION_SCHEMA.names)
         try:
-            table = table.cast(pa.schema(PREDICTION_COLUMNS))
+            table = table.cast(PREDICTION_SCHEMA)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise DeployRunError(
                 f"{path} has columns of unexpected types ({exc}); {self.stage_fix('infer')}"
@@ -145,45 +215,9 @@ class DeployRun:
         return table
 
 
-def _reference_specs(manifest: Manifest) -> dict[str, ReferenceSpec]:
-    """Per objective, the reference fields of manifest.json's model entries, which
-    `runtime.manifest` does not keep (serving never reads labels). The models of one
-    objective must agree on them."""
-    fix = "rerun the serve stage to rewrite it"
-    specs: dict[str, ReferenceSpec] = {}
-    for index, entry in enumerate(read_json(manifest.path, fix)["models"]):
-        missing = [key for key in ("dataset", "input_column", "label_column") if not entry.get(key)]
-        if missing:
-            raise DeployRunError(f"{manifest.path}, models[{index}]: keys {missing} are missing; {fix}")
-        spec = ReferenceSpec(entry["dataset"], entry["input_column"], entry["label_column"],
-                             entry.get("recovered_t0"))
-        if specs.setdefault(entry["objective"], spec) != spec:
-            raise DeployRunError(
-                f"{manifest.path}: the models of objective {entry['objective']} name different "
-                f"reference datasets or columns; {fix}"
-            )
-    return specs
-
-
-def load_deployrun(variant: str, params: dict, executions: Path) -> DeployRun:
-    """F07 `variant` (params.yaml entry `params`) under `executions/07_deployrun/`;
-    refuses a manifest made for another package than the one params.yaml names now (a
-    stale serve stage) and model names that cannot be part of an output file name."""
-    fix = f"run `dvc repro serve@{variant}` first"
-    run_dir = executions / DEPLOYRUN_PHASE / variant
-    manifest = load_manifest(run_dir / "manifest.json")
-    if manifest.parent_variant_f06 != params.get("parent_variant_f06"):
-        raise DeployRunError(
-            f"{run_dir / 'manifest.json'} was made for package {manifest.parent_variant_f06}, but "
-            f"params.yaml deployrun.{variant}.parent_variant_f06 is "
-            f"{params.get('parent_variant_f06')}: {fix}"
-        )
-    for model in manifest.models:
-        for name in (model.objective, model.prediction_name, model.source_f05, model.model_id):
-            if name in ("", ".", "..") or "/" in name or "\\" in name:
-                raise DeployRunError(
-                    f"{run_dir / 'manifest.json'}: model name {name!r} cannot be part of a file "
-                    f"name (outputs are named after it); rename it upstream"
-                )
-    return DeployRun(variant=variant, params=params, executions=executions, manifest=manifest,
-                     references=_reference_specs(manifest))
+def load_deployrun(variant: str, params: dict, executions=layout.EXECUTIONS) -> DeployRun:
+    """A run whose serve stage has written its manifest: the manifest and the references
+    are read and checked now, so a stale or broken one stops the stage before any work."""
+    run = DeployRun(variant, params, executions)
+    run.references  # noqa: B018 (reads and checks the manifest too)
+    return run

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from f07_validation.deployrun import KEY_COLUMNS
+from contract.model_key import KEY_COLUMNS
 from f07_validation.matching import AMBIGUOUS, NO_REFERENCE
 
 DPI = 100

@@ -19,10 +19,9 @@ params.yaml and the package's model list, so the serve stage and `make variant7`
 it before any work: a typo in a gate then fails in seconds, naming the key, instead of
 after a full replay. The verdict calls it again and evaluates the `Bound`s it returns.
 
-A baseline's metrics cannot be a DVC dependency of its own (the baseline is optional
-and chosen in params.yaml), so every score stage also leaves a byte copy of its
-metrics_per_model.csv in one shared folder, `executions/07_scoreboard/<variant>.csv`,
-which every verdict depends on as a whole.
+A verdict depends on its own baseline's metrics_per_model.csv only (dvc.yaml reads the
+baseline from the generated dvc_deps.yaml, `verdict_deps`), so scoring another variant
+leaves it up to date.
 """
 
 from __future__ import annotations
@@ -34,10 +33,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from f07_validation.deployrun import KEY_COLUMNS, DeployRunError
+from contract import dvc_deps, layout
+from contract.errors import UserError
+from contract.model_key import KEY_COLUMNS, key_of
+from f07_validation.deployrun import DeployRunError
 from f07_validation.scoring import METRICS
-
-SCOREBOARD = "07_scoreboard"  # under executions/
 
 RATES = ("precision", "recall", "f1")  # in [0, 1], higher is better; the rest count predictions
 KINDS = ("min", "max", "max_drop")  # the order of the verdict's gate checks
@@ -47,22 +47,9 @@ EXAMPLES = {"min": "{recall: 0.5}", "max": "{FP: 100}", "max_drop": "{f1: 0.02}"
 DROP_DECIMALS = 9  # see drop()
 
 
-class GateError(ValueError):
+class GateError(UserError):
     """A gates configuration that cannot be evaluated; the message names the variant,
     the params.yaml key and the fix."""
-
-
-def model_name(model: dict) -> str:
-    """`<objective>/<source_f05>/<model_id>` of a package metadata model or a metrics
-    row: the `runtime.manifest.ModelEntry.key` by which run_summary.json,
-    equivalence.json, serve.json and `gates.models` name a model."""
-    return "/".join(model[column] for column in KEY_COLUMNS)
-
-
-def scoreboard_path(executions: Path, variant: str) -> Path:
-    """Where the score stage of `variant` leaves the copy of its metrics_per_model.csv
-    that other variants' verdicts read as their baseline."""
-    return Path(executions) / SCOREBOARD / f"{variant}.csv"
 
 
 @dataclass(frozen=True)
@@ -125,7 +112,7 @@ def validate_gates(variant: str, entry: dict, deployrun_section: dict,
     bounds = [bound for kind in KINDS for bound in _bounds(f"{where}.{kind}", kind, config.get(kind))]
     _refuse_contradictions(where, bounds)
     baseline = _baseline(variant, where, config.get("baseline"), deployrun_section, bounds)
-    served = [model_name(model) for model in package_models]
+    served = [key_of(model) for model in package_models]
     models = _models(where, config.get("models"), served, entry.get("parent_variant_f06"), bounds)
     return Gates(bounds=tuple(bounds), baseline=baseline, models=models)
 
@@ -226,8 +213,8 @@ def _models(where: str, models, served: list[str], package, bounds: list[Bound])
 
 
 def read_model_metrics(path: Path, fix: str) -> dict[str, dict[str, int | float]]:
-    """Model name -> {metric: value} from a metrics_per_model.csv (or its scoreboard
-    copy). Read as text, not through pandas' type guessing, so that names stay exactly
+    """Model key -> {metric: value} from a metrics_per_model.csv (the run's own or its
+    baseline's). Read as text, not through pandas' type guessing, so that names stay exactly
     as written (a model_id 'NA' is not a missing value) and every float comes back as
     the same double."""
     try:
@@ -242,8 +229,31 @@ def read_model_metrics(path: Path, fix: str) -> dict[str, dict[str, int | float]
     metrics = {}
     for line, row in enumerate(rows, start=2):
         try:
-            metrics[model_name(row)] = {metric: float(row[metric]) if metric in RATES else int(row[metric])
+            metrics[key_of(row)] = {metric: float(row[metric]) if metric in RATES else int(row[metric])
                                         for metric in METRICS}
         except ValueError as error:
             raise DeployRunError(f"{path} line {line}: {error}: {fix}") from None
     return metrics
+
+
+def verdict_deps(variant: str, entry: dict) -> dict:
+    """dvc_deps.yaml's ``verdict`` entry of ``variant``: its package and the run whose
+    metrics_per_model.csv its verdict reads (its baseline, else its own, which the verdict
+    depends on anyway)."""
+    gates = entry.get("gates") if isinstance(entry, dict) else None
+    baseline = gates.get("baseline") if isinstance(gates, dict) else None
+    return {"parent_variant_f06": entry.get("parent_variant_f06"),
+            "baseline": baseline if layout.is_variant_id(baseline) else variant}
+
+
+def check_declared(variant: str, entry: dict, deps_file=layout.DVC_DEPS_FILE) -> None:
+    """Refuse a verdict whose DVC dependencies (dvc_deps.yaml) are not its baseline's.
+    Without the file there is nothing to check: DVC cannot have run the stage."""
+    if not Path(deps_file).is_file():
+        return
+    listed = dvc_deps.read(deps_file)["verdict"].get(variant)
+    wanted = verdict_deps(variant, entry)
+    if listed != wanted:
+        raise GateError(f"{deps_file} lists the verdict of deployrun.{variant} as {listed}, but params.yaml "
+                        f"gives {wanted}: its DVC dependencies would be wrong; rewrite it with "
+                        f"`python -m lifecycle deps` (make deps) and run again")

@@ -63,7 +63,7 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
     if not path.exists():
         raise DeployRunError(
             f"{path} (reference of objective {objective}) is missing: the package is "
-            f"incomplete; check it with `python -m runtime.seal verify <package_dir>`"
+            f"incomplete; check it with `python -m contract.seal verify <package_dir>`"
         )
     schema = pq.read_schema(path)
     has_t0 = "t0" in schema.names

@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from contract import layout
+from contract.files import write_json_atomic
 from f07_validation.deployrun import DeployRun
-from f07_validation.report import RUNTIME_JS
 from f07_validation.scoring import METRICS, MODEL_COLUMNS
-from runtime.files import write_json_atomic
-from runtime.seal import TIMING_NAME
 
-FILE_NAME = "07_deployrun_metadata.json"
-NOT_OUTPUTS = {TIMING_NAME, RUNTIME_JS, ".gitignore", FILE_NAME}
+NOT_OUTPUTS = {layout.RUN_TIMING, layout.RUNTIME_JS, layout.RUN_METADATA}  # and DVC's .gitignore files
 
 
 def run_outputs(run_root: Path) -> list[str]:
@@ -29,17 +27,18 @@ def run_outputs(run_root: Path) -> list[str]:
     return sorted(
         path.relative_to(run_root).as_posix()
         for path in run_root.rglob("*")
-        if path.is_file() and path.name not in NOT_OUTPUTS
+        if path.is_file() and path.name != ".gitignore"
+        and path.relative_to(run_root).as_posix() not in NOT_OUTPUTS
         and not any(part.startswith(".") for part in path.relative_to(run_root).parts)
     )
 
 
 def phase_metadata(run: DeployRun, per_model: pd.DataFrame, scoring: dict) -> dict:
     package = run.package_metadata()
-    equivalence = run.read_log_json("equivalence.json")
-    verdict = run.read_optional_json("verdict.json")
+    equivalence = run.read_log_json(layout.EQUIVALENCE)
+    verdict = run.read_optional_json(layout.VERDICT)
     return {
-        "phase": "07_deployrun",
+        "phase": layout.F07,
         "variant": run.variant,
         "parent_variant_f06": run.manifest.parent_variant_f06,
         "package_digest": run.manifest.package_digest,
@@ -50,7 +49,7 @@ def phase_metadata(run: DeployRun, per_model: pd.DataFrame, scoring: dict) -> di
              "metrics": {metric: row[metric] for metric in METRICS}}
             for row in per_model.to_dict("records")
         ],
-        "run": run.read_log_json("run_summary.json"),
+        "run": run.read_log_json(layout.RUN_SUMMARY),
         "matching": scoring["objectives"],
         "held_out": {"value": scoring["held_out"], "reason": scoring["held_out_reason"]},
         "equivalence": {key: equivalence.get(key) for key in ("enabled", "passed", "tolerance",
@@ -61,4 +60,4 @@ def phase_metadata(run: DeployRun, per_model: pd.DataFrame, scoring: dict) -> di
 
 
 def write_phase_metadata(run: DeployRun, per_model: pd.DataFrame, scoring: dict) -> None:
-    write_json_atomic(run.root / FILE_NAME, phase_metadata(run, per_model, scoring))
+    write_json_atomic(run.path(layout.RUN_METADATA), phase_metadata(run, per_model, scoring))

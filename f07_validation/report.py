@@ -19,41 +19,41 @@ from __future__ import annotations
 
 import base64
 import json
+import posixpath
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
+from contract import layout
+from contract.files import atomic_path
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.figures import confusion_png, timeline_png
 from f07_validation.scoring import MODEL_COLUMNS, match_deployrun
 from f07_validation.timefmt import utc_iso
-from runtime.files import atomic_path
-from runtime.seal import TIMING_NAME
 
 # The template lives in the repository's reports/, found from this file so that the stage
 # works from any working directory (tests run it in a temporary tree).
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "reports"
 TEMPLATE = "report.html.j2"
-RUNTIME_JS = "runtime.js"
-TIMELINE_PATH = "figures/timeline.png"
 TEMPORAL_PARAMETERS = [("Tu", "s"), ("OW", "Tu"), ("LT", "Tu"), ("PW", "Tu")]
 
 
-def read_metrics(metrics_dir: Path) -> tuple[pd.DataFrame, dict]:
+def read_metrics(run: DeployRun) -> tuple[pd.DataFrame, dict]:
     """What the score stage wrote: metrics_per_model.csv (names kept as text, floats
     read back exactly) and scoring.json."""
     fix = "run the score stage first (`dvc repro score@<variant>`)"
-    path = metrics_dir / "metrics_per_model.csv"
+    path = run.path(layout.METRICS_PER_MODEL)
     if not path.exists():
         raise DeployRunError(f"{path} is missing: {fix}")
     names = {column: str for column in MODEL_COLUMNS if column != "threshold"}
     per_model = pd.read_csv(path, dtype=names, keep_default_na=False, float_precision="round_trip")
-    return per_model, read_json(metrics_dir / "scoring.json", fix)
+    return per_model, read_json(run.path(layout.SCORING), fix)
 
 
-def confusion_figure_path(prediction_name: str) -> str:
-    return f"figures/confusion_{prediction_name}.png"
+def in_report(relative: str) -> str:
+    """A run-relative path as the page links it: relative to the report's folder."""
+    return posixpath.relpath(relative, layout.REPORT_DIR)
 
 
 def prediction_names(models: list[dict]) -> list[str]:
@@ -62,15 +62,15 @@ def prediction_names(models: list[dict]) -> list[str]:
 
 
 def make_figures(run: DeployRun, per_model: pd.DataFrame) -> dict[str, bytes]:
-    """`figures/<name>.png` -> PNG bytes: one confusion figure per prediction_name (its
-    models as panels, in manifest order) and the timeline."""
+    """Run-relative `report/figures/<name>.png` -> PNG bytes: one confusion figure per
+    prediction_name (its models as panels, in manifest order) and the timeline."""
     figures = {}
     models = per_model.to_dict("records")
     for name in prediction_names(models):
         panels = [row for row in models if row["prediction_name"] == name]
-        figures[confusion_figure_path(name)] = confusion_png(name, panels)
+        figures[layout.confusion_figure(name)] = confusion_png(name, panels)
     frame, _ = match_deployrun(run)
-    figures[TIMELINE_PATH] = timeline_png(frame, models, run.manifest.regime().Tu)
+    figures[layout.TIMELINE_FIGURE] = timeline_png(frame, models, run.manifest.regime().Tu)
     return figures
 
 
@@ -102,14 +102,14 @@ def report_context(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
         "held_out": scoring["held_out"],
         "held_out_reason": scoring["held_out_reason"],
         "confusion_figures": [
-            {"prediction_name": name, "path": confusion_figure_path(name),
-             "uri": data_uri(figures[confusion_figure_path(name)])}
+            {"prediction_name": name, "path": in_report(layout.confusion_figure(name)),
+             "uri": data_uri(figures[layout.confusion_figure(name)])}
             for name in prediction_names(models)
         ],
-        "timeline_uri": data_uri(figures[TIMELINE_PATH]),
-        "run_summary": run.read_log_json("run_summary.json"),
-        "equivalence": run.read_log_json("equivalence.json"),
-        "verdict": run.read_optional_json("verdict.json"),
+        "timeline_uri": data_uri(figures[layout.TIMELINE_FIGURE]),
+        "run_summary": run.read_log_json(layout.RUN_SUMMARY),
+        "equivalence": run.read_log_json(layout.EQUIVALENCE),
+        "verdict": run.read_optional_json(layout.VERDICT),
     }
 
 
@@ -131,13 +131,16 @@ def runtime_js(timing: dict | None) -> str:
 
 def write_report(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
                  template_dir: Path = TEMPLATE_DIR) -> None:
-    """Replace `report/` with report.html, runtime.js and figures/, all or nothing."""
+    """Replace `report/` with report.html, runtime.js and figures/, all or nothing. The
+    staging folder has the report folder's name, so its parent stands for the run folder
+    and the layout's paths apply to it."""
     figures = make_figures(run, per_model)
     html = render_html(report_context(run, per_model, scoring, figures), template_dir)
-    timing = run.read_optional_json(f"logs/{TIMING_NAME}")
-    with atomic_path(run.root / "report") as out:
-        (out / "figures").mkdir(parents=True)
+    timing = run.read_optional_json(layout.RUN_TIMING)
+    with atomic_path(run.path(layout.REPORT_DIR)) as out:
+        staged = out.parent
+        (staged / layout.FIGURES_DIR).mkdir(parents=True)
         for relpath, png in figures.items():
-            (out / relpath).write_bytes(png)
-        (out / "report.html").write_text(html, encoding="utf-8")
-        (out / RUNTIME_JS).write_text(runtime_js(timing), encoding="utf-8")
+            (staged / relpath).write_bytes(png)
+        (staged / layout.REPORT_HTML).write_text(html, encoding="utf-8")
+        (staged / layout.RUNTIME_JS).write_text(runtime_js(timing), encoding="utf-8")

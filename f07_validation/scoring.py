@@ -19,15 +19,18 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from f07_validation.deployrun import KEY_COLUMNS, DeployRun, DeployRunError, model_key, read_json
+from contract import layout
+from contract.files import atomic_path, dump_json
+from contract.manifest import ModelEntry
+from contract.model_key import KEY_COLUMNS
+from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, NO_REFERENCE, REFERENCED, Reference,
                                      load_reference, match_references)
-from runtime.files import atomic_path, dump_json
-from runtime.manifest import ModelEntry
 
 def confusion_file_name(model: ModelEntry) -> str:
-    return f"{model.prediction_name}__{model.source_f05}__{model.model_id}.csv"
+    """The model's confusion pairs, relative to the run folder."""
+    return layout.confusion_csv(model.prediction_name, model.source_f05, model.model_id)
 
 
 MODEL_COLUMNS = ["objective", "prediction_name", "source_f05", "model_id", "model_family",
@@ -66,7 +69,7 @@ def match_deployrun(run: DeployRun) -> tuple[pd.DataFrame, dict[str, Reference]]
     predictions = run.read_predictions()
     logged = predictions.select(KEY_COLUMNS).group_by(KEY_COLUMNS).aggregate([]).to_pylist()
     stray = sorted({tuple(row[c] for c in KEY_COLUMNS) for row in logged}
-                   - {model_key(model) for model in run.models})
+                   - {model.key_values for model in run.models})
     if stray:
         raise DeployRunError(
             f"{run.predictions_path} has predictions of models not in manifest.json "
@@ -81,7 +84,7 @@ def match_deployrun(run: DeployRun) -> tuple[pd.DataFrame, dict[str, Reference]]
 @dataclass(frozen=True)
 class Scoring:
     per_model: pd.DataFrame  # one row per manifest model: MODEL_COLUMNS + METRICS
-    confusion: dict[str, pd.DataFrame]  # file name in confusion/ -> actual,predicted rows
+    confusion: dict[str, pd.DataFrame]  # path in the run folder -> actual,predicted rows
     summary: dict  # the content of scoring.json
 
 
@@ -108,7 +111,7 @@ def score_models(frame: pd.DataFrame, models: tuple[ModelEntry, ...],
     empty = pd.DataFrame({"actual": np.array([], np.int8), "predicted": np.array([], np.int8)})
     rows, confusion = [], {}
     for model in models:
-        key = model_key(model)
+        key = model.key_values
         group = groups.get(key)
         pairs = empty if group is None else pd.DataFrame({
             "actual": group["label"].to_numpy(dtype=np.int8),
@@ -153,11 +156,11 @@ def objective_summary(frame: pd.DataFrame, run: DeployRun,
 
 
 def f05_metadata(run: DeployRun) -> dict[str, dict | None]:
-    """Each source F05's `executions/05_modeling/<v>/05_modeling_metadata.json` (None
+    """Each source F05's `<F05 variant>/05_modeling_metadata.json` (None
     when absent: F05 runs need not be on this machine to serve their package)."""
     found = {}
     for source in sorted({model.source_f05 for model in run.models}):
-        path = run.executions / "05_modeling" / source / "05_modeling_metadata.json"
+        path = layout.variant_dir(layout.F05, source, run.executions) / layout.phase_file(layout.F05, layout.METADATA)
         found[source] = read_json(path, f"fix or regenerate F05 {source}") if path.exists() else None
     return found
 
@@ -216,14 +219,17 @@ def write_dvclive_metrics(tree: dict[str, dict[str, dict]], out_dir: Path) -> No
     live.make_summary()
 
 
-def write_scoring(scoring: Scoring, metrics_dir: Path) -> None:
-    """Replace `metrics_dir` with metrics_per_model.csv, metrics.json, scoring.json and
-    confusion/<prediction_name>__<source_f05>__<model_id>.csv, all or nothing."""
+def write_scoring(scoring: Scoring, run: DeployRun) -> None:
+    """Replace the run's metrics folder with metrics_per_model.csv, metrics.json,
+    scoring.json and confusion/<prediction_name>__<source_f05>__<model_id>.csv, all or
+    nothing. The staging folder has the metrics folder's name, so its parent stands for
+    the run folder and the layout's paths apply to it."""
     tree = metrics_tree(scoring.per_model)
-    with atomic_path(metrics_dir) as out:
-        (out / "confusion").mkdir(parents=True)
-        scoring.per_model.to_csv(out / "metrics_per_model.csv", index=False, lineterminator="\n")
+    with atomic_path(run.path(layout.METRICS_DIR)) as out:
+        staged = out.parent
+        (staged / layout.CONFUSION_DIR).mkdir(parents=True)
+        scoring.per_model.to_csv(staged / layout.METRICS_PER_MODEL, index=False, lineterminator="\n")
         write_dvclive_metrics(tree, out)
-        (out / "scoring.json").write_text(dump_json(scoring.summary), encoding="utf-8")
+        (staged / layout.SCORING).write_text(dump_json(scoring.summary), encoding="utf-8")
         for name, pairs in scoring.confusion.items():
-            pairs.to_csv(out / "confusion" / name, index=False, lineterminator="\n")
+            pairs.to_csv(staged / name, index=False, lineterminator="\n")

@@ -26,14 +26,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contract import layout
+from contract.files import write_json_atomic
+from contract.seal import verify_seal
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
-from f07_validation.gates import Gates, drop, read_model_metrics, scoreboard_path, validate_gates
-from runtime.files import write_json_atomic
-from runtime.seal import verify_seal
-
-SERVE_FILE = "serve.json"
-VERDICT_FILE = "verdict.json"
-METRICS_FILE = Path("metrics") / "metrics_per_model.csv"
+from f07_validation.gates import Gates, drop, read_model_metrics, validate_gates
 
 
 def check(name: str, passed: bool | None, measured, expected: str, detail: str = "") -> dict:
@@ -178,7 +175,7 @@ def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | No
     for bound in gates.bounds:
         for name in filter(gates.applies_to, (model.key for model in run.models)):
             if name not in metrics:
-                raise DeployRunError(f"{run.root / METRICS_FILE} has no row for model {name} of manifest.json: "
+                raise DeployRunError(f"{run.path(layout.METRICS_PER_MODEL)} has no row for model {name} of manifest.json: "
                                      f"{run.stage_fix('score')}")
             value = metrics[name][bound.metric]
             label = f"{bound.label(gates.baseline)}: {name}"
@@ -205,24 +202,24 @@ def judge(run: DeployRun, deployrun_section: dict) -> dict:
     evidence of each stage."""
     gates = validate_gates(run.variant, run.params, deployrun_section,
                            [model.identity() for model in run.models])
-    serve_path = run.root / SERVE_FILE
+    serve_path = run.path(layout.SERVE_RECORD)
     serve = _require(read_json(serve_path, run.stage_fix("serve")),
                      ("seal_verified", "package_digest", "ready", "models"), serve_path, run.stage_fix("serve"))
-    summary_path = run.root / "logs" / "run_summary.json"
-    summary = _require(run.read_log_json("run_summary.json"),
+    summary_path = run.path(layout.RUN_SUMMARY)
+    summary = _require(run.read_log_json(layout.RUN_SUMMARY),
                        ("models",), summary_path, run.stage_fix("infer"),
                        counts=("windows_sent", "windows_answered", "rows_logged"))
-    equivalence_path = run.root / "logs" / "equivalence.json"
-    equivalence = _require(run.read_log_json("equivalence.json"), ("enabled",), equivalence_path,
+    equivalence_path = run.path(layout.EQUIVALENCE)
+    equivalence = _require(run.read_log_json(layout.EQUIVALENCE), ("enabled",), equivalence_path,
                            run.stage_fix("infer"))
     checks = [*seal_checks(run, serve), *readiness_checks(run, serve), *delivery_checks(run, summary),
               *equivalence_checks(run, equivalence, equivalence_path)]
     if gates.bounds:
-        metrics = read_model_metrics(run.root / METRICS_FILE, run.stage_fix("score"))
+        metrics = read_model_metrics(run.path(layout.METRICS_PER_MODEL), run.stage_fix("score"))
         baseline = None
         if gates.baseline is not None:
             baseline = read_model_metrics(
-                scoreboard_path(run.executions, gates.baseline),
+                DeployRun(gates.baseline, {}, run.executions).path(layout.METRICS_PER_MODEL),
                 f"deployrun.{run.variant}.gates.baseline {gates.baseline} has not been scored; "
                 f"run `dvc repro score@{gates.baseline}`")
         checks += gate_checks(run, gates, metrics, baseline)
@@ -243,7 +240,7 @@ def verdict_document(variant: str, baseline: str | None, checks: list[dict]) -> 
 
 
 def write_verdict(run: DeployRun, verdict: dict) -> None:
-    write_json_atomic(run.root / VERDICT_FILE, verdict)
+    write_json_atomic(run.path(layout.VERDICT), verdict)
 
 
 def describe(verdict: dict) -> str:

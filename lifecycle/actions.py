@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import shutil
 
+from contract import dvc_deps
+from contract.files import write_text_atomic
+from lifecycle import deps
 from lifecycle.checks import CHECKS
 from lifecycle.project import F06, F07, LifecycleError, Phase, Project, check_variant_id
-from lifecycle.tools import dvc, git, git_ignored, is_dvc_repo
-from lifecycle.yamledit import remove_entries
-from runtime.files import write_text_atomic
+from lifecycle.tools import commit_only, committed_text, dvc, git_ignored, is_dvc_repo
+from lifecycle.yamledit import copy_entries, remove_entries
 
 
 def run(project: Project, phase: Phase, variant: str) -> None:
@@ -24,6 +26,7 @@ def run(project: Project, phase: Phase, variant: str) -> None:
         raise LifecycleError(f"deployrun.{variant}.parent_variant_f06 = {entry.get('parent_variant_f06')!r} is "
                              f"not an F06 variant of params.yaml; set it to one of "
                              f"{', '.join(project.entries(F06)) or 'none (create one with make variant6)'}")
+    deps.write(project)  # params.yaml may have been edited by hand
     dvc(project, "repro", *project.targets(phase, variant))
     print(f"{phase.label} variant {variant} is built; next: make check{phase.number} VARIANT={variant}")
 
@@ -38,9 +41,29 @@ def _git_outputs(project: Project, phase: Phase, variant: str) -> list[str]:
     return [path for path in paths if path not in ignored]
 
 
+def _own_entries(project: Project, phase: Phase, variant: str) -> dict[str, str]:
+    """params.yaml, dvc.lock and dvc_deps.yaml as HEAD has them, with this variant's
+    entries as the working tree has them: another variant's edits are not published."""
+    params, lock = project.params_path.name, project.lock_path.name
+    contents = {
+        params: copy_entries(committed_text(project, params), project.params_path.read_text(encoding="utf-8"),
+                             phase.section, [variant], params),
+        lock: copy_entries(committed_text(project, lock) or "schema: '2.0'\n",
+                           project.lock_path.read_text(encoding="utf-8"), "stages",
+                           list(dict.fromkeys(project.targets(phase, variant) + project.locked_stages(phase, variant))),
+                           lock),
+    }
+    deps_path = project.root / dvc_deps.FILE
+    if deps_path.is_file():
+        contents[dvc_deps.FILE] = dvc_deps.with_variant(dvc_deps.parse(committed_text(project, dvc_deps.FILE)),
+                                                         dvc_deps.read(deps_path), variant)
+    return contents
+
+
 def publish(project: Project, phase: Phase, variant: str, force: bool = False) -> None:
     """Check, push the variant's stages (with their upstream, so that a clone can `dvc
-    pull` all it needs), commit."""
+    pull` all it needs), commit the variant and nothing else: its params.yaml entry, its
+    dvc.lock and dvc_deps.yaml entries, its git-tracked outputs."""
     if not is_dvc_repo(project):
         raise LifecycleError(f"{project.root} is not a DVC repository (no .dvc/): publishing needs DVC and git")
     result = CHECKS[phase.number](project, variant)
@@ -53,13 +76,10 @@ def publish(project: Project, phase: Phase, variant: str, force: bool = False) -
         message += ["", "FORCED: published although the verdict did not pass; failed checks:",
                     *[f"- {check}" for check in result.failed_checks]]
     dvc(project, "push", "--with-deps", *project.targets(phase, variant))
-    paths = ["params.yaml", "dvc.lock", *_git_outputs(project, phase, variant)]
-    git(project, "add", "--all", "--", *paths)
-    if not git(project, "diff", "--cached", "--name-only", "--", *paths).stdout.strip():
+    text = "\n".join(message) + "\n"
+    if not commit_only(project, _own_entries(project, phase, variant), _git_outputs(project, phase, variant), text):
         print(f"{phase.label} variant {variant}: data pushed; git already holds this version, nothing to commit")
         return
-    text = "\n".join(message) + "\n"
-    git(project, "commit", "--quiet", "--message", text, "--", *paths)
     print(f"published {phase.label} variant {variant}:\n{text}")
 
 
@@ -86,7 +106,8 @@ def remove(project: Project, phase: Phase, variant: str) -> None:
     params_text = project.params_path.read_text(encoding="utf-8")
     lock_text = project.lock_path.read_text(encoding="utf-8") if project.lock_path.is_file() else ""
     new_params = remove_entries(params_text, phase.section, [variant], str(project.params_path))
-    new_lock = remove_entries(lock_text, "stages", project.targets(phase, variant), str(project.lock_path))
+    stages = list(dict.fromkeys(project.targets(phase, variant) + project.locked_stages(phase, variant)))
+    new_lock = remove_entries(lock_text, "stages", stages, str(project.lock_path))
     if new_params == params_text and new_lock == lock_text and not any(path.exists() for path in outputs):
         raise LifecycleError(f"{phase.label} variant {variant} does not exist: no '{phase.section}.{variant}' in "
                              f"params.yaml, no dvc.lock entry, no {outputs[0]}; nothing to remove")
@@ -104,6 +125,8 @@ def remove(project: Project, phase: Phase, variant: str) -> None:
         write_text_atomic(project.lock_path, new_lock)
         removed.append("its dvc.lock entries")
     removed += _delete(outputs)
+    if deps.write(project):
+        removed.append("its dvc_deps.yaml entries")
     print(f"removed {phase.label} variant {variant}: {', '.join(removed)}; commit the change with git "
           f"(the DVC cache keeps the data until `dvc gc`)")
 

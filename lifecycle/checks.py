@@ -13,20 +13,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import layout
+from contract.seal import verify_seal
 from lifecycle.project import F06, F07, Phase, Project
 from lifecycle.tools import is_dvc_repo, stale_stages
-from runtime.seal import METADATA_NAME, verify_seal
 
-F06_FILES = ("replay/replay_events.parquet", "params.yaml", METADATA_NAME)
-F06_FOLDERS = {"models": "model.h5", "datasets": "*.parquet"}  # folder -> what it must hold
+F06_FILES = (layout.REPLAY, layout.PARAMS_FILE, layout.PACKAGE_METADATA)
+F06_FOLDERS = {layout.PACKAGE_MODELS: layout.MODEL_FILE, layout.PACKAGE_DATASETS: "*.parquet"}  # must hold
 F06_METADATA_KEYS = ("phase", "variant", "lineage", "temporal", "models", "datasets", "replay", "seal")
 F06_TEMPORAL_KEYS = ("Tu", "OW", "LT", "PW", "origin_segs", "window_strategy")
 F06_MODEL_KEYS = ("objective", "prediction_name", "source_f05", "model_id", "model_family", "threshold",
                   "path", "vectorization", "input_shape", "probe")
 
-F07_METADATA = "07_deployrun_metadata.json"
-F07_FILES = ("manifest.json", "logs/raw_predictions.parquet", "logs/raw_predictions.csv",
-             "metrics/metrics_per_model.csv", "report/report.html", F07_METADATA, "verdict.json")
+F07_FILES = (layout.MANIFEST, layout.PREDICTIONS, layout.PREDICTIONS_CSV, layout.METRICS_PER_MODEL,
+             layout.REPORT_HTML, layout.RUN_METADATA, layout.VERDICT)
 F07_METADATA_KEYS = ("phase", "variant", "parent_variant_f06", "package_digest", "lineage", "temporal", "models",
                      "run", "matching", "held_out", "equivalence", "verdict_passed", "outputs")
 
@@ -115,13 +115,13 @@ def check_package(project: Project, variant: str) -> CheckResult:
     for name, pattern in F06_FOLDERS.items():
         if not any((folder / name).rglob(pattern)):
             result.problems.append(f"{folder / name}/ is missing or holds no {pattern}; {fix}")
-    metadata = _read_json(folder / METADATA_NAME, result, fix)
+    metadata = _read_json(folder / layout.PACKAGE_METADATA, result, fix)
     if metadata is not None:
-        _check_package_metadata(metadata, variant, folder / METADATA_NAME, result, fix)
+        _check_package_metadata(metadata, variant, folder / layout.PACKAGE_METADATA, result, fix)
     seal = verify_seal(folder)
     if seal.ok:
         result.verified.append(f"seal verified (digest {seal.digest})")
-    elif (folder / METADATA_NAME).is_file():
+    elif (folder / layout.PACKAGE_METADATA).is_file():
         result.problems.append(seal.describe())
     if not result.problems:
         _check_up_to_date(project, F06, variant, result)
@@ -160,7 +160,7 @@ def _check_package_metadata(metadata, variant: str, path: Path, result: CheckRes
 
 def _check_run_metadata(metadata, variant: str, folder: Path, result: CheckResult, fix: str) -> None:
     """Complete, about this variant, and every output it lists still there."""
-    path = folder / F07_METADATA
+    path = folder / layout.RUN_METADATA
     if not _check_identity(metadata, F07, variant, F07_METADATA_KEYS, path, result, fix):
         return
     _check_files(folder, metadata["outputs"], result, f"{path} lists it as an output of the run; {fix}")
@@ -207,17 +207,17 @@ def check_deployrun(project: Project, variant: str) -> CheckResult:
     result, folder = _start_check(project, F07, variant, F07_FILES, fix)
     if folder is None:
         return result
-    manifest = _read_json(folder / "manifest.json", result, fix)
+    manifest = _read_json(folder / layout.MANIFEST, result, fix)
     if manifest is not None:
         names = sorted({model["prediction_name"] for model in manifest.get("models") or []})
-        _check_files(folder, [f"report/figures/confusion_{name}.png" for name in names], result, fix)
+        _check_files(folder, [layout.confusion_figure(name) for name in names], result, fix)
     _check_parent_package(project, variant, entry.get("parent_variant_f06"), manifest, result, fix)
-    metadata = _read_json(folder / F07_METADATA, result, fix)
+    metadata = _read_json(folder / layout.RUN_METADATA, result, fix)
     if metadata is not None:
         _check_run_metadata(metadata, variant, folder, result, fix)
-    verdict = _read_json(folder / "verdict.json", result, fix)
+    verdict = _read_json(folder / layout.VERDICT, result, fix)
     if verdict is not None:
-        _check_verdict(verdict, folder / "verdict.json", result, fix)
+        _check_verdict(verdict, folder / layout.VERDICT, result, fix)
     if not result.problems:
         _check_up_to_date(project, F07, variant, result)
     return result

@@ -10,7 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from lifecycle import actions, define
+from contract import dvc_deps
+from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT
+from contract.errors import UserError
+from lifecycle import actions, define, deps
 from lifecycle.checks import CHECKS
 from lifecycle.project import F06, F07, PHASES, Phase, Project
 
@@ -36,10 +39,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("variant7", "define an F07 deploy-run variant in params.yaml")
     sub.add_argument("--parent", default="", help="PARENT: the F06 variant to deploy")
-    sub.add_argument("--host", default="", help=f"default {define.DEFAULT_RUNTIME['host']}")
-    sub.add_argument("--port", default="", help=f"default {define.DEFAULT_RUNTIME['port']} (0: a free port)")
-    sub.add_argument("--batch-size", default="", help=f"default {define.DEFAULT_BATCH_SIZE}")
+    sub.add_argument("--host", default="", help=f"default {DEFAULT_HOST}")
+    sub.add_argument("--port", default="", help=f"default {DEFAULT_PORT} (0: a free port)")
+    sub.add_argument("--batch-size", default="", help=f"default {DEFAULT_BATCH_SIZE}")
 
+    commands.add_parser("deps", help="rewrite dvc_deps.yaml (the per-variant DVC dependency lists) from params.yaml")
     for phase in PHASES.values():
         n = phase.number
         command(f"run{n}", f"dvc repro the {phase.label} stages of a variant")
@@ -60,6 +64,7 @@ def _define(args, project: Project, phase: Phase) -> int:
     else:
         entry = define.deployrun_entry(project, args.variant, args.parent, args.host, args.port, args.batch_size)
     define.add_variant(project, phase, args.variant, entry)
+    deps.write(project)
     print(f"added {phase.section}.{args.variant} to params.yaml; "
           f"next: make script{phase.number}-run VARIANT={args.variant}")
     return 0
@@ -83,11 +88,19 @@ _VERBS = {
 }
 
 
+def _deps(project: Project) -> int:
+    changed = deps.write(project)
+    print(f"{'rewrote' if changed else 'unchanged:'} {project.root / dvc_deps.FILE}")
+    return 0
+
+
 def main(argv=None, root=None) -> int:
     args = _parser().parse_args(argv)
     try:
         project = Project(Path(".") if root is None else root)  # relative paths in messages
+        if args.command == "deps":
+            return _deps(project)
         return _VERBS[args.command[:-1]](args, project, PHASES[args.command[-1]]) or 0
-    except ValueError as error:  # every project error derives from it
+    except UserError as error:  # anything else is a bug and keeps its traceback
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import yaml
 
+from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT
+from contract.files import write_text_atomic
+from contract.layout import F05
 from f06_packaging.plan import PackagingError, build_plan
 from lifecycle.project import F06, F07, LifecycleError, Phase, Project, check_variant_id
 from lifecycle.yamledit import add_entry
-from runtime.files import write_text_atomic
-from upstream.reader import F05, UpstreamError, resolve_lineage
+from upstream.reader import UpstreamError, resolve_lineage
 
 MODELS_EXAMPLE = "{v401: [{model_id: m03, source_f05: v501}]}"
-DEFAULT_RUNTIME = {"host": "127.0.0.1", "port": 5005}
-DEFAULT_BATCH_SIZE = 256
 
 # Which make variable sets which key of a packaging entry, to name it in an error.
 _MAKE_VARIABLE = {"parent_variants_f05": "PARENTS_F05", "models": "MODELS", "temporal.Tu": "TU",
@@ -171,8 +171,8 @@ def deployrun_entry(project: Project, variant: str, parent: str, host: str = "",
                              f"VARIANT={parent} ...` or choose a known one")
     return {
         "parent_variant_f06": parent,
-        "runtime": {"host": host.strip() or DEFAULT_RUNTIME["host"],
-                    "port": _whole_number(port, "RUNTIME_PORT", DEFAULT_RUNTIME["port"], 0, 65535)},
+        "runtime": {"host": host.strip() or DEFAULT_HOST,
+                    "port": _whole_number(port, "RUNTIME_PORT", DEFAULT_PORT, 0, 65535)},
         "batch_size": _whole_number(batch_size, "BATCH_SIZE", DEFAULT_BATCH_SIZE, 1),
         "check_equivalence": True,
     }

@@ -3,8 +3,9 @@
 and a folder of outputs per variant.
 
 The stage names are read from ``dvc.yaml`` (every stage whose ``foreach`` is the phase's
-section) rather than listed here, so that a stage added to the pipeline is run, pushed
-and cleaned out of ``dvc.lock`` without touching this package.
+section of params.yaml or of the generated dvc_deps.yaml) rather than listed here, so that
+a stage added to the pipeline is run, pushed and cleaned out of ``dvc.lock`` without
+touching this package.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import yaml
 
-from stages.common import EXECUTIONS, SECTIONS, variant_dir
-from upstream.reader import VARIANT_ID
+from contract import dvc_deps, layout
+from contract.config import validate_params
+from contract.errors import UserError
 
 
-class LifecycleError(ValueError):
+class LifecycleError(UserError):
     """A lifecycle command cannot do what was asked; the message says why and how to fix it."""
 
 
@@ -26,19 +28,26 @@ class Phase:
     number: str   # as in the make targets: variant6, check7…
     label: str    # F06, F07
     section: str  # its section of params.yaml
+    deps_section: str  # its section of dvc_deps.yaml whose keys are its variants
 
     @property
     def folder(self) -> str:
-        return SECTIONS[self.section]
+        return layout.SECTIONS[self.section]
+
+    @property
+    def foreach(self) -> tuple[str, ...]:
+        """The ``foreach`` values of its per-variant stages in dvc.yaml."""
+        return (f"${{{self.section}}}", f"${{deps.{self.deps_section}}}")
 
 
-F06 = Phase("6", "F06", "packaging")
-F07 = Phase("7", "F07", "deployrun")
+F06 = Phase("6", "F06", "packaging", "packaging")
+F07 = Phase("7", "F07", "deployrun", "verdict")
+LINEAGE_FOREACH = "${deps.lineage}"  # per (F06 variant, upstream folder): keys start with the variant
 PHASES = {phase.number: phase for phase in (F06, F07)}
 
 
 def check_variant_id(variant: str, option: str = "VARIANT") -> None:
-    if not VARIANT_ID.match(variant or ""):
+    if not layout.is_variant_id(variant):
         raise LifecycleError(f"{option}={variant!r} is not a variant id: use 'v' followed by digits, e.g. v602 "
                              f"(DVC's `exp run -S` and params paths need exactly that form)")
 
@@ -48,14 +57,14 @@ class Project:
 
     def __init__(self, root):
         self.root = Path(root)
-        for name in ("dvc.yaml", "params.yaml"):
+        for name in ("dvc.yaml", layout.PARAMS_FILE):
             if not (self.root / name).is_file():
                 raise LifecycleError(f"{self.root / name} not found: run the lifecycle commands from the "
                                      f"project root (where `make` runs them)")
 
     @property
     def params_path(self) -> Path:
-        return self.root / "params.yaml"
+        return self.root / layout.PARAMS_FILE
 
     @property
     def lock_path(self) -> Path:
@@ -63,7 +72,7 @@ class Project:
 
     @property
     def executions(self) -> Path:
-        return self.root / EXECUTIONS
+        return self.root / layout.EXECUTIONS
 
     def params(self) -> dict:
         try:
@@ -72,7 +81,7 @@ class Project:
             raise LifecycleError(f"{self.params_path} is not valid YAML ({error}); fix it first") from None
         if not isinstance(data, dict):
             raise LifecycleError(f"{self.params_path} must hold a mapping with sections packaging: and deployrun:")
-        return data
+        return validate_params(data, self.params_path)
 
     def entries(self, phase: Phase) -> dict:
         entries = self.params().get(phase.section) or {}
@@ -91,21 +100,32 @@ class Project:
                                  f"create it with `make variant{phase.number} VARIANT={variant} ...`")
         return entries[variant]
 
+    def _foreach_stages(self, foreach: tuple[str, ...]) -> list[str]:
+        stages = (yaml.safe_load((self.root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages") or {}
+        return [name for name, stage in stages.items() if isinstance(stage, dict) and stage.get("foreach") in foreach]
+
     def stages(self, phase: Phase) -> list[str]:
         """The dvc.yaml stages that run once per variant of ``phase``, in pipeline order."""
-        stages = (yaml.safe_load((self.root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages") or {}
-        names = [name for name, stage in stages.items()
-                 if isinstance(stage, dict) and stage.get("foreach") == f"${{{phase.section}}}"]
+        names = self._foreach_stages(phase.foreach)
         if not names:
             raise LifecycleError(f"dvc.yaml has no stage with `foreach: ${{{phase.section}}}`: the "
                                  f"{phase.label} stages are missing from the pipeline")
         return names
 
+    def lineage_targets(self, variant: str) -> list[str]:
+        """The F06 variant's ``lineage@<variant>-<phase>-<upstream>`` stages (one per upstream
+        folder it derives from), as dvc_deps.yaml lists them."""
+        path = self.root / dvc_deps.FILE
+        keys = dvc_deps.read(path)["lineage"] if path.is_file() else {}
+        return [f"{stage}@{key}" for stage in self._foreach_stages((LINEAGE_FOREACH,))
+                for key in keys if key.startswith(f"{variant}-")]
+
     def targets(self, phase: Phase, variant: str) -> list[str]:
-        return [f"{stage}@{variant}" for stage in self.stages(phase)]
+        own = [f"{stage}@{variant}" for stage in self.stages(phase)]
+        return (self.lineage_targets(variant) if phase is F06 else []) + own
 
     def variant_dir(self, phase: Phase, variant: str) -> Path:
-        return self.root / variant_dir(phase.section, variant)
+        return layout.variant_dir(phase.section, variant, self.executions)
 
     def phase_dir(self, phase: Phase) -> Path:
         return self.executions / phase.folder
@@ -119,8 +139,25 @@ class Project:
         lock = yaml.safe_load(self.lock_path.read_text(encoding="utf-8")) or {}
         return [self.root / out["path"]
                 for name, entry in (lock.get("stages") or {}).items()
-                if name.partition("@")[0] in stages and variant in (None, name.partition("@")[2])
+                if self._locked_stage_of(name, phase, stages, variant)
                 for out in entry.get("outs") or []]
+
+    def locked_stages(self, phase: Phase, variant: str) -> list[str]:
+        """The variant's stage entries in dvc.lock (DVC keeps them after the params entry is gone)."""
+        if not self.lock_path.is_file():
+            return []
+        stages = set(self.stages(phase))
+        lock = yaml.safe_load(self.lock_path.read_text(encoding="utf-8")) or {}
+        return [name for name in (lock.get("stages") or {}) if self._locked_stage_of(name, phase, stages, variant)]
+
+    def _locked_stage_of(self, name: str, phase: Phase, stages: set, variant: str | None) -> bool:
+        """Is dvc.lock's ``name`` a stage of ``phase`` (of ``variant``, or of any)? An F06
+        variant's lineage stages are keyed ``<variant>-<phase>-<upstream>``."""
+        stage, _, key = name.partition("@")
+        if stage in stages:
+            return variant in (None, key)
+        lineage = phase is F06 and stage in self._foreach_stages((LINEAGE_FOREACH,))
+        return lineage and (variant is None or key.startswith(f"{variant}-"))
 
     def dependents(self, phase: Phase, variant: str) -> dict[str, str]:
         """The F07 variants that need ``variant``, each with the key that says so: a

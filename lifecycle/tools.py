@@ -10,20 +10,22 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from lifecycle.project import LifecycleError, Project
 
 
-def _env() -> dict:
+def _env(extra: dict | None = None) -> dict:
     env = os.environ.copy()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
+    return {**env, **(extra or {})}
 
 
 def _run(project: Project, args: list[str], what: str, capture: bool,
-         allowed: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=project.root, env=_env(), text=True, capture_output=capture)
+         allowed: tuple[int, ...] = (0,), env: dict | None = None, input: str | None = None
+         ) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=project.root, env=_env(env), text=True, capture_output=capture, input=input)
     if result.returncode not in allowed:
         detail = f":\n{(result.stderr or result.stdout).strip()}" if capture else " (its output is above)"
         raise LifecycleError(f"{what} failed with exit code {result.returncode}{detail}")
@@ -34,8 +36,35 @@ def dvc(project: Project, *args: str, capture: bool = False) -> subprocess.Compl
     return _run(project, [sys.executable, "-m", "dvc", *args], f"`dvc {' '.join(args)}`", capture)
 
 
-def git(project: Project, *args: str, allowed: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-    return _run(project, ["git", *args], f"`git {' '.join(args)}`", True, allowed)
+def git(project: Project, *args: str, allowed: tuple[int, ...] = (0,), env: dict | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    return _run(project, ["git", *args], f"`git {' '.join(args)}`", True, allowed, env, input)
+
+
+def commit_only(project: Project, contents: dict[str, str], paths: list[str], message: str) -> bool:
+    """One commit of ``contents`` (path -> the text to commit) and of the working tree's
+    ``paths``, and of nothing else: it is made through a private index started from HEAD,
+    so whatever else is modified or staged stays as it was. False when it would change
+    nothing. The real index then holds those paths as the new HEAD has them."""
+    with tempfile.TemporaryDirectory(prefix="publish-index-") as scratch:
+        private = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        git(project, "read-tree", "HEAD", env=private)
+        for path, text in contents.items():
+            blob = git(project, "hash-object", "-w", "--stdin", input=text).stdout.strip()
+            git(project, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=private)
+        if paths:
+            git(project, "add", "--all", "--", *paths, env=private)
+        if not git(project, "diff", "--cached", "--name-only", "HEAD", env=private).stdout.strip():
+            return False
+        git(project, "commit", "--quiet", "--no-verify", "--message", message, env=private)
+    git(project, "reset", "--quiet", "--", *contents, *paths, allowed=(0, 1))
+    return True
+
+
+def committed_text(project: Project, path: str) -> str:
+    """``path`` as HEAD holds it ("" when HEAD has no such file)."""
+    shown = git(project, "show", f"HEAD:{path}", allowed=(0, 128))
+    return shown.stdout if shown.returncode == 0 else ""
 
 
 def git_ignored(project: Project, paths: list[str]) -> set[str]:

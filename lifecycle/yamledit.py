@@ -19,8 +19,10 @@ import copy
 
 import yaml
 
+from contract.errors import UserError
 
-class YamlEditError(ValueError):
+
+class YamlEditError(UserError):
     """The file cannot be edited in place; the message says how to do it by hand."""
 
 
@@ -117,35 +119,77 @@ def _checked(new_lines: list[str], expected: dict, where: str, fix: str) -> str:
     return text
 
 
-def add_entry(text: str, section: str, key: str, entry, where: str) -> str:
-    """``text`` with ``section.key: entry`` appended as the section's last entry."""
+def _append(text: str, section: str, entry_lines, where: str, fix: str) -> list[str]:
+    """``text``'s lines with ``entry_lines(column)`` (the entry's lines at the column of the
+    section's entries) after the section's last entry; an absent section is created."""
     root = _compose(text, where)
-    data = yaml.safe_load(text) or {}
-    expected = copy.deepcopy(data)
-    expected[section] = {**(expected.get(section) or {}), key: entry}
-    fix = "Add it by hand under '" + section + ":':\n" + "".join(_render(key, entry, 2))
     lines = _lines(text)
     found = _mapping_item(root, section)
     if found is None:
-        new = lines + (["\n"] if lines and not _is_blank(lines[-1]) else []) + [f"{section}:\n"] + _render(key, entry, 2)
-        return _checked(new, expected, where, fix)
+        return lines + (["\n"] if lines and not _is_blank(lines[-1]) else []) + [f"{section}:\n"] + entry_lines(2)
     key_node, value_node = found
     if isinstance(value_node, yaml.MappingNode) and value_node.value and not value_node.flow_style:
         last_key, last_value = value_node.value[-1]
         _, stop = _entry_span(lines, last_key, last_value)
-        new = lines[:stop] + _render(key, entry, last_key.start_mark.column) + lines[stop:]
-        return _checked(new, expected, where, fix)
+        return lines[:stop] + entry_lines(last_key.start_mark.column) + lines[stop:]
     # An empty section (`deployrun:`, `deployrun: null`, `deployrun: {}`): drop the empty
     # value from the key's line and put the entry under it.
-    empty = not value_node.value if isinstance(value_node, yaml.MappingNode) else data.get(section) is None
+    empty = not value_node.value if isinstance(value_node, yaml.MappingNode) else \
+        (yaml.safe_load(text) or {}).get(section) is None
     start, end = value_node.start_mark, value_node.end_mark
     if not empty or not start.line == end.line == key_node.start_mark.line:
         raise YamlEditError(f"{where}: section '{section}' is not a block mapping, so entries cannot be added "
                             f"to it in place; nothing was written. {fix}")
     line = lines[start.line]
     lines[start.line] = (line[:start.column] + line[end.column:]).rstrip() + "\n"
-    new = lines[:start.line + 1] + _render(key, entry, key_node.start_mark.column + 2) + lines[start.line + 1:]
+    return lines[:start.line + 1] + entry_lines(key_node.start_mark.column + 2) + lines[start.line + 1:]
+
+
+def add_entry(text: str, section: str, key: str, entry, where: str) -> str:
+    """``text`` with ``section.key: entry`` appended as the section's last entry."""
+    expected = copy.deepcopy(yaml.safe_load(text) or {})
+    expected[section] = {**(expected.get(section) or {}), key: entry}
+    fix = "Add it by hand under '" + section + ":':\n" + "".join(_render(key, entry, 2))
+    new = _append(text, section, lambda column: _render(key, entry, column), where, fix)
     return _checked(new, expected, where, fix)
+
+
+def copy_entries(base: str, source: str, section: str, keys, where: str) -> str:
+    """``base`` with each ``section.<key>`` of ``keys`` exactly as ``source`` has it, line
+    for line: replaced in place where ``base`` has it, appended where it has not, removed
+    where ``source`` lacks it; every other byte of ``base`` stays. Publishing one variant
+    commits its entries this way, never another's."""
+    source_data = yaml.safe_load(source) or {}
+    found = _mapping_item(_compose(source, where), section)
+    source_section = found[1] if found and isinstance(found[1], yaml.MappingNode) else None
+    source_lines = _lines(source)
+    chunks = {}
+    for key in keys:
+        item = _mapping_item(source_section, key) if source_section else None
+        if item:
+            first, stop = _entry_span(source_lines, *item)
+            chunks[key] = (item[0].start_mark.column, source_lines[first:stop])
+
+    def indented(parts, column: int) -> list[str]:
+        return [(" " * column + line[at:]) if line.strip() else line for at, lines in parts for line in lines]
+
+    text = remove_entries(base, section, [k for k in keys if k not in chunks], where)
+    expected = copy.deepcopy(yaml.safe_load(text) or {})
+    for key in chunks:
+        expected[section] = {**(expected.get(section) or {}), key: source_data[section][key]}
+    fix = f"Copy {', '.join(f'{section}.{k}' for k in keys)} by hand."
+    found = _mapping_item(_compose(text, where), section) if text.strip() else None
+    base_section = found[1] if found and isinstance(found[1], yaml.MappingNode) else None
+    present = {k: _mapping_item(base_section, k) for k in chunks if base_section and _mapping_item(base_section, k)}
+    lines = _lines(text)
+    for key, (key_node, value_node) in sorted(present.items(), key=lambda kv: -kv[1][0].start_mark.line):
+        first, stop = _entry_span(lines, key_node, value_node)
+        lines[first:stop] = indented([chunks[key]], key_node.start_mark.column)
+    text = "".join(lines)
+    added = [chunks[k] for k in chunks if k not in present]
+    if added:
+        lines = _append(text, section, lambda column: indented(added, column), where, fix)
+    return _checked(lines, expected, where, fix)
 
 
 def remove_entries(text: str, section: str, keys, where: str) -> str:

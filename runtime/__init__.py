@@ -1,11 +1,11 @@
-"""F07 runtime: serve the models of a sealed F06 package and replay the package through them.
+"""F07 runtime: serving only. Serve the models of a sealed F06 package over HTTP.
 
-- ``seal``: the package seal (verify before serving).       - ``windows``: window geometry.
-- ``manifest``: the F07 manifest, read and checked once.    - ``vectorize``: model inputs from windows.
+- ``vectorize``: model inputs from windows.
 - ``models``: a packaged Keras model as one callable, and the equivalence check.
 - ``server``: the Flask app and ``python -m runtime.server``.
-- ``client``: the server as a child process, HTTP calls, the streamed replay.
 
-Imports nothing beyond the standard library, numpy, TensorFlow/Keras, Flask, requests and
-pyarrow (the replay parquet); TensorFlow only where a model is called.
+The package seal, the manifest and the window geometry it serves by are the contract's
+(``contract/``); the client that starts the server and replays a package through it is
+F07's (``f07_validation.client``). Imports nothing beyond ``contract``, the standard
+library, numpy, TensorFlow/Keras, Flask and pyarrow; TensorFlow only where a model is called.
 """

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from runtime.manifest import Manifest, ModelEntry
+from contract.manifest import Manifest, ModelEntry
 from runtime.vectorize import Ragged, from_spec
 
 

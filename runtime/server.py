@@ -38,12 +38,12 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
-from runtime.manifest import Manifest, ManifestError, ModelEntry, load_manifest
-from runtime.seal import verify_seal
+from contract.defaults import DEFAULT_HOST, DEFAULT_PORT
+from contract.defaults import MAX_BATCH_ITEMS as DEFAULT_MAX_BATCH_ITEMS
+from contract.defaults import MAX_CONTENT_LENGTH as DEFAULT_MAX_CONTENT_LENGTH
+from contract.manifest import Manifest, ManifestError, ModelEntry, load_manifest
+from contract.seal import verify_seal
 from runtime.vectorize import Ragged
-
-DEFAULT_MAX_BATCH_ITEMS = 8192
-DEFAULT_MAX_CONTENT_LENGTH = 32 * 1024 * 1024
 _INT64 = np.iinfo(np.int64)
 
 
@@ -332,8 +332,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.server",
                                      description="Serve the models of a sealed F06 package.")
     parser.add_argument("--manifest", required=True, help="the F07 variant's manifest.json")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5005, help="0 picks a free port")
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     parser.add_argument("--max-batch-items", type=int, default=DEFAULT_MAX_BATCH_ITEMS)
     parser.add_argument("--max-content-length", type=int, default=DEFAULT_MAX_CONTENT_LENGTH,
                         help="largest request body, bytes")

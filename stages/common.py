@@ -1,29 +1,33 @@
-"""What every stage script shares: reading its variant's parameters, and turning a known
-configuration or input error into one clear line and a non-zero exit instead of a
-traceback."""
+"""What every stage script shares: reading its variant's parameters, and reporting an
+error the user can fix (``contract.errors.UserError``) as one clear line and exit 1; any
+other exception is a bug and keeps its traceback."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
-from runtime.client import ServerError
+from contract import layout
+from contract.config import validate_params
+from contract.errors import UserError, run_variant_command
 
-PARAMS_FILE = Path("params.yaml")
-EXECUTIONS = Path("executions")
-SECTIONS = {"packaging": "06_packaging", "deployrun": "07_deployrun"}
+PARAMS_FILE = Path(layout.PARAMS_FILE)
 
 
-class StageError(ValueError):
+class StageError(UserError):
     """A stage cannot run as configured."""
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict:
+    """The whole params.yaml, checked against its schema (every variant, every key) before
+    the stage does any work."""
     if not path.is_file():
         raise StageError(f"{path} not found: run the stages from the project root")
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise StageError(f"{path} is not valid YAML ({error})") from None
+    return validate_params(params, path)
 
 
 def variant_params(section: str, variant: str, path: Path = PARAMS_FILE) -> dict:
@@ -34,18 +38,9 @@ def variant_params(section: str, variant: str, path: Path = PARAMS_FILE) -> dict
 
 
 def variant_dir(section: str, variant: str) -> Path:
-    return EXECUTIONS / SECTIONS[section] / variant
+    return layout.variant_dir(section, variant)
 
 
 def run_stage(description: str, body) -> None:
-    """Parse ``<variant>``, call ``body(variant)``, exit 1 with the message on a
-    ``ValueError`` (every configuration or input error derives from it) or a
-    ``ServerError`` (the F07 server would not start or answer)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("variant", help="the variant id, a key of the section in params.yaml")
-    args = parser.parse_args()
-    try:
-        body(args.variant)
-    except (ValueError, ServerError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    """``body(variant)`` as a command (``python -m stages.<name> <variant>``)."""
+    run_variant_command(description, body)

@@ -3,12 +3,12 @@
 from f07_validation.deployrun import load_deployrun
 from f07_validation.phase_metadata import write_phase_metadata
 from f07_validation.report import read_metrics, write_report
-from stages.common import EXECUTIONS, run_stage, variant_params
+from stages.common import run_stage, variant_params
 
 
 def main(variant: str) -> None:
-    run = load_deployrun(variant, variant_params("deployrun", variant), EXECUTIONS)
-    per_model, scoring = read_metrics(run.root / "metrics")
+    run = load_deployrun(variant, variant_params("deployrun", variant))
+    per_model, scoring = read_metrics(run)
     write_report(run, per_model, scoring)
     write_phase_metadata(run, per_model, scoring)
 

@@ -6,12 +6,14 @@ report shows it and `make publish7` refuses the variant. Only a configuration er
 missing input stops the stage.
 """
 from f07_validation.deployrun import load_deployrun
+from f07_validation.gates import check_declared
 from f07_validation.verdict import describe, judge, write_verdict
-from stages.common import EXECUTIONS, read_params, run_stage, variant_params
+from stages.common import read_params, run_stage, variant_params
 
 
 def main(variant: str) -> None:
-    run = load_deployrun(variant, variant_params("deployrun", variant), EXECUTIONS)
+    check_declared(variant, variant_params("deployrun", variant))  # its DVC deps name its baseline
+    run = load_deployrun(variant, variant_params("deployrun", variant))
     verdict = judge(run, read_params()["deployrun"])
     write_verdict(run, verdict)
     print(describe(verdict))

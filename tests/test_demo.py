@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from demo import f02, f03, f04, f05
-from demo.artifacts import demo_params, phase_file, variant_dir, write_variant
+from demo.artifacts import DemoError, demo_params, phase_file, variant_dir, write_variant
 from demo.simulate import SURGE
 from demo.targets import labels
 
@@ -212,7 +212,7 @@ def test_f04_names_an_unknown_event(upstream, tmp_path):
     root, params = upstream
     entry = copy.deepcopy(params["f04"]["v401"])
     entry["prediction_objective"]["events"] = ["battery_active_power_0_20-to-99_100"]
-    with pytest.raises(ValueError, match=r"battery_active_power_0_20-to-99_100.*not in the F02 event catalog"):
+    with pytest.raises(DemoError, match=r"battery_active_power_0_20-to-99_100.*not in the F02 event catalog"):
         f04.build(root, "v409", entry)
 
 
@@ -257,12 +257,12 @@ def test_f05_writes_models_and_held_out_metrics(upstream, variant):
 def test_a_failed_stage_leaves_no_output(upstream, tmp_path):
     root, params = upstream
     entry = dict(params["f03"]["v301"], parent_variant="v299")
-    with pytest.raises(ValueError, match=r"02_prepareeventsds/v299/\S+ does not exist; produce the parent"):
+    with pytest.raises(DemoError, match=r"02_prepareeventsds/v299/\S+ does not exist; produce the parent"):
         write_variant(root, "f03", "v398", f03.build, entry)
     assert not variant_dir(root, "f03", "v398").exists()
 
 
 def test_missing_params_entry_is_named(tmp_path):
     (tmp_path / "params.yaml").write_text("demo:\n  f02: {v201: {}}\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"no entry 'demo\.f05\.v509'.*known f05 variants: none"):
+    with pytest.raises(DemoError, match=r"no entry 'demo\.f05\.v509'.*known f05 variants: none"):
         demo_params("f05", "v509", tmp_path / "params.yaml")

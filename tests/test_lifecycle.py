@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contract.layout import REPLAY
 from f06_packaging.package import copy_models, write_package
 from f06_packaging.plan import build_plan
 from f06_packaging.probe import probe_models
-from f06_packaging.replay import REPLAY_PATH, materialize_replay
+from f06_packaging.replay import materialize_replay
 from lifecycle.cli import _parser, main
 from lifecycle.project import F06, F07, Project
-from lifecycle.yamledit import YamlEditError, add_entry, remove_entries
+from lifecycle.yamledit import YamlEditError, add_entry, copy_entries, remove_entries
 from tests.conftest import PROJECT, edit_params, run
 from tests.upstream_builder import FIXTURE_MODEL_ID, ORIGIN, TU, make_upstream
 
@@ -71,7 +72,7 @@ def built_package(upstream, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("built") / "v601"
     plan = build_plan("v601", yaml.safe_load(PARAMS)["packaging"]["v601"], upstream)
     copy_models(plan, out / "models")
-    materialize_replay(plan.replay, out / REPLAY_PATH)
+    materialize_replay(plan.replay, out / REPLAY)
     write_package(plan, out, probe_models)
     return out
 
@@ -144,6 +145,20 @@ def test_yamledit_adds_and_removes_an_entry_leaving_every_other_byte():
     assert add_entry(as_dvc_writes_it, "section", "b", 2, "f.yaml") == as_dvc_writes_it.replace("next", "  b: 2\nnext")
     assert add_entry("section: null  # none yet\n", "section", "b", 1, "f.yaml") == \
         "section:   # none yet\n  b: 1\n"
+
+
+def test_copy_entries_takes_one_variants_entries_and_leaves_every_other_byte():
+    """What publish commits: the last commit's file with this variant's entries as the
+    working tree has them, in place, and nothing of another variant's edits."""
+    committed = "schema: '2.0'\nstages:\n  serve@v701:\n    cmd: a\n  seal_package@v601:  # kept\n    cmd: b\n"
+    working = ("schema: '2.0'\nstages:\n  serve@v701:\n    cmd: a2\n  seal_package@v601:\n    cmd: b-edited\n"
+               "  serve@v702:\n    cmd: c\n")
+    published = copy_entries(committed, working, "stages", ["serve@v701", "infer@v701"], "dvc.lock")
+    assert published == committed.replace("cmd: a\n", "cmd: a2\n")  # v601's edit and v702's entry stay out
+    added = copy_entries(committed, working, "stages", ["serve@v702"], "dvc.lock")
+    assert added == committed + "  serve@v702:\n    cmd: c\n"
+    assert copy_entries(committed, "stages: {}\n", "stages", ["serve@v701"], "dvc.lock") == \
+        "schema: '2.0'\nstages:\n  seal_package@v601:  # kept\n    cmd: b\n"
 
 
 def test_yamledit_refuses_a_layout_it_cannot_edit_in_place():
@@ -348,7 +363,7 @@ def test_check6_passes_on_a_package_built_as_the_stages_build_it(tiny, built_pac
 def test_check6_lists_everything_that_is_wrong(tiny, built_package, capsys):
     package = Project(tiny).variant_dir(F06, "v601")
     shutil.copytree(built_package, package)
-    (package / REPLAY_PATH).unlink()
+    (package / REPLAY).unlink()
     shutil.rmtree(package / "datasets")
     model = next(package.rglob("model_summary.json"))
     model.write_text(model.read_text() + " ")
@@ -421,7 +436,9 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
         **p["deployrun"]["v702"], "gates": {"min": {"TN": 10 ** 9}}}}})  # a gate no model meets
 
     assert "check7 v701: OK" in lifecycle(root, "check7", "--variant", "v701").stdout
-    lifecycle(root, "publish7", "--variant", "v701")  # the demo's run passes: published as is
+    published = lifecycle(root, "publish7", "--variant", "v701").stdout  # the demo's run passes
+    # git holds v701 already; v602 and v702, defined but unpublished, are not v701's to commit
+    assert "git already holds this version, nothing to commit" in published
 
     lifecycle(root, "run7", "--variant", "v702")
     assert {"seal_package@v602", "report@v702"} <= set(lock_stages(root))
@@ -432,11 +449,22 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     assert checked.returncode == 1 and "the verdict did not pass" in checked.stderr and failed_gate in checked.stderr
 
     lifecycle(root, "publish6", "--variant", "v602")
+    # only v602 went into that commit: not v702's params entry, lock entries, verdict or outputs
+    committed = run(["git", "show", "--name-only", "--format=", "HEAD"], root).stdout.split()
+    assert "executions/06_packaging/v602/lineage/05_modeling_v501.json" in committed  # a git-tracked output
+    assert not any("v702" in path for path in committed)
+    head = {name: run(["git", "show", f"HEAD:{name}"], root).stdout for name in ("params.yaml", "dvc.lock",
+                                                                                   "dvc_deps.yaml")}
+    assert "v602" in yaml.safe_load(head["params.yaml"])["packaging"]
+    assert "v702" not in yaml.safe_load(head["params.yaml"])["deployrun"]
+    assert "seal_package@v602" in head["dvc.lock"] and "@v702" not in head["dvc.lock"]
+    assert "v602-05_modeling-v501" in head["dvc_deps.yaml"] and "v702" not in head["dvc_deps.yaml"]
+    assert "params.yaml" in run(["git", "status", "--porcelain"], root).stdout  # v702's entry: still to publish
     refused = lifecycle(root, "publish7", "--variant", "v702", check=False)
     assert refused.returncode == 1 and "v702 was not published" in refused.stderr and "FORCE=1" in refused.stderr
     lifecycle(root, "publish7", "--variant", "v702", "--force")
     subjects = run(["git", "log", "--format=%s", "-3"], root).stdout.splitlines()
-    assert subjects == ["publish7 v702", "publish6 v602", "publish7 v701"]
+    assert subjects == ["publish7 v702", "publish6 v602", "dvc repro"]
     body = run(["git", "log", "--format=%b", "-1"], root).stdout
     assert "FORCED: published although the verdict did not pass" in body and failed_gate in body
     committed = run(["git", "show", "--name-only", "--format=", "HEAD"], root).stdout.split()

@@ -9,11 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from contract.layout import REPLAY
+from contract.seal import verify_seal
 from f06_packaging.package import copy_models, write_package
 from f06_packaging.plan import PackagingError, build_plan
 from f06_packaging.probe import probe_models
-from f06_packaging.replay import REPLAY_PATH, materialize_replay
-from runtime.seal import verify_seal
+from f06_packaging.replay import materialize_replay
 from tests.upstream_builder import (FIXTURE_MODEL_ID, ORIGIN, TU, make_f05_sequence, make_upstream,
                                     packaging_params, write_yaml)
 
@@ -30,7 +31,7 @@ def select_and_replay(root, params, variant="v601"):
     plan = build_plan(variant, params, root)
     out = root / "06_packaging" / variant
     copy_models(plan, out / "models")
-    materialize_replay(plan.replay, out / REPLAY_PATH)
+    materialize_replay(plan.replay, out / REPLAY)
     return plan, out
 
 
@@ -107,7 +108,7 @@ def test_tampering_is_named_by_verify(root):
     assert check.changed == [f"models/v401/v501__{FIXTURE_MODEL_ID}/model.h5"]
     assert check.missing == ["datasets/v402/04_targetengineering_dataset.parquet"]
     assert check.extra == ["replay/notes.txt"]
-    result = subprocess.run([sys.executable, "-m", "runtime.seal", "verify", str(out)], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "contract.seal", "verify", str(out)], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert f"changed: models/v401/v501__{FIXTURE_MODEL_ID}/model.h5" in result.stderr

@@ -43,7 +43,7 @@ def test_repro_builds_the_package_with_every_artifact_of_the_seed(demo_project):
     assert set(metadata["datasets"]) == {"v401", "v402"}
     assert metadata["lineage"]["f02"] == "v201"
     assert metadata["replay"]["rows"] == pq.ParquetFile(package / "replay/replay_events.parquet").metadata.num_rows
-    verified = run([sys.executable, "-m", "runtime.seal", "verify", PACKAGE], demo_project)
+    verified = run([sys.executable, "-m", "contract.seal", "verify", PACKAGE], demo_project)
     assert "seal verified" in verified.stdout
 
 
@@ -111,7 +111,7 @@ def test_verify_fails_after_one_byte_of_a_packaged_model_changes(project_copy):
     data = bytearray(model.read_bytes())
     data[-100] ^= 0xFF
     model.write_bytes(bytes(data))
-    result = run([sys.executable, "-m", "runtime.seal", "verify", PACKAGE], project_copy, check=False)
+    result = run([sys.executable, "-m", "contract.seal", "verify", PACKAGE], project_copy, check=False)
     assert result.returncode == 1
     assert "changed: models/v402/v503__grid_active_power_any-to-80_100/model.h5" in result.stderr
 

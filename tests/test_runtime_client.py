@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.client import ServerProcess, replay, replay_windows
-from runtime.manifest import load_manifest
+from builders.packages import DEFAULT_REGIME, ModelDef, build_served_package
+from contract.manifest import load_manifest
+from contract.windows import EventRows, grid_starts, ow_windows
+from f07_validation.client import ReplayError, ServerProcess, replay, replay_windows
 from runtime.models import EquivalenceCheck, load_models
-from runtime.windows import EventRows, grid_starts, ow_windows
-from tests.runtime_fixtures import DEFAULT_REGIME, ModelDef, build_served_package
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +84,7 @@ def test_replay_through_the_server_answers_every_window_like_in_process(replay_m
 def test_a_batch_larger_than_the_server_allows_is_refused_before_sending(replay_manifest):
     manifest = load_manifest(replay_manifest)
     with ServerProcess(replay_manifest, wait_ready=False, server_args=["--max-batch-items", "8"]) as server:
-        with pytest.raises(ValueError, match="batch_size 16 exceeds the server's limit of 8"):
+        with pytest.raises(ReplayError, match="batch_size 16 exceeds the server's limit of 8"):
             next(replay(server.url, manifest, batch_size=16))
 
 
@@ -114,7 +114,7 @@ def start_user(manifest_path, then: str) -> tuple[subprocess.Popen, int]:
     """A Python process using ServerProcess; prints the server pid, then runs ``then``."""
     script = textwrap.dedent(f"""
         import sys, time
-        from runtime.client import ServerProcess
+        from f07_validation.client import ServerProcess
         with ServerProcess({str(manifest_path)!r}, wait_ready=False) as server:
             print("SERVER", server.pid, flush=True)
             {then}

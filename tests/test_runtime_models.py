@@ -5,11 +5,11 @@ import shutil
 import numpy as np
 import pytest
 
-from runtime.manifest import load_manifest
+from builders.packages import ModelDef, build_served_package, synthetic_windows
+from contract.manifest import load_manifest
 from runtime.models import EquivalenceCheck, LoadedModel, ModelLoadError, load_models
 from runtime.vectorize import Ragged
-from tests.runtime_fixtures import (UPSTREAM_FIXTURE, ModelDef, build_served_package, serving_models,
-                                    synthetic_windows)
+from tests.served_models import UPSTREAM_FIXTURE, serving_models
 
 
 @pytest.fixture(scope="module")

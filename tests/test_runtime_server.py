@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import requests
 
-from runtime.client import ServerProcess, ServerStartError
-from runtime.manifest import load_manifest
+from builders.packages import ModelDef, build_served_package, reseal_package, synthetic_windows, write_manifest
+from contract.manifest import load_manifest
+from f07_validation.client import ServerProcess, ServerStartError
 from runtime.models import EquivalenceCheck, load_models
 from runtime.vectorize import Ragged
-from tests.runtime_fixtures import (ModelDef, build_served_package, reseal_package, serving_models,
-                                    synthetic_windows, write_manifest)
+from tests.served_models import serving_models
 
 MAX_ITEMS, MAX_BYTES = 300, 256 * 1024
 UPSTREAM_KEY = "v401/v505/battery_active_power_any-to-80_100"

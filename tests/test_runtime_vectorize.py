@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from contract.windows import Windows
 from runtime.vectorize import DenseBow, Ragged, Sequence, VectorizationError, from_spec
-from runtime.windows import Windows
 
 VOCAB = [7, 3, 11, 42]
 DENSE = {"vectorization": "dense_bow", "vocab": VOCAB, "input_dim": 4}

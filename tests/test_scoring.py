@@ -12,12 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests import f07_synthetic as synthetic
-from tests.f07_synthetic import run_f07_stage
+from f07_validation.deployrun import DeployRunError
 from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, JOIN_OW_CONTENT, JOIN_T0, NO_REFERENCE, REFERENCED,
                                      load_reference, match_references)
 from f07_validation.scoring import confusion_metrics
+from tests import f07_synthetic as synthetic
+from tests.f07_synthetic import run_f07_stage
 
 # Worked out by hand from f07_synthetic (windows 0..7):
 # v501 y_pred 0 1 0 1 0 1 | 1 0 vs labels 0 1 1 0 0 1 (windows 6, 7 have no reference)
@@ -204,7 +205,7 @@ def test_unusable_reference_is_refused_naming_the_file(tmp_path, defect, message
         _dataset(path, [[1], [2]], [0, 2])
     else:
         _dataset(path, [[1], [2]], [0, 1], t0=[5, 5])
-    with pytest.raises(ValueError, match=message) as caught:
+    with pytest.raises(DeployRunError, match=message) as caught:
         load_reference(path, "v4", "OW_events", "label")
     assert str(path) in str(caught.value)
 

@@ -138,7 +138,7 @@ def test_trial_shares_the_official_summary(root):
 
 def test_real_upstream_fixture_model_loads_and_predicts(root):
     from runtime.models import LoadedModel
-    from runtime.windows import Windows
+    from contract.windows import Windows
     import numpy as np
 
     files = resolve_modeling(root, "v501").model(FIXTURE_MODEL_ID)

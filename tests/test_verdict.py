@@ -2,7 +2,7 @@
 across two variants, every configuration error named, and the stage as DVC runs it.
 
 Inputs are the small synthetic run of f07_synthetic.py, made whole: its package sealed
-for real (runtime.seal), scored by the score stage, plus the serve.json that the serve
+for real (contract.seal), scored by the score stage, plus the serve.json that the serve
 stage records. Unless a test says otherwise every output is finite (the synthetic run's
 two non-finite v502 outputs are 0 here), so the run passes and one change fails one
 thing. Metrics of that run, by hand (windows 0..7, see test_scoring.py):
@@ -21,14 +21,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from builders.packages import reseal_package
+from contract.files import write_json_atomic
+from contract.layout import PACKAGE_METADATA
+from contract.seal import seal_package
 from f07_validation.deployrun import DeployRunError, load_deployrun
-from f07_validation.gates import Bound, GateError, Gates, drop, scoreboard_path, validate_gates
+from f07_validation.gates import Bound, GateError, Gates, drop, validate_gates
 from f07_validation.verdict import judge
-from runtime.files import write_json_atomic
-from runtime.seal import METADATA_NAME, seal_package
 from tests import f07_synthetic as synthetic
 from tests.f07_synthetic import run_f07_stage
-from tests.runtime_fixtures import reseal_package
 
 V501, V502, V503 = "v401/v501/power_high", "v401/v502/power_high", "v402/v503/temp.alarm"
 FINITE_Y_PRED = [[0 if y is None else y for y in row] for row in synthetic.Y_PRED]
@@ -42,17 +43,23 @@ ALWAYS = ["seal verified when served", "package unchanged since served", "server
           *(f"equivalence: {m}" for m in (V501, V502, V503))]
 
 
+def scores_of(root: Path, variant: str) -> Path:
+    """Where the score stage of `variant` leaves its metrics_per_model.csv."""
+    return root / "executions" / "07_deployrun" / variant / "metrics" / "metrics_per_model.csv"
+
+
 def score(root: Path, y_pred: list, as_variant: str) -> None:
-    """Write the synthetic run with these predictions, score it with the score stage,
-    and leave its scoreboard copy as `as_variant` (what that variant's score stage does)."""
+    """Write the synthetic run with these predictions, score it with the score stage, and
+    leave its metrics as `as_variant`'s (what that variant's score stage writes)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(synthetic, "Y_PRED", y_pred)
         run = synthetic.write_everything(root)
     result = run_f07_stage("score", root)
     assert result.returncode == 0, result.stderr
-    target = scoreboard_path(root / "executions", as_variant)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run / "metrics" / "metrics_per_model.csv", target)
+    target = scores_of(root, as_variant)
+    if target != run / "metrics" / "metrics_per_model.csv":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run / "metrics" / "metrics_per_model.csv", target)
 
 
 def seal_and_serve(root: Path) -> None:
@@ -83,7 +90,7 @@ def set_params(root: Path, gates: dict | None = None, **entry) -> None:
 
 
 def build(root: Path, y_pred: list) -> Path:
-    """v701 predicting `y_pred`, served and scored, and the scoreboard of its baseline
+    """v701 predicting `y_pred`, served and scored, and the scores of its baseline
     v700 (BASELINE_Y_PRED)."""
     score(root, BASELINE_Y_PRED, "v700")
     score(root, y_pred, "v701")
@@ -140,8 +147,8 @@ def test_a_complete_run_without_gates_passes_every_check(root):
      "changed: datasets/v402/04_targetengineering_dataset.parquet"),
     (lambda package: (package / "datasets" / "v401" / "stray.txt").write_text("x"),
      "extra: datasets/v401/stray.txt"),
-    (lambda package: write_json_atomic(package / METADATA_NAME, seal_package(
-        package, {**json.loads((package / METADATA_NAME).read_text()), "variant": "v609"})),
+    (lambda package: write_json_atomic(package / PACKAGE_METADATA, seal_package(
+        package, {**json.loads((package / PACKAGE_METADATA).read_text()), "variant": "v609"})),
      "was rebuilt since it was served"),
 ])
 def test_a_package_changed_after_serving_fails_the_seal_check_now(root, change, detail):
@@ -280,7 +287,7 @@ def test_every_gate_passing_passes_the_verdict(root):
 
 
 def test_a_model_the_baseline_did_not_score_fails_its_drop_gate(root):
-    board = scoreboard_path(root / "executions", "v700")
+    board = scores_of(root, "v700")
     lines = board.read_text().splitlines(keepends=True)
     board.write_text("".join(line for line in lines if "v503" not in line))
     set_params(root, gates={"baseline": "v700", "max_drop": {"f1": 0.5}})
@@ -290,9 +297,9 @@ def test_a_model_the_baseline_did_not_score_fails_its_drop_gate(root):
 
 
 def test_a_baseline_not_scored_yet_is_an_error_naming_the_stage(root):
-    scoreboard_path(root / "executions", "v700").unlink()
+    scores_of(root, "v700").unlink()
     set_params(root, gates={"baseline": "v700", "max_drop": {"f1": 0.02}})
-    with pytest.raises(DeployRunError, match=r"v700\.csv is missing: .*run `dvc repro score@v700`"):
+    with pytest.raises(DeployRunError, match=r"v700/metrics/metrics_per_model\.csv is missing: .*run `dvc repro score@v700`"):
         verdict_of(root)
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from runtime.windows import EventRows, Regime, f03_windows
+from contract.windows import EventRows, Regime, f03_windows
 
 # The real upstream F05 variant, kept in the repository (see tests/fixtures/README.md).
 FIXTURE_F05 = Path(__file__).resolve().parent / "fixtures" / "mlops4ofp-f05-v501"

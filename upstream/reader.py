@@ -4,13 +4,12 @@ Everything this project consumes from upstream comes through here, for the demo 
 real upstream folders alike, so that a broken lineage is caught once, with a message that
 names the variant, the file and the key, and what to do about it.
 
-Layout (CONTRACT.md): ``<root>/<NN_phase>/<variant>/`` with a ``params.yaml`` whose
+Layout (``contract.layout``): ``<root>/<NN_phase>/<variant>/`` with a ``params.yaml`` whose
 ``parent_variant`` names the parent one phase up (F05 → F04 → F03 → F02).
 """
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,16 +17,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from contract.errors import UserError
+from contract.layout import (DATASET, EVENT_CATALOG, F02, F03, F04, F05, F05_EXPERIMENTS, F05_MODELS, METADATA,
+                             MODEL_FILE, MODEL_SUMMARY, PARAMS_FILE, PHASE_LABEL, is_variant_id, phase_file)
 from runtime.vectorize import VectorizationError, from_spec
 
-F02, F03, F04, F05 = "02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling"
-PHASE_LABEL = {F02: "F02", F03: "F03", F04: "F04", F05: "F05"}
-VARIANT_ID = re.compile(r"^v\d+$")
 MODEL_FAMILIES = ("dense_bow", "sequence_embedding", "cnn1d")
 NAN_EVENT_SUFFIX = "_NaN_NaN"
 
 
-class UpstreamError(ValueError):
+class UpstreamError(UserError):
     """An upstream artifact is missing or does not follow the contract."""
 
 
@@ -78,29 +77,29 @@ class Variant:
 
     def phase_file(self, suffix: str) -> Path:
         """The phase-prefixed files: ``<phase>_dataset.parquet``, ``<phase>_metadata.json``…"""
-        return self.dir / f"{self.phase}_{suffix}"
+        return self.dir / phase_file(self.phase, suffix)
 
     @cached_property
     def params(self) -> dict:
-        return read_yaml(self.file("params.yaml"), self.label)
+        return read_yaml(self.file(PARAMS_FILE), self.label)
 
     def param(self, key: str, *, required: bool = True):
         if key not in self.params and required:
-            raise UpstreamError(f"{_where(self.phase, self.id, 'params.yaml')}: key '{key}' is missing")
+            raise UpstreamError(f"{_where(self.phase, self.id, PARAMS_FILE)}: key '{key}' is missing")
         return self.params.get(key)
 
     @property
     def parent_id(self) -> str:
         parent = self.param("parent_variant")
-        if not isinstance(parent, str) or not VARIANT_ID.match(parent):
-            raise UpstreamError(f"{_where(self.phase, self.id, 'params.yaml')}: key 'parent_variant' "
+        if not isinstance(parent, str) or not is_variant_id(parent):
+            raise UpstreamError(f"{_where(self.phase, self.id, PARAMS_FILE)}: key 'parent_variant' "
                                 f"must be a variant id like 'v401', got {parent!r}")
         return parent
 
 
 def open_variant(root, phase: str, variant: str, *, child: Variant | None = None) -> Variant:
     """A variant folder that exists; the error names who asked for it when it does not."""
-    if not isinstance(variant, str) or not VARIANT_ID.match(variant):
+    if not is_variant_id(variant):
         raise UpstreamError(f"{PHASE_LABEL[phase]} variant id must look like 'v123', got {variant!r}")
     found = Variant(Path(root), phase, variant)
     if not found.dir.is_dir():
@@ -119,16 +118,16 @@ class EventStream:
 
     @property
     def dataset_path(self) -> Path:
-        return self.variant.phase_file("dataset.parquet")
+        return self.variant.phase_file(DATASET)
 
     @cached_property
     def metadata(self) -> dict:
-        return read_json(self.variant.phase_file("metadata.json"), self.variant.label)
+        return read_json(self.variant.phase_file(METADATA), self.variant.label)
 
     @cached_property
     def catalog(self) -> dict[str, int]:
-        name = f"{F02}_event_catalog.json"
-        catalog = read_json(self.variant.phase_file("event_catalog.json"), self.variant.label)
+        name = phase_file(F02, EVENT_CATALOG)
+        catalog = read_json(self.variant.phase_file(EVENT_CATALOG), self.variant.label)
         if not isinstance(catalog, dict) or not all(
                 isinstance(c, int) and not isinstance(c, bool) for c in catalog.values()):
             raise UpstreamError(f"{_where(F02, self.variant.id, name)}: must map event names to integer codes")
@@ -157,7 +156,7 @@ class EventStream:
         unknown = [name for name in names if name not in self.catalog]
         if unknown:
             raise UpstreamError(f"{context}: event names {unknown} are not in the catalog of "
-                                f"{_where(F02, self.variant.id, f'{F02}_event_catalog.json')}")
+                                f"{_where(F02, self.variant.id, phase_file(F02, EVENT_CATALOG))}")
         return [self.catalog[name] for name in names]
 
 
@@ -176,7 +175,7 @@ class WindowSet:
 
     @cached_property
     def metadata(self) -> dict:
-        path = self.variant.phase_file("metadata.json")
+        path = self.variant.phase_file(METADATA)
         return read_json(path, self.variant.label) if path.is_file() else {}
 
     def regime(self) -> dict[str, RegimeValue]:
@@ -185,7 +184,7 @@ class WindowSet:
         OW/LT/PW are integers in units of Tu from ``params.yaml``; ``Tu`` may be null
         there, then it comes from this F03's metadata, else from its F02's metadata.
         """
-        where = _where(F03, self.variant.id, "params.yaml")
+        where = _where(F03, self.variant.id, PARAMS_FILE)
         values = {}
         for key in ("OW", "LT", "PW"):
             value = self.variant.param(key)
@@ -195,8 +194,8 @@ class WindowSet:
             values[key] = RegimeValue(value, f"F03 {self.variant.id} params.yaml")
         candidates = [
             (self.variant.params.get("Tu"), f"F03 {self.variant.id} params.yaml"),
-            (self.metadata.get("Tu"), f"F03 {self.variant.id} {F03}_metadata.json"),
-            (self.events.metadata.get("Tu"), f"F02 {self.events.variant.id} {F02}_metadata.json"),
+            (self.metadata.get("Tu"), f"F03 {self.variant.id} {phase_file(F03, METADATA)}"),
+            (self.events.metadata.get("Tu"), f"F02 {self.events.variant.id} {phase_file(F02, METADATA)}"),
         ]
         for value, source in candidates:
             if value is not None:
@@ -233,12 +232,12 @@ class Objective:
     def prediction_name(self) -> str:
         name = self.variant.param("prediction_name")
         if not isinstance(name, str) or not name:
-            raise UpstreamError(f"{_where(F04, self.id, 'params.yaml')}: key 'prediction_name' must be a name")
+            raise UpstreamError(f"{_where(F04, self.id, PARAMS_FILE)}: key 'prediction_name' must be a name")
         return name
 
     @property
     def definition(self) -> dict:
-        where = _where(F04, self.id, "params.yaml")
+        where = _where(F04, self.id, PARAMS_FILE)
         objective = self.variant.param("prediction_objective")
         if not isinstance(objective, dict):
             raise UpstreamError(f"{where}: key 'prediction_objective' must be a mapping {{operator, events}}")
@@ -252,7 +251,7 @@ class Objective:
 
     @property
     def dataset_path(self) -> Path:
-        return self.variant.phase_file("dataset.parquet")
+        return self.variant.phase_file(DATASET)
 
     @cached_property
     def dataset_columns(self) -> list[str]:
@@ -324,34 +323,34 @@ class Modeling:
     def model_family(self) -> str:
         family = self.variant.param("model_family")
         if family not in MODEL_FAMILIES:
-            raise UpstreamError(f"{_where(F05, self.id, 'params.yaml')}: key 'model_family' is {family!r}; "
+            raise UpstreamError(f"{_where(F05, self.id, PARAMS_FILE)}: key 'model_family' is {family!r}; "
                                 f"expected one of {list(MODEL_FAMILIES)}")
         return family
 
     def official_ids(self) -> list[str]:
-        return sorted(p.parent.name for p in self.variant.dir.glob("models/*/model.h5"))
+        return sorted(p.parent.name for p in self.variant.dir.glob(f"{F05_MODELS}/*/{MODEL_FILE}"))
 
     def trial_ids(self) -> list[str]:
-        return sorted(p.parent.name for p in self.variant.dir.glob("experiments/*/model.h5"))
+        return sorted(p.parent.name for p in self.variant.dir.glob(f"{F05_EXPERIMENTS}/*/{MODEL_FILE}"))
 
     def model(self, model_id: str) -> ModelFiles:
         """An official model (``models/<id>/``) or a trial (``experiments/<id>/``), which
         shares the vectorization of its run's official model."""
         official, trials = self.official_ids(), self.trial_ids()
         if model_id in official:
-            folder = self.variant.dir / "models" / model_id
+            folder = self.variant.dir / F05_MODELS / model_id
             trial = False
         elif model_id in trials:
             if len(official) != 1:
                 raise UpstreamError(f"{self.variant.label}: trial '{model_id}' needs the model_summary.json of "
                                     f"the run's one official model, but models/ holds {official or 'none'}")
-            folder = self.variant.dir / "models" / official[0]
+            folder = self.variant.dir / F05_MODELS / official[0]
             trial = True
         else:
             raise UpstreamError(f"{self.variant.label}: model_id '{model_id}' not found; available: "
                                 f"{', '.join(official + trials) or 'none'} (models/<id>/model.h5 or "
                                 f"experiments/<id>/model.h5)")
-        summary_path = folder / "model_summary.json"
+        summary_path = folder / MODEL_SUMMARY
         if not summary_path.is_file():
             raise UpstreamError(f"{self.variant.label}, model '{model_id}': {summary_path} is missing; "
                                 "F05 must write it beside model.h5")
@@ -360,7 +359,7 @@ class Modeling:
             raise UpstreamError(f"{self.variant.label}, model '{model_id}': prediction_name "
                                 f"'{summary.prediction_name}' in model_summary.json is not the one of its "
                                 f"objective {self.objective.variant.label} ('{self.objective.prediction_name}')")
-        h5 = (self.variant.dir / "experiments" / model_id if trial else folder) / "model.h5"
+        h5 = (self.variant.dir / F05_EXPERIMENTS / model_id if trial else folder) / MODEL_FILE
         return ModelFiles(self.id, model_id, h5, summary, trial)
 
 

@@ -7,7 +7,7 @@ block (normal end, exception, Ctrl-C, SIGTERM). The server also watches its pare
 even a parent killed with SIGKILL does not leave it running.
 
 ``replay`` streams ``replay_events.parquet``, cuts each window's OW on the package's grid
-with ``runtime.windows`` and sends the windows, exactly as read, in batches to
+with ``contract.windows`` and sends the windows, exactly as read, in batches to
 ``POST /infer_batch``. It yields batch by batch, so memory does not grow with the length
 of the replay. Only HTTP here: the client never imports Flask or TensorFlow.
 """
@@ -28,19 +28,26 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from runtime.manifest import Manifest, ModelEntry
-from runtime.windows import EventRows, Regime, Windows, grid_starts, ow_windows
+from contract.defaults import DEFAULT_HOST
+from contract.errors import UserError
+from contract.manifest import Manifest, ModelEntry
+from contract.windows import EventRows, Regime, Windows, grid_starts, ow_windows
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class ServerError(RuntimeError):
+class ServerError(UserError):
     """The server misbehaved (would not start, refused a request, answered for another
     manifest); the message says what it answered."""
 
 
 class ServerStartError(ServerError):
     """The server process did not come up; the message carries the tail of its stderr."""
+
+
+class ReplayError(UserError):
+    """The replay cannot be sent as configured (a replay out of time order, a batch
+    larger than the server accepts); the message names the file or key."""
 
 
 class ServerProcess:
@@ -50,7 +57,7 @@ class ServerProcess:
     with ``wait_ready=False`` the block starts as soon as the port is bound.
     """
 
-    def __init__(self, manifest_path, *, host: str = "127.0.0.1", port: int = 0,
+    def __init__(self, manifest_path, *, host: str = DEFAULT_HOST, port: int = 0,
                  start_timeout: float = 180.0, wait_ready: bool = True, server_args=()):
         self.manifest_path = Path(manifest_path)
         self.host, self.port = host, port
@@ -291,7 +298,7 @@ def replay_windows(path: Path, regime: Regime, batch_size: int, *,
             continue
         if np.any(np.diff(rows.segs) < 0) or (carry is not None and len(carry)
                                                and rows.segs[0] < carry.segs[-1]):
-            raise ValueError(f"{path}: 'segs' is not in ascending order; the replay must be in time order")
+            raise ReplayError(f"{path}: 'segs' is not in ascending order; the replay must be in time order")
         if next_start is None:
             next_start = int(rows.segs[0])  # the replay's first instant: a cold start
         carry = rows if carry is None else carry.concat(rows)
@@ -322,7 +329,7 @@ def replay(url: str, manifest: Manifest, *, batch_size: int | None = None,
     with InferenceClient(url, manifest) as client:
         limit = client.models()["limits"]["max_batch_items"]
         if batch_size > limit:
-            raise ValueError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
+            raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
                              f"per batch; lower deployrun.{manifest.variant}.batch_size")
         started = last_report = time.monotonic()
         sent = 0

@@ -1,8 +1,8 @@
-"""Builders of real, small F06 packages and F07 manifests for tests and benchmarks.
+"""Builders of real, small F06 packages and F07 manifests, for the tests and the benchmarks.
 
 Everything here is the real thing at a small size: Keras models built and saved as HDF5,
 ``model_summary.json`` files as F05 writes them, a replay parquet, the package metadata
-sealed with ``runtime.seal``, and a manifest as the serve stage writes it. Nothing is
+sealed with ``contract.seal``, and a manifest as the serve stage writes it. Nothing is
 mocked, so a test that serves one of these packages exercises the same code as
 production.
 """
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from f07_validation.deploy import build_manifest
-from runtime.files import write_json_atomic
-from runtime.seal import METADATA_NAME, seal_package
-from runtime.windows import EventRows, Regime
-from tests.upstream_builder import FIXTURE_F05, FIXTURE_MODEL_ID
+from contract import layout
+from contract.defaults import DEFAULT_BATCH_SIZE
+from contract.files import write_json_atomic
+from contract.seal import seal_package
+from contract.windows import EventRows, Regime
+from f07_validation.serve import build_manifest
 
 FAMILY_VECTORIZATION = {"dense_bow": "dense_bow", "sequence_embedding": "sequence", "cnn1d": "sequence"}
-UPSTREAM_FIXTURE = FIXTURE_F05 / "models" / FIXTURE_MODEL_ID
 
 SMALL_HP = {"n_layers": 1, "units": 16, "embed_dim": 8, "filters": 16, "kernel_size": 3}
 # The largest networks of upstream's F05 search space (fixtures/.../params.yaml).
@@ -65,14 +65,6 @@ class ModelDef:
                 "max_len": self.width or 50}
 
 
-def upstream_fixture_def(objective: str = "v401", source_f05: str = "v501") -> ModelDef:
-    """The real upstream Keras-2 HDF5 dense_bow model (input 122), as a package model."""
-    summary = json.loads((UPSTREAM_FIXTURE / "model_summary.json").read_text())
-    return ModelDef(model_id=UPSTREAM_FIXTURE.name, family="dense_bow", objective=objective,
-                    source_f05=source_f05, prediction_name=summary["prediction_name"],
-                    vocab=summary["vectorization"]["vocab"], copy_from=UPSTREAM_FIXTURE)
-
-
 def build_keras_model(spec: ModelDef):
     """An untrained network built the way upstream's F05 builds its family (float32 Input
     even for sequences, Embedding of vocab_size + 1 rows), with deterministic weights."""
@@ -107,13 +99,13 @@ def write_model(spec: ModelDef, folder: Path) -> None:
     """``model.h5`` + ``model_summary.json`` in ``folder``, as F05 writes them."""
     folder.mkdir(parents=True, exist_ok=True)
     if spec.copy_from is not None:
-        for name in ("model.h5", "model_summary.json"):
+        for name in layout.MODEL_FILES:
             shutil.copyfile(Path(spec.copy_from) / name, folder / name)
         return
-    build_keras_model(spec).save(folder / "model.h5")
+    build_keras_model(spec).save(folder / layout.MODEL_FILE)
     summary = {"prediction_name": spec.name.lower(), "model_family": spec.family,
                "threshold": spec.threshold, "vectorization": spec.vectorization()}
-    write_json_atomic(folder / "model_summary.json", summary)
+    write_json_atomic(folder / layout.MODEL_SUMMARY, summary)
 
 
 def synthetic_event_rows(n_rows: int, *, start: int = 1_700_000_000, step: int = 1,
@@ -150,7 +142,7 @@ def write_event_rows(rows: EventRows, path: Path) -> None:
 
 
 def _temporal(regime: Regime) -> dict:
-    source = "tests/runtime_fixtures.py"
+    source = "builders/packages.py"
     return {"Tu": {"value": float(regime.Tu), "source": source},
             "OW": {"value": regime.OW, "source": source},
             "LT": {"value": regime.LT, "source": source},
@@ -172,12 +164,12 @@ def build_package(package_dir, models: list[ModelDef], *, replay: EventRows | No
 
     package_dir = Path(package_dir)
     replay = replay if replay is not None else synthetic_event_rows(3600, start=regime.origin)
-    write_event_rows(replay, package_dir / "replay" / "replay_events.parquet")
+    write_event_rows(replay, package_dir / layout.REPLAY)
     entries = []
     for spec in sorted(models, key=lambda m: (m.objective, m.source_f05, m.model_id)):
-        rel = f"models/{spec.objective}/{spec.source_f05}__{spec.model_id}"
+        rel = layout.package_model_dir(spec.objective, spec.source_f05, spec.model_id)
         write_model(spec, package_dir / rel)
-        summary = json.loads((package_dir / rel / "model_summary.json").read_text())
+        summary = json.loads((package_dir / rel / layout.MODEL_SUMMARY).read_text())
         vec = summary["vectorization"]
         width = vec["input_dim"] if vec["vectorization"] == "dense_bow" else vec["max_len"]
         entries.append({"objective": spec.objective, "prediction_name": summary["prediction_name"],
@@ -186,7 +178,7 @@ def build_package(package_dir, models: list[ModelDef], *, replay: EventRows | No
                         "path": rel, "vectorization": vec, "input_shape": [None, width]})
     datasets = {}
     for objective in sorted({m.objective for m in models}):
-        rel = f"datasets/{objective}/04_targetengineering_dataset.parquet"
+        rel = layout.package_dataset(objective)
         (package_dir / rel).parent.mkdir(parents=True, exist_ok=True)
         table = pa.table({"OW_events": pa.array([[1, 2], [3]], pa.list_(pa.int32())),
                           "label": pa.array([0, 1], pa.int8()),
@@ -195,15 +187,15 @@ def build_package(package_dir, models: list[ModelDef], *, replay: EventRows | No
         name = next(e["prediction_name"] for e in entries if e["objective"] == objective)
         datasets[objective] = {"path": rel, "prediction_name": name, "rows": 2, "positives": 1,
                                "has_t0": True, "objective": {"operator": "OR", "events": ["e1"]}}
-    (package_dir / "params.yaml").write_text(f"variant: {variant}\n", encoding="utf-8")
+    (package_dir / layout.PARAMS_FILE).write_text(f"variant: {variant}\n", encoding="utf-8")
     metadata = {
-        "phase": "06_packaging", "variant": variant,
+        "phase": layout.F06, "variant": variant,
         "lineage": {"f02": "v201", "f03": ["v301"], "f04": {m.objective: "v301" for m in models},
                     "f05": {m.source_f05: m.objective for m in models}},
         "temporal": _temporal(regime),
         "models": entries,
         "datasets": datasets,
-        "replay": {"path": "replay/replay_events.parquet", "source_f02": "v201", "rows": len(replay),
+        "replay": {"path": layout.REPLAY, "source_f02": "v201", "rows": len(replay),
                    "events": int(len(replay.codes)), "first_segs": int(replay.segs[0]),
                    "last_segs": int(replay.segs[-1]), "time_range": {"start": None, "end": None}},
     }
@@ -212,7 +204,7 @@ def build_package(package_dir, models: list[ModelDef], *, replay: EventRows | No
 
 def _seal(package_dir: Path, metadata: dict) -> dict:
     sealed = seal_package(package_dir, metadata)
-    write_json_atomic(package_dir / METADATA_NAME, sealed)
+    write_json_atomic(package_dir / layout.PACKAGE_METADATA, sealed)
     return sealed
 
 
@@ -220,33 +212,20 @@ def reseal_package(package_dir) -> dict:
     """Seal ``package_dir`` again after a test changed a file on purpose (e.g. to serve a
     corrupt model through a valid seal); returns the new metadata."""
     package_dir = Path(package_dir)
-    return _seal(package_dir, json.loads((package_dir / METADATA_NAME).read_text()))
+    return _seal(package_dir, json.loads((package_dir / layout.PACKAGE_METADATA).read_text()))
 
 
-def write_manifest(manifest_path, package_dir, *, variant: str = "v701", batch_size: int = 256) -> Path:
+def write_manifest(manifest_path, package_dir, *, variant: str = "v701",
+                   batch_size: int = DEFAULT_BATCH_SIZE) -> Path:
     """The ``manifest.json`` the serve stage writes for a package."""
     manifest_path = Path(manifest_path)
     write_json_atomic(manifest_path, build_manifest(variant, Path(package_dir), manifest_path.parent, batch_size))
     return manifest_path
 
 
-def serving_models() -> list[ModelDef]:
-    """A package to serve in tests: one small model of each family (two objectives, two
-    F05 runs sharing a model_id), a model with NaN weights, and the real upstream model."""
-    vocab = list(range(1, 41))
-    return [
-        ModelDef("obj_a", "dense_bow", "v401", "v501", vocab=vocab, seed=1),
-        ModelDef("obj_a", "sequence_embedding", "v401", "v502", vocab=vocab, width=50, seed=2),
-        ModelDef("obj_b", "cnn1d", "v402", "v503", vocab=vocab, width=60, seed=3, threshold=0.4),
-        ModelDef("broken", "dense_bow", "v402", "v504", vocab=vocab, seed=4, nan_weights=True),
-        upstream_fixture_def(objective="v401", source_f05="v505"),
-    ]
-
-
 def build_served_package(root, models: list[ModelDef], **package_options) -> Path:
-    """A sealed package at ``root/06_packaging/v601`` and its manifest at
-    ``root/07_deployrun/v701/manifest.json`` (returned), laid out as in a real project."""
-    root = Path(root)
-    package_dir = root / "06_packaging" / "v601"
+    """A sealed package ``v601`` under ``root`` (an executions folder) and its manifest
+    for run ``v701`` (returned), laid out as in a real project."""
+    package_dir = layout.variant_dir(layout.F06, "v601", root)
     build_package(package_dir, models, **package_options)
-    return write_manifest(root / "07_deployrun" / "v701" / "manifest.json", package_dir)
+    return write_manifest(layout.variant_dir(layout.F07, "v701", root) / layout.MANIFEST, package_dir)

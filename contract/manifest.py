@@ -3,8 +3,8 @@
 The server, the replay client and the in-process equivalence check all start from the
 manifest, so it is read and checked once, here, with paths resolved (they are written
 relative to the manifest's folder, and the model files relative to the package, so that
-a variant folder can move). Standard library only: the client reads it without loading
-TensorFlow.
+a variant folder can move). Standard library and the contract only: the client reads it
+without loading TensorFlow.
 """
 from __future__ import annotations
 
@@ -13,14 +13,17 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.seal import METADATA_NAME
-from runtime.windows import Regime
+from contract.defaults import DEFAULT_BATCH_SIZE
+from contract.errors import UserError
+from contract.layout import PACKAGE_METADATA
+from contract.model_key import KEY_COLUMNS, model_key
+from contract.windows import Regime
 
 _MODEL_KEYS = ("objective", "prediction_name", "source_f05", "model_id", "model_family",
                "threshold", "model_path", "summary_path", "vectorization", "input_shape")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     """A manifest that cannot be served; the message names the file and the key."""
 
 
@@ -41,9 +44,13 @@ class ModelEntry:
 
     @property
     def key(self) -> str:
-        """The identity of a model in logs and summaries: two F05 runs may share a
-        ``model_id`` and a ``prediction_name``, never all three parts."""
-        return f"{self.objective}/{self.source_f05}/{self.model_id}"
+        """The identity of a model in logs and summaries (``contract.predictions``)."""
+        return model_key(self.objective, self.source_f05, self.model_id)
+
+    @property
+    def key_values(self) -> tuple[str, str, str]:
+        """The key columns' values, as a row key of the prediction log and the metrics."""
+        return tuple(getattr(self, column) for column in KEY_COLUMNS)
 
     def identity(self) -> dict:
         return {"objective": self.objective, "prediction_name": self.prediction_name,
@@ -85,7 +92,7 @@ class Manifest:
 
     def replay_path(self) -> Path:
         """The replay parquet, as the sealed package metadata names it."""
-        metadata = self.package_dir / METADATA_NAME
+        metadata = self.package_dir / PACKAGE_METADATA
         try:
             relative = json.loads(metadata.read_text(encoding="utf-8"))["replay"]["path"]
         except (OSError, ValueError, KeyError, TypeError) as error:
@@ -142,7 +149,7 @@ def load_manifest(path) -> Manifest:
     keys = [model.key for model in models]
     if len(set(keys)) != len(keys):
         raise ManifestError(f"{path}: key 'models' lists a model twice: {sorted(keys)}")
-    batch_size = data.get("batch_size", 256)
+    batch_size = data.get("batch_size", DEFAULT_BATCH_SIZE)
     if type(batch_size) is not int or batch_size <= 0:
         raise ManifestError(f"{path}: key 'batch_size' must be a positive integer, got {batch_size!r}")
     return Manifest(

@@ -4,12 +4,14 @@ Every file of the package gets a sha256, and one digest covers all of them plus 
 metadata itself. The metadata file cannot hold its own hash, so its body (the JSON
 without the ``seal`` key, in canonical form) is hashed instead: editing the lineage, the
 regime or a threshold in ``06_packaging_metadata.json`` breaks the seal just as editing a
-model does. ``.gitignore`` files that DVC writes beside its outputs, and ``timing.json``
-(wall-clock figures, kept out of every hash on purpose), are not part of the package.
+model does. ``.gitignore`` files that DVC writes beside its outputs, ``timing.json``
+(wall-clock figures, kept out of every hash on purpose) and ``lineage/`` (the digests of
+the upstream folders, which tell DVC when to rebuild, not what was packaged) are not part
+of the package.
 
-Standard library only: the server verifies the seal before it loads anything.
+Standard library only (and the layout): the server verifies the seal before it loads anything.
 
-    python -m runtime.seal verify executions/06_packaging/v601
+    python -m contract.seal verify executions/06_packaging/v601
 """
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METADATA_NAME = "06_packaging_metadata.json"
-TIMING_NAME = "timing.json"
-NOT_SEALED = {METADATA_NAME, ".gitignore", TIMING_NAME}
+from contract.layout import LINEAGE_DIR, PACKAGE_METADATA, TIMING
+
+NOT_SEALED = {PACKAGE_METADATA, ".gitignore", TIMING}
 _CHUNK = 1 << 20
 
 
@@ -42,7 +44,7 @@ def _body_sha256(metadata: dict) -> str:
 
 def _digest(files: dict[str, str], metadata_sha256: str) -> str:
     lines = [f"{sha}  {path}\n" for path, sha in sorted(files.items())]
-    lines.append(f"{metadata_sha256}  {METADATA_NAME}#body\n")
+    lines.append(f"{metadata_sha256}  {PACKAGE_METADATA}#body\n")
     return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
@@ -53,6 +55,7 @@ def package_files(package_dir: Path) -> dict[str, str]:
         path.relative_to(package_dir).as_posix(): sha256_file(path)
         for path in sorted(package_dir.rglob("*"))
         if path.is_file() and path.name not in NOT_SEALED
+        and path.relative_to(package_dir).parts[0] != LINEAGE_DIR
     }
 
 
@@ -99,16 +102,16 @@ def verify_seal(package_dir) -> SealCheck:
     """Recompute every hash and compare with the seal recorded in the metadata."""
     package_dir = Path(package_dir)
     check = SealCheck(package_dir=str(package_dir))
-    metadata_path = package_dir / METADATA_NAME
+    metadata_path = package_dir / PACKAGE_METADATA
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
         seal = metadata["seal"]
         recorded, recorded_body, recorded_digest = seal["files"], seal["metadata_sha256"], seal["digest"]
     except FileNotFoundError:
-        check.problems.append(f"{METADATA_NAME} is missing: this folder is not a sealed package")
+        check.problems.append(f"{PACKAGE_METADATA} is missing: this folder is not a sealed package")
         return check
     except (ValueError, KeyError, TypeError) as error:
-        check.problems.append(f"{METADATA_NAME} has no readable seal ({error!r})")
+        check.problems.append(f"{PACKAGE_METADATA} has no readable seal ({error!r})")
         return check
     check.digest = recorded_digest
     actual = package_files(package_dir)
@@ -116,14 +119,14 @@ def verify_seal(package_dir) -> SealCheck:
     check.missing = sorted(p for p in recorded if p not in actual)
     check.extra = sorted(p for p in actual if p not in recorded)
     if _body_sha256(metadata) != recorded_body:
-        check.changed.append(f"{METADATA_NAME} (its content, outside the seal)")
+        check.changed.append(f"{PACKAGE_METADATA} (its content, outside the seal)")
     if _digest(recorded, recorded_body) != recorded_digest:
         check.problems.append("the recorded digest does not match the recorded file hashes")
     return check
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.seal", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m contract.seal", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser("verify", help="verify a package's seal; exit 1 naming each difference")
     verify.add_argument("package_dir")

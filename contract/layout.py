@@ -1,0 +1,128 @@
+"""Where every artifact lives: the phase folders, the variant folders and every file name
+of F02-F07. The one module that spells them; everything else asks it.
+
+    executions/<NN_phase>/<variant>/
+
+Upstream phases (F02-F05) name their main files after the phase
+(``<NN_phase>_dataset.parquet``, ``<NN_phase>_metadata.json``); F06 and F07 write the files
+below. Paths inside a variant folder are POSIX strings relative to it, because they are
+also written into metadata and manifests (never an absolute path in a tracked output).
+
+A variant id is ``v`` followed by digits: it becomes a folder name, a DVC stage key
+(``serve@v701``) and a params path, so it can never name a path (``../v601``).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from contract.errors import UserError
+
+EXECUTIONS = Path("executions")
+PARAMS_FILE = "params.yaml"   # the project's parameters, and each variant's effective ones
+DVC_DEPS_FILE = "dvc_deps.yaml"   # generated per-variant dependency lists that dvc.yaml reads (vars)
+VARIANT_ID = re.compile(r"v[0-9]+")  # the whole id: is_variant_id uses fullmatch
+
+# ------------------------------------------------------------------ phases
+F02, F03, F04, F05 = "02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling"
+F06, F07 = "06_packaging", "07_deployrun"
+PHASE_LABEL = {F02: "F02", F03: "F03", F04: "F04", F05: "F05", F06: "F06", F07: "F07"}
+UPSTREAM_PHASES = (F02, F03, F04, F05)
+SECTIONS = {"packaging": F06, "deployrun": F07}   # params.yaml section -> phase folder
+
+# ------------------------------------------------------------------ upstream files
+DATASET = "dataset.parquet"               # <phase>_dataset.parquet
+METADATA = "metadata.json"                # <phase>_metadata.json
+EVENT_CATALOG = "event_catalog.json"      # F02: <phase>_event_catalog.json
+F05_MODELS = "models"                     # F05: models/<model_id>/ (official)
+F05_EXPERIMENTS = "experiments"           # F05: experiments/<trial id>/
+MODEL_FILE = "model.h5"
+MODEL_SUMMARY = "model_summary.json"
+MODEL_FILES = (MODEL_FILE, MODEL_SUMMARY)
+EXPERIMENT_METRICS = "metrics.json"       # F05: experiments/<trial id>/metrics.json
+
+# ------------------------------------------------------------------ F06 package
+PACKAGE_MODELS = "models"                 # models/<objective>/<source_f05>__<model_id>/
+PACKAGE_DATASETS = "datasets"             # datasets/<objective>/<F04 dataset>
+REPLAY_DIR = "replay"
+REPLAY = f"{REPLAY_DIR}/replay_events.parquet"
+PACKAGE_METADATA = f"{F06}_{METADATA}"    # 06_packaging_metadata.json, holds the seal
+TIMING = "timing.json"                    # wall-clock figures: never tracked, never sealed
+LINEAGE_DIR = "lineage"                   # digests of the upstream folders it derives from: not sealed
+
+# ------------------------------------------------------------------ F07 run
+MANIFEST = "manifest.json"
+SERVE_RECORD = "serve.json"
+LOGS_DIR = "logs"
+PREDICTIONS = f"{LOGS_DIR}/raw_predictions.parquet"
+PREDICTIONS_CSV = f"{LOGS_DIR}/raw_predictions.csv"
+RUN_SUMMARY = f"{LOGS_DIR}/run_summary.json"
+EQUIVALENCE = f"{LOGS_DIR}/equivalence.json"
+RUN_TIMING = f"{LOGS_DIR}/{TIMING}"
+METRICS_DIR = "metrics"
+METRICS_PER_MODEL = f"{METRICS_DIR}/metrics_per_model.csv"
+METRICS_SUMMARY = f"{METRICS_DIR}/metrics.json"
+SCORING = f"{METRICS_DIR}/scoring.json"
+CONFUSION_DIR = f"{METRICS_DIR}/confusion"
+METRICS_TIMELINE = f"{METRICS_DIR}/timeline.csv"   # predictions binned over replay time
+METRICS_IMAGES = f"{METRICS_DIR}/plots/images"   # the score stage's figures (dvclive images)
+VERDICT = "verdict.json"
+REPORT_DIR = "report"
+REPORT_HTML = f"{REPORT_DIR}/report.html"
+FIGURES_DIR = f"{REPORT_DIR}/figures"
+TIMELINE_FIGURE = f"{FIGURES_DIR}/timeline.png"
+RUNTIME_JS = f"{REPORT_DIR}/runtime.js"   # untracked, beside the report
+RUN_METADATA = f"{F07}_{METADATA}"        # 07_deployrun_metadata.json
+
+
+def is_variant_id(value) -> bool:
+    return isinstance(value, str) and VARIANT_ID.fullmatch(value) is not None
+
+
+def phase_file(phase: str, suffix: str) -> str:
+    """An upstream phase's own file name: ``<NN_phase>_<suffix>``."""
+    return f"{phase}_{suffix}"
+
+
+def variant_dir(phase: str, variant: str, root=EXECUTIONS) -> Path:
+    """``<root>/<phase>/<variant>``; ``phase`` is a phase folder or a params.yaml section.
+    A variant that is not a variant id is refused (it would name another path)."""
+    if not is_variant_id(variant):
+        raise UserError(f"{variant!r} is not a variant id: use 'v' followed by digits, e.g. v701 "
+                        f"(a variant id is a folder name, never a path)")
+    return Path(root) / SECTIONS.get(phase, phase) / variant
+
+
+def package_model_dir(objective: str, source_f05: str, model_id: str) -> str:
+    """A model inside an F06 package: by objective, then F05 and model id, so two F05
+    runs that share a model_id both stay."""
+    return f"{PACKAGE_MODELS}/{objective}/{source_f05}__{model_id}"
+
+
+def package_dataset(objective: str) -> str:
+    """An objective's F04 reference dataset inside an F06 package, byte for byte."""
+    return f"{PACKAGE_DATASETS}/{objective}/{phase_file(F04, DATASET)}"
+
+
+def package_recovered_t0(objective: str) -> str:
+    """Beside a reference dataset without ``t0``: the ``t0`` F06 recovered for its rows."""
+    return f"{PACKAGE_DATASETS}/{objective}/recovered_t0.parquet"
+
+
+def lineage_digest(phase: str, upstream: str) -> str:
+    """Inside an F06 variant folder: the digest of one upstream variant folder it derives from."""
+    return f"{LINEAGE_DIR}/{phase}_{upstream}.json"
+
+
+def confusion_csv(prediction_name: str, source_f05: str, model_id: str) -> str:
+    return f"{CONFUSION_DIR}/{prediction_name}__{source_f05}__{model_id}.csv"
+
+
+def confusion_figure(prediction_name: str) -> str:
+    return f"{FIGURES_DIR}/confusion_{prediction_name}.png"
+
+
+def metrics_image(figure: str) -> str:
+    """Where the score stage draws a report figure (``confusion_figure(...)``,
+    ``TIMELINE_FIGURE``) before the report copies it: same file name, in METRICS_IMAGES."""
+    return f"{METRICS_IMAGES}/{figure.rsplit('/', 1)[-1]}"

@@ -1,0 +1,177 @@
+"""One owner per fact: the artifact contract's folder and file names are spelled in
+contract/layout.py only, the defaults and the variant-id pattern in contract/ only, and
+no project module imports stages/ or tests/ from outside them."""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from contract import layout
+from contract.errors import UserError
+from tests.conftest import PROJECT
+
+# The contract's names, written out here from the contract (docs/contract.md), not taken
+# from contract/layout.py: the test must notice a name that layout.py lacks.
+FILE_NAMES = {
+    "executions", "02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling",
+    "06_packaging", "07_deployrun", "07_scoreboard", "dataset.parquet", "metadata.json", "event_catalog.json",
+    "model.h5", "model_summary.json", "replay_events.parquet", "06_packaging_metadata.json", "timing.json",
+    "recovered_t0.parquet", "manifest.json", "serve.json", "raw_predictions.parquet", "raw_predictions.csv",
+    "run_summary.json", "equivalence.json", "metrics_per_model.csv", "metrics.json", "scoring.json",
+    "verdict.json", "report.html", "runtime.js", "timeline.png", "07_deployrun_metadata.json", "dvc_deps.yaml",
+}
+# Folder names that are also ordinary words (a JSON key "models"): counted only as a path part.
+FOLDER_NAMES = {"models", "experiments", "datasets", "replay", "lineage", "logs", "metrics", "confusion",
+                "report", "figures"}
+OWNER = PROJECT / "contract" / "layout.py"
+
+
+def project_modules() -> list[Path]:
+    return sorted(p for p in PROJECT.rglob("*.py")
+                  if p.relative_to(PROJECT).parts[0] not in ("tests", ".venv", ".git") and p != OWNER)
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def _path_parts(text: str) -> list[str]:
+    """The parts of a path-like literal (no spaces); prose (a message) is not a path."""
+    if not text or any(c.isspace() for c in text):
+        return []
+    return [part for part in re.split(r"[/\\]", text) if part]
+
+
+def _spells_a_file(part: str) -> bool:
+    """A contract file name, alone or as the tail of an upstream phase file
+    (``02_prepareeventsds_metadata.json``, or ``_metadata.json`` after a phase variable)."""
+    return any(part == name or part.endswith("_" + name) for name in FILE_NAMES)
+
+
+def contract_literals(path: Path) -> list[str]:
+    """``file:line: 'literal'`` for each literal in ``path`` that spells a contract name:
+    a file or phase folder name anywhere in a path-like string, or a folder name used as
+    a path part (``x / "logs"``, ``"logs/..."``). Routes (``"/models"``) are URLs, not files."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = _docstrings(tree)
+    in_fstring = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
+    divided = {id(side) for node in ast.walk(tree)
+               if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) for side in (node.left, node.right)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and isinstance(node.value, str)) or id(node) in skip:
+            continue
+        if node.value.startswith("/") and id(node) not in in_fstring:
+            continue  # an HTTP route
+        parts = _path_parts(node.value)
+        as_path = id(node) in divided or (len(parts) > 1 and id(node) not in in_fstring)
+        if any(_spells_a_file(part) or (as_path and part in FOLDER_NAMES) for part in parts):
+            found.append((node.lineno, node.col_offset, f"{path.relative_to(PROJECT)}:{node.lineno}: {node.value!r}"))
+    return [hit for *_, hit in sorted(found)]
+
+
+def test_contract_names_are_literals_in_contract_layout_only():
+    found = [hit for path in project_modules() for hit in contract_literals(path)]
+    assert found == []
+
+
+def test_the_literal_check_finds_a_file_name_and_a_folder_used_as_a_path(tmp_path):
+    sample = PROJECT / "contract" / "_sample_for_test.py"
+    sample.write_text('"""Mentions manifest.json in prose: fine."""\n'
+                      'from pathlib import Path\n'
+                      'MESSAGE = "run the serve stage to write manifest.json"\n'
+                      'KEY = {"models": 1}\n'
+                      'ROUTE = "/models"\n'
+                      'a = Path("x") / "logs" / "run_summary.json"\n'
+                      'b = f"{a}/metrics/{KEY}_metadata.json"\n'
+                      'c = "models/v401"\n', encoding="utf-8")
+    try:
+        found = contract_literals(sample)
+    finally:
+        sample.unlink()
+    assert [hit.split(": ", 1)[1] for hit in found] == ["'logs'", "'run_summary.json'", "'_metadata.json'",
+                                                        "'models/v401'"]
+
+
+def test_the_owner_holds_every_name():
+    text = OWNER.read_text(encoding="utf-8")
+    missing = sorted(name for name in FILE_NAMES | FOLDER_NAMES if name not in text and name != "07_scoreboard")
+    assert missing == []
+
+
+DEFAULT_NAMES = re.compile(r"(HOST|PORT|BATCH_SIZE|MAX_BATCH|MAX_BATCH_ITEMS|MAX_CONTENT_LENGTH|VARIANT_ID)$")
+DEFAULTED_PARAMETERS = {"host", "port", "batch_size", "max_batch_items", "max_content_length"}
+
+
+def defaults_defined(path: Path) -> list[str]:
+    """Names of the defaults or the variant-id pattern given a literal value in ``path``:
+    a module constant (``DEFAULT_PORT = 5005``) or a parameter default (``port=5005``)."""
+    tree, found = ast.parse(path.read_text(encoding="utf-8")), []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            found += [t.id for t in targets if isinstance(t, ast.Name) and DEFAULT_NAMES.search(t.id)]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "compile" and node.args \
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str) \
+                and re.fullmatch(r"\^?v(\\d|\[0-9\])\+\$?", node.args[0].value):
+            found.append("the variant-id pattern")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args.args + node.args.kwonlyargs
+            defaults = [None] * (len(node.args.args) - len(node.args.defaults)) + node.args.defaults \
+                + node.args.kw_defaults
+            found += [f"{node.name}({a.arg}=...)" for a, d in zip(arguments, defaults)
+                      if a.arg in DEFAULTED_PARAMETERS and isinstance(d, ast.Constant) and d.value not in (0, None, "")]
+    return found
+
+
+def test_defaults_and_the_variant_id_pattern_are_defined_in_contract_only():
+    elsewhere = {str(p.relative_to(PROJECT)): names for p in project_modules()
+                 if p.parent.name != "contract" and (names := defaults_defined(p))}
+    assert elsewhere == {}
+    assert {"DEFAULT_PORT", "DEFAULT_HOST", "DEFAULT_BATCH_SIZE", "MAX_BATCH_ITEMS"} <= set(
+        defaults_defined(PROJECT / "contract" / "defaults.py"))
+    assert defaults_defined(OWNER) == ["the variant-id pattern"]
+
+
+def test_no_module_outside_stages_or_tests_imports_them():
+    offenders = []
+    for path in project_modules():
+        top = path.relative_to(PROJECT).parts[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            offenders += [f"{path.relative_to(PROJECT)} imports {name}" for name in names
+                          if name.split(".")[0] in ("stages", "tests") and name.split(".")[0] != top]
+    assert offenders == []
+
+
+def test_contract_imports_nothing_of_the_project():
+    others = {p.parent.name for p in PROJECT.glob("*/__init__.py")} - {"contract"}
+    imports = []
+    for path in sorted((PROJECT / "contract").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            imports += [f"{path.name}: {name}" for name in names if name.split(".")[0] in others]
+    assert imports == []
+
+
+@pytest.mark.parametrize("variant", ["../v601", "v601/../../x", "601", "v6a", "", None, "V601"])
+def test_a_variant_id_never_names_a_path(variant):
+    with pytest.raises(UserError, match="not a variant id"):
+        layout.variant_dir(layout.F06, variant)
+
+
+def test_runtime_holds_serving_only():
+    """runtime/ keeps the server and what it calls; the shared helpers moved to contract/."""
+    for name in ("files", "windows", "seal", "manifest", "client"):
+        assert not (PROJECT / "runtime" / f"{name}.py").exists(), name
