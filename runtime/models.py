@@ -15,6 +15,7 @@ broken model; callers report them.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -76,22 +77,48 @@ class LoadedModel:
         model_h5, summary_json = Path(model_h5), Path(summary_json)
         name = name or model_h5.parent.name
         try:
-            summary = json.loads(summary_json.read_text(encoding="utf-8"))
-            vectorization = summary["vectorization"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ModelLoadError(f"model {name}: cannot read 'vectorization' from {summary_json} "
-                                 f"({error!r})") from None
+            summary_bytes, model_bytes = summary_json.read_bytes(), model_h5.read_bytes()
+        except OSError as error:
+            raise ModelLoadError(f"model {name}: cannot read {error.filename}: "
+                                 f"{error.strerror}") from None
+        return cls.from_bytes(model_bytes, summary_bytes, name=name,
+                              where=(str(model_h5), str(summary_json)))
+
+    @classmethod
+    def from_bytes(cls, model_h5: bytes, summary_json: bytes, *, name: str,
+                   where: tuple[str, str] = ("model.h5", "model_summary.json")) -> "LoadedModel":
+        """Load a model from bytes already in memory (``where`` names their files in errors).
+
+        The server hashes these very bytes against the package seal before calling this,
+        so what is loaded is what was verified, whatever happens to the files meanwhile.
+        Keras reads HDF5 only from a path, so the bytes go to a private copy (a fresh
+        folder only this process can write), which is removed once loaded.
+        """
         try:
-            model = keras.models.load_model(model_h5, compile=False)
-        except Exception as error:  # h5py, Keras and TF raise many types for a bad file
-            raise ModelLoadError(f"model {name}: cannot load {model_h5}: {error}") from error
+            vectorization = json.loads(summary_json.decode("utf-8"))["vectorization"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ModelLoadError(f"model {name}: cannot read 'vectorization' from {where[1]} "
+                                 f"({error!r})") from None
+        with tempfile.TemporaryDirectory(prefix="runtime-model-") as private:
+            copy = Path(private) / "model.h5"
+            copy.write_bytes(model_h5)
+            try:
+                model = keras.models.load_model(copy, compile=False)
+            except Exception as error:  # h5py, Keras and TF raise many types for a bad file
+                raise ModelLoadError(f"model {name}: cannot load {where[0]}: {error}") from error
         return cls(name, model, vectorization)
 
     @classmethod
-    def from_entry(cls, entry: ModelEntry) -> "LoadedModel":
+    def from_entry(cls, entry: ModelEntry, files: tuple[bytes, bytes] | None = None) -> "LoadedModel":
         """Load a manifest model, checking that the manifest's copy of the vectorization
-        is the summary's (the summary is the sealed source of truth)."""
-        loaded = cls.from_files(entry.model_path, entry.summary_path, name=entry.key)
+        is the summary's (the summary is the sealed source of truth). ``files`` holds the
+        bytes of ``model.h5`` and ``model_summary.json`` when the caller has read (and
+        verified) them; otherwise they are read from the package."""
+        if files is None:
+            loaded = cls.from_files(entry.model_path, entry.summary_path, name=entry.key)
+        else:
+            loaded = cls.from_bytes(*files, name=entry.key,
+                                    where=(str(entry.model_path), str(entry.summary_path)))
         if loaded.vectorization != entry.vectorization:
             raise ModelLoadError(f"model {entry.key}: the manifest's 'vectorization' differs from "
                                  f"{entry.summary_path}; rebuild the manifest (serve stage)")

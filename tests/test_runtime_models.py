@@ -104,3 +104,11 @@ def test_the_manifest_copy_of_the_vectorization_must_match_the_summary(tmp_path)
     path.write_text(json.dumps(data))
     with pytest.raises(ModelLoadError, match="manifest's 'vectorization' differs"):
         load_models(load_manifest(path))
+
+
+def test_a_model_built_from_bytes_answers_as_the_one_read_from_its_files(manifest, models):
+    batch = windows(40, seed=2)
+    for entry in manifest.models:
+        built = LoadedModel.from_bytes(entry.model_path.read_bytes(), entry.summary_path.read_bytes(),
+                                       name=entry.key)
+        np.testing.assert_array_equal(built.predict(batch), models[entry.key].predict(batch), err_msg=entry.key)

@@ -1,5 +1,6 @@
 """The inference server as a real process on a loopback port: endpoints, bad requests,
 readiness, start-up refusals and equivalence with the same models in-process."""
+import hashlib
 import json
 import socket
 import subprocess
@@ -199,3 +200,68 @@ def test_a_model_that_cannot_load_fails_the_start_naming_it(tmp_path):
     with pytest.raises(ServerStartError, match="v401/v501/m: ModelLoadError: model v401/v501/m: cannot load"):
         with ServerProcess(manifest_path):
             pass
+
+
+ARROW = "application/vnd.apache.arrow.stream"
+
+
+def arrow_body(windows):
+    import pyarrow as pa
+
+    table = pa.table({"windows": pa.array(windows, pa.list_(pa.int64()))})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_an_arrow_body_gets_the_same_answers_as_json(server):
+    import pyarrow as pa
+
+    windows = synthetic_windows(30, mean_len=20, codes=(0, 130), seed=9) + [[]]
+    expected = post(server, "/infer_batch", {"windows": windows}).json()
+    response = requests.post(server.url + "/infer_batch", data=arrow_body(windows),
+                             headers={"Content-Type": ARROW}, timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"] == ARROW
+    table = pa.ipc.open_stream(response.content).read_all()
+    models = json.loads(table.schema.metadata[b"models"])
+    assert int(table.schema.metadata[b"n"]) == len(windows)
+    for described, want in zip(models, expected["models"]):
+        key = described["key"]
+        assert table.column(f"{key}/probability").to_pylist() == want["probabilities"]
+        assert table.column(f"{key}/y_pred").to_pylist() == want["y_pred"]
+        assert described["errors"] == want["errors"] and described["threshold"] == want["threshold"]
+    as_json = requests.post(server.url + "/infer_batch", data=arrow_body(windows),
+                            headers={"Content-Type": ARROW, "Accept": "application/json"}, timeout=30)
+    assert as_json.json() == expected
+
+
+@pytest.mark.parametrize("body, content_type, status, message", [
+    (b"not arrow", ARROW, 400, "not a readable Arrow IPC stream"),
+    (b"windows=1", "text/plain", 415, "'text/plain' is not served here"),
+])
+def test_bad_arrow_and_unknown_content_types(server, body, content_type, status, message):
+    response = requests.post(server.url + "/infer_batch", data=body, headers={"Content-Type": content_type})
+    assert response.status_code == status and message in response.json()["error"]
+
+
+def test_an_arrow_batch_over_the_item_limit_is_413(server):
+    response = requests.post(server.url + "/infer_batch", data=arrow_body([[1]] * (MAX_ITEMS + 1)),
+                             headers={"Content-Type": ARROW})
+    assert response.status_code == 413 and f"limit of {MAX_ITEMS}" in response.json()["error"]
+
+
+def test_models_reports_the_sha256_of_what_was_loaded(server, manifest_path):
+    described = {m["key"]: m for m in requests.get(server.url + "/models").json()["models"]}
+    for entry in load_manifest(manifest_path).models:
+        assert described[entry.key]["sha256"] == {
+            "model.h5": hashlib.sha256(entry.model_path.read_bytes()).hexdigest(),
+            "model_summary.json": hashlib.sha256(entry.summary_path.read_bytes()).hexdigest()}
+
+
+def test_keep_alive_and_no_access_log_unless_asked(server):
+    with requests.Session() as session:
+        first = session.get(server.url + "/health")
+        second = session.get(server.url + "/health")
+    assert first.raw.version == second.raw.version == 11  # HTTP/1.1: the connection is reused
+    assert '"GET /health HTTP/1.1" 200' not in server.stderr_tail()

@@ -1,0 +1,347 @@
+"""Wire formats <-> arrays, apart from any model logic.
+
+Every request is turned into ``Ragged`` windows (one flat int64 code array plus offsets)
+before the core sees it, and every answer is built from the core's ``ModelScores``
+arrays. The codecs here know the formats; they know nothing about models:
+
+- JSON (the default), for the seeds' ``/infer`` and ``/infer_batch``: windows as lists of
+  integer event codes; answers with one array per model.
+- Arrow IPC stream (``application/vnd.apache.arrow.stream``) for ``/infer_batch``: a
+  ``windows`` column of ``list<integer>``; the answer, when negotiated, is one record
+  batch with a ``<model key>/probability`` (float64) and ``<model key>/y_pred`` (int8)
+  column per model, nulls where the output was not finite, and the models' identities and
+  errors as JSON in the schema metadata key ``models``. No per-window Python objects on
+  either side: the cheap path for a client that already holds Arrow (the replay does).
+- Open Inference Protocol V2 tensors: input ``events`` INT64 ``[n, L]``, each row a
+  window's codes followed by ``-1`` padding; as JSON ``data`` (flat or nested) or as raw
+  little-endian bytes (the protocol's binary tensor extension, which ``tritonclient``
+  uses by default).
+
+JSON nested deeper than the interpreter can parse is a 400, never a 500.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from runtime.errors import BadRequest, PayloadTooLarge
+from runtime.vectorize import Ragged
+
+JSON = "application/json"
+ARROW = "application/vnd.apache.arrow.stream"
+OCTET = "application/octet-stream"
+OIP_HEADER_LENGTH = "Inference-Header-Content-Length"
+PADDING = -1  # OIP rows end with -1s after the window's last code
+_INT64 = np.iinfo(np.int64)
+
+
+def dumps(body) -> bytes:
+    """The one JSON form of answers: compact, and never NaN (it is not JSON)."""
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def decode_json(body: bytes, fix: str):
+    """Parse a request body; ``fix`` tells the client what to send instead."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise BadRequest(f"the body nests JSON arrays or objects too deeply to parse; {fix}") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise BadRequest(f"the body is not valid JSON ({error}); {fix}") from None
+
+
+def json_object(body: bytes, fix: str) -> dict:
+    data = decode_json(body, fix)
+    if not isinstance(data, dict):
+        raise BadRequest(f"the body must be a JSON object, got {type(data).__name__}; {fix}")
+    return data
+
+
+def check_batch_size(n: int, limit: int) -> None:
+    if n > limit:
+        raise PayloadTooLarge(f"the batch has {n} windows, more than the server's limit of "
+                              f"{limit}; send smaller batches (GET /models gives the limits)")
+
+
+# ------------------------------------------------------------------ JSON windows
+
+def _first_bad_code(windows: list, where) -> str:
+    """Describe the first element that is not an int64 event code (the slow path, errors only)."""
+    for i, window in enumerate(windows):
+        for j, code in enumerate(window):
+            if type(code) is not int:
+                return (f"{where(i, j)} is {json.dumps(code)} ({type(code).__name__}); "
+                        "event codes must be integers")
+            if not _INT64.min <= code <= _INT64.max:
+                return f"{where(i, j)} = {code} is outside the int64 range of event codes"
+    raise AssertionError("no bad code found")
+
+
+def _windows_from_lists(lists: list, where) -> Ragged:
+    """Flatten JSON windows; a code that is not an int64 is a 400 naming it, as
+    ``where(i, j)`` spells element ``j`` of window ``i`` in the request."""
+    try:
+        return Ragged.from_lists(lists)
+    except (TypeError, OverflowError):
+        raise BadRequest(_first_bad_code(lists, where)) from None
+
+
+def windows_from_json(body: bytes, max_items: int) -> Ragged:
+    """``{"windows": [[code, ...], ...]}`` -> windows."""
+    fix = 'send {"windows": [[code, ...], ...]} with Content-Type: application/json'
+    data = json_object(body, fix)
+    if "windows" not in data:
+        raise BadRequest(f"missing key 'windows': {fix}")
+    lists = data["windows"]
+    if not isinstance(lists, list):
+        raise BadRequest("'windows' must be a list of windows (lists of integer event codes), "
+                         f"got {type(lists).__name__}")
+    if not lists:
+        raise BadRequest("'windows' is empty; send at least one window")
+    check_batch_size(len(lists), max_items)
+    if set(map(type, lists)) - {list}:
+        i = next(i for i, window in enumerate(lists) if type(window) is not list)
+        raise BadRequest(f"windows[{i}] must be a list of integer event codes, "
+                         f"got {type(lists[i]).__name__}")
+    return _windows_from_lists(lists, lambda i, j: f"windows[{i}][{j}]")
+
+
+def events_from_json(body: bytes) -> Ragged:
+    """``{"events": [code, ...]}`` -> one window."""
+    fix = 'send {"events": [code, ...]} with Content-Type: application/json'
+    data = json_object(body, fix)
+    if "events" not in data:
+        raise BadRequest(f"missing key 'events': {fix}")
+    if not isinstance(data["events"], list):
+        raise BadRequest("'events' must be a list of integer event codes, "
+                         f"got {type(data['events']).__name__}")
+    return _windows_from_lists([data["events"]], lambda i, j: f"events[{j}]")
+
+
+def model_answer(scores) -> dict:
+    """One model's answer for a batch: arrays, with null and an error where not finite."""
+    values = scores.probabilities.tolist()
+    y_pred = scores.y_pred.tolist()
+    for i in scores.non_finite.tolist():
+        values[i] = y_pred[i] = None
+    return {**scores.entry.identity(), "threshold": scores.entry.threshold,
+            "probabilities": values, "y_pred": y_pred, "errors": scores.errors()}
+
+
+def batch_answer_json(n: int, results) -> bytes:
+    return dumps({"n": n, "models": [model_answer(scores) for scores in results]})
+
+
+def single_answer_json(results) -> bytes:
+    answers = [model_answer(scores) for scores in results]
+    for answer in answers:  # the batch-of-one answer, with scalars
+        answer["probability"] = answer.pop("probabilities")[0]
+        answer["y_pred"] = answer["y_pred"][0]
+    return dumps({"models": answers})
+
+
+# ------------------------------------------------------------------ Arrow IPC windows
+
+def windows_from_arrow(body: bytes, max_items: int) -> Ragged:
+    """An Arrow IPC stream with a ``windows`` column of ``list<integer>`` -> windows."""
+    import pyarrow as pa
+
+    fix = (f"send an Arrow IPC stream (Content-Type: {ARROW}) with a column 'windows' of "
+           "type list<int64>, one row per window")
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise BadRequest(f"the body is not a readable Arrow IPC stream ({error}); {fix}") from None
+    if "windows" not in table.column_names:
+        raise BadRequest(f"the Arrow stream has no column 'windows' (it has "
+                         f"{table.column_names}); {fix}")
+    column = table.column("windows")
+    kind = column.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or \
+            not pa.types.is_integer(kind.value_type):
+        raise BadRequest(f"column 'windows' is {kind}; {fix}")
+    check_batch_size(len(column), max_items)
+    if column.null_count:
+        raise BadRequest(f"windows[{column.is_null().index(True).as_py()}] is null; an empty "
+                         "window is an empty list")
+    lists = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    values = lists.flatten()
+    if values.null_count:
+        raise BadRequest("a window holds a null event code; event codes must be integers")
+    codes = values.to_numpy(zero_copy_only=False)
+    if codes.dtype == np.uint64 and len(codes) and codes.max() > _INT64.max:
+        raise BadRequest("an event code is outside the int64 range of event codes")
+    offsets = np.asarray(lists.offsets, dtype=np.int64)
+    return Ragged(codes=codes.astype(np.int64, copy=False), offsets=offsets - offsets[0])
+
+
+def batch_answer_arrow(n: int, results) -> bytes:
+    import pyarrow as pa
+
+    columns, names, models = [], [], []
+    for scores in results:
+        valid = np.ones(n, dtype=bool)
+        valid[scores.non_finite] = False
+        mask = None if valid.all() else ~valid
+        columns += [pa.array(scores.probabilities, pa.float64(), mask=mask),
+                    pa.array(scores.y_pred, pa.int8(), mask=mask)]
+        names += [f"{scores.entry.key}/probability", f"{scores.entry.key}/y_pred"]
+        models.append({**scores.entry.identity(), "key": scores.entry.key,
+                       "threshold": scores.entry.threshold, "errors": scores.errors()})
+    batch = pa.record_batch(columns, names=names)
+    schema = batch.schema.with_metadata({"n": str(n), "models": json.dumps(models)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_batch(batch.replace_schema_metadata(schema.metadata))
+    return sink.getvalue().to_pybytes()
+
+
+# ------------------------------------------------------------------ Open Inference Protocol
+
+OIP_INPUT = {"name": "events", "datatype": "INT64", "shape": [-1, -1]}
+OIP_OUTPUTS = ({"name": "probability", "datatype": "FP32", "shape": [-1]},
+               {"name": "y_pred", "datatype": "INT8", "shape": [-1]})
+_OIP_FIX = ("send one input {\"name\": \"events\", \"datatype\": \"INT64\", \"shape\": [n, L], "
+            "\"data\": [...]}: a row per window, its codes then -1 padding")
+
+
+def _split_oip_body(body: bytes, header_length: str | None) -> tuple[dict, bytes]:
+    """The JSON header and the binary tensor data after it (binary tensor extension)."""
+    if header_length is None:
+        return json_object(body, _OIP_FIX), b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        length = -1
+    if not 0 <= length <= len(body):
+        raise BadRequest(f"header {OIP_HEADER_LENGTH}: {header_length!r} is not a length within "
+                         f"the {len(body)}-byte body")
+    return json_object(body[:length], _OIP_FIX), body[length:]
+
+
+def _oip_matrix(tensor: dict, binary: bytes) -> np.ndarray:
+    shape = tensor.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 2
+            and all(type(d) is int and d >= 0 for d in shape)):
+        raise BadRequest(f"input 'events' has shape {json.dumps(shape)}; it must be [n, L] "
+                         "(windows x longest window)")
+    if tensor.get("datatype") != "INT64":
+        raise BadRequest(f"input 'events' has datatype {json.dumps(tensor.get('datatype'))}; "
+                         "it must be INT64")
+    size = shape[0] * shape[1]
+    _parameters(tensor, "input 'events': ")
+    parameters = tensor.get("parameters") or {}
+    if "binary_data_size" in parameters:
+        nbytes = parameters["binary_data_size"]
+        if type(nbytes) is not int or nbytes != 8 * size or nbytes != len(binary):
+            raise BadRequest(f"input 'events': binary_data_size {nbytes!r} does not match shape "
+                             f"{shape} of INT64 ({8 * size} bytes) and the {len(binary)} bytes sent")
+        return np.frombuffer(binary, dtype="<i8").reshape(shape).astype(np.int64)
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise BadRequest(f"input 'events' has no 'data' list; {_OIP_FIX}")
+    try:
+        array = np.array(data)
+    except (ValueError, OverflowError):
+        raise BadRequest("input 'events': 'data' is not a rectangular array of integers") from None
+    if array.size and array.dtype.kind not in "iu":
+        raise BadRequest(f"input 'events': 'data' holds {array.dtype.name} values; event codes "
+                         "must be integers (INT64)")
+    if array.size != size:
+        raise BadRequest(f"input 'events': 'data' holds {array.size} values, shape {shape} needs "
+                         f"{size}")
+    if array.dtype == np.uint64 and array.max() > _INT64.max:
+        raise BadRequest("input 'events': a code is outside the INT64 range")
+    return array.astype(np.int64).reshape(shape)
+
+
+def windows_from_oip(body: bytes, header_length: str | None, max_items: int) -> tuple[Ragged, dict]:
+    """An OIP inference request -> (windows, the request's JSON header)."""
+    request, binary = _split_oip_body(body, header_length)
+    inputs = request.get("inputs")
+    if not (isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], dict)
+            and inputs[0].get("name") == "events"):
+        raise BadRequest(f"'inputs' must hold exactly one tensor named 'events'; {_OIP_FIX}")
+    matrix = _oip_matrix(inputs[0], binary)
+    n, width = matrix.shape
+    if n == 0:
+        raise BadRequest("input 'events' has no rows; send at least one window")
+    check_batch_size(n, max_items)
+    padding = np.logical_or.accumulate(matrix == PADDING, axis=1)
+    if (padding & (matrix != PADDING)).any():
+        row = int(np.flatnonzero((padding & (matrix != PADDING)).any(axis=1))[0])
+        raise BadRequest(f"input 'events' row {row} has an event code after its -1 padding; "
+                         "padding goes only after a window's last code")
+    lengths = width - padding.sum(axis=1)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Ragged(codes=matrix[~padding], offsets=offsets), request
+
+
+def _wants_binary(request: dict, name: str) -> bool:
+    for output in request.get("outputs") or ():
+        if isinstance(output, dict) and output.get("name") == name:
+            return bool((output.get("parameters") or {}).get("binary_data", False))
+    return bool((request.get("parameters") or {}).get("binary_data_output", False))
+
+
+def _parameters(holder: dict, where: str) -> None:
+    if not isinstance(holder.get("parameters", {}), dict):
+        raise BadRequest(f"{where}'parameters' must be an object")
+
+
+def oip_requested_outputs(request: dict) -> list[str]:
+    """The outputs asked for (all by default); a malformed request is a 400."""
+    _parameters(request, "")
+    outputs = request.get("outputs")
+    known = [o["name"] for o in OIP_OUTPUTS]
+    if outputs is None:
+        return known
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise BadRequest("'outputs' must be a list of objects {\"name\": ...}")
+    for output in outputs:
+        _parameters(output, f"output {json.dumps(output.get('name'))}: ")
+    names = [o.get("name") for o in outputs]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise BadRequest(f"unknown outputs {unknown}; this model has {known}")
+    return names
+
+
+def oip_response(model_name: str, version: str, request: dict, scores) -> tuple[bytes, dict]:
+    """The OIP answer: (body, extra headers). ``probability`` FP32 and ``y_pred`` INT8
+    (``-1`` where the probability is not finite). As JSON a non-finite probability is
+    ``null`` (JSON has no NaN; numpy clients read it as NaN); as binary data it is the
+    IEEE value itself. ``parameters.non_finite`` counts them."""
+    names = oip_requested_outputs(request)
+    probability = scores.probabilities.astype(np.float32)
+    y_pred = scores.y_pred.copy()
+    y_pred[scores.non_finite] = -1
+    arrays = {"probability": probability, "y_pred": y_pred}
+    outputs, blobs = [], []
+    for spec in OIP_OUTPUTS:
+        if spec["name"] not in names:
+            continue
+        array = arrays[spec["name"]]
+        output = {"name": spec["name"], "datatype": spec["datatype"], "shape": [len(array)]}
+        if _wants_binary(request, spec["name"]):
+            blob = array.astype(array.dtype.newbyteorder("<")).tobytes()
+            output["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            data = array.tolist()
+            if spec["name"] == "probability":
+                for i in scores.non_finite.tolist():
+                    data[i] = None
+            output["data"] = data
+        outputs.append(output)
+    answer = {"model_name": model_name, "model_version": version, "outputs": outputs}
+    if isinstance(request.get("id"), str):
+        answer["id"] = request["id"]
+    if len(scores.non_finite):
+        answer["parameters"] = {"non_finite": len(scores.non_finite)}
+    header = dumps(answer)
+    if not blobs:
+        return header, {}
+    return header + b"".join(blobs), {OIP_HEADER_LENGTH: str(len(header))}

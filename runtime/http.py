@@ -1,0 +1,61 @@
+"""What every front-end does the same way over HTTP: find the core, read a body within
+the limit, build a response."""
+from __future__ import annotations
+
+from flask import Response, current_app, request
+
+from runtime import codecs
+from runtime.errors import BadRequest, PayloadTooLarge
+
+_CHUNK = 1 << 16
+
+
+def core():
+    """The application's ``InferenceCore``."""
+    return current_app.extensions["inference_core"]
+
+
+def response(body: bytes, status: int = 200, mimetype: str = codecs.JSON, headers=None) -> Response:
+    return Response(body, status=status, mimetype=mimetype, headers=headers)
+
+
+def json_response(body, status: int = 200) -> Response:
+    return response(codecs.dumps(body), status, codecs.JSON)
+
+
+def read_body() -> bytes:
+    """The request body, at most ``max_content_length`` bytes, else a 413.
+
+    A declared ``Content-Length`` over the limit is refused before reading; a chunked body
+    (no length) is read up to the limit and refused as soon as it goes past it, so it is
+    never cut at the limit and misread as a short, invalid body.
+    """
+    limit = current_app.config["SERVING_SETTINGS"].max_content_length
+    too_large = PayloadTooLarge(f"the body is larger than the server's limit of {limit} bytes; "
+                                "send fewer windows per batch (GET /models gives the limits)")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        return _read(request.environ["wsgi.input"], request.content_length, limit, too_large)
+    except (OSError, ValueError) as error:  # a malformed chunk, a client that stopped sending
+        raise BadRequest(f"the body could not be read to its end ({error}); send it whole, "
+                         "with a Content-Length or valid chunked encoding") from None
+
+
+def _read(stream, length: int | None, limit: int, too_large: PayloadTooLarge) -> bytes:
+    if length is not None:
+        body = stream.read(length)
+        if len(body) != length:
+            raise ValueError(f"{len(body)} of the {length} bytes announced arrived")
+        return body
+    if not request.environ.get("wsgi.input_terminated"):
+        return b""  # no length and no end marker: the WSGI server cannot tell where it ends
+    chunks, size = [], 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise too_large

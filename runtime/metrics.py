@@ -1,0 +1,69 @@
+"""The server's one Prometheus registry (prometheus_client), served at ``GET /metrics``.
+
+One process (werkzeug mode): the metrics live in this process's default registry.
+Several gunicorn workers: each worker writes its values to files in the folder named by
+``PROMETHEUS_MULTIPROC_DIR`` (the server's command line creates a private one and sets
+the variable *before* this module is imported, as prometheus_client requires), and
+``/metrics`` aggregates every worker's files, whichever worker answers; a worker that
+exits is marked dead so its live gauges stop counting.
+
+The same mechanism answers readiness across workers: ``runtime_worker_ready`` is a
+``livesum`` gauge (1 once a worker has loaded every model), so any worker can tell
+whether all of them are ready.
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest, multiprocess)
+from prometheus_client import REGISTRY as _PROCESS_REGISTRY
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+REQUESTS = Counter("runtime_http_requests", "HTTP requests answered, by route and status",
+                   ["route", "method", "status"])
+LATENCY = Histogram("runtime_http_request_seconds", "Time to answer a request, by route",
+                    ["route"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5,
+                                        5, 10))
+BATCH_SIZE = Histogram("runtime_batch_windows", "Windows per inference request, by protocol",
+                       ["protocol"], buckets=(1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192))
+WINDOWS_SCORED = Counter("runtime_windows_scored", "Windows scored, per model", ["model"])
+NON_FINITE = Counter("runtime_non_finite_outputs",
+                     "Windows whose probability was NaN or infinite, per model", ["model"])
+MODEL_LOAD_SECONDS = Gauge("runtime_model_load_seconds",
+                           "Seconds to load and warm up a model (the slowest worker)", ["model"],
+                           multiprocess_mode="max")
+WORKER_READY = Gauge("runtime_worker_ready", "Worker processes with every model loaded",
+                     multiprocess_mode="livesum")
+
+
+def multiprocess_mode() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def _registry() -> CollectorRegistry:
+    if not multiprocess_mode():
+        return _PROCESS_REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def exposition() -> bytes:
+    """Every metric of every worker, in the Prometheus text format."""
+    return generate_latest(_registry())
+
+
+def workers_ready() -> int:
+    """How many live worker processes have every model loaded."""
+    for family in _registry().collect():
+        if family.name == "runtime_worker_ready":
+            return int(sum(sample.value for sample in family.samples))
+    return 0
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Called by the gunicorn master when a worker exits."""
+    multiprocess.mark_process_dead(pid)

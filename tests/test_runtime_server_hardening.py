@@ -1,0 +1,143 @@
+"""Refusals and limits of the server, each made to happen for its real reason against a
+real process: the bearer token, exposure beyond loopback, the access log switch, and
+loading only the bytes the seal verified (a model swapped during start-up is never
+served)."""
+import hashlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import requests
+
+from builders.packages import ModelDef, build_served_package, synthetic_windows
+from contract.manifest import load_manifest
+from f07_validation.client import ServerProcess
+from runtime import core
+from runtime.errors import PackageRefused
+from runtime.models import LoadedModel
+from runtime.settings import ServingSettings, SettingsError
+from runtime.vectorize import Ragged
+
+TOKEN_ENV, TOKEN = "H14_RUNTIME_TEST_TOKEN", "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def manifest_path(tmp_path_factory):
+    vocab = list(range(1, 41))
+    return build_served_package(tmp_path_factory.mktemp("hardening"), [
+        ModelDef("m", "dense_bow", "v401", "v501", vocab=vocab, seed=1),
+        ModelDef("n", "dense_bow", "v401", "v502", vocab=vocab, seed=2)])
+
+
+@pytest.fixture(scope="module")
+def token_server(manifest_path):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TOKEN_ENV, TOKEN)
+        with ServerProcess(manifest_path, server_args=["--token-env", TOKEN_ENV, "--access-log"]) as running:
+            yield running
+
+
+def run_server(manifest_path, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "runtime.server", "--manifest", str(manifest_path),
+                           "--port", "0", *args], capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("method, path", [("get", "/models"), ("get", "/metrics"), ("post", "/infer_batch"),
+                                          ("post", "/v2/models/v401__v501__m/infer"), ("get", "/v2/models")])
+def test_without_the_token_every_route_but_the_probes_is_401(token_server, method, path):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        response = requests.request(method, token_server.url + path, headers=headers, json={})
+        assert response.status_code == 401, headers
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert TOKEN_ENV in response.json()["error"] and TOKEN not in response.text
+
+
+def test_with_the_token_the_routes_answer_and_probes_need_none(token_server):
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.get(token_server.url + "/models", headers=auth).status_code == 200
+    answer = requests.post(token_server.url + "/infer_batch", headers=auth, json={"windows": [[1, 2]]})
+    assert answer.status_code == 200 and answer.json()["n"] == 1
+    for probe in ("/health", "/ready", "/v2/health/live", "/v2/health/ready", "/openapi.json"):
+        assert requests.get(token_server.url + probe).status_code == 200, probe
+    document = requests.get(token_server.url + "/openapi.json").json()
+    assert document["security"] == [{"bearer": []}]
+    assert "401" in document["paths"]["/infer_batch"]["post"]["responses"]
+
+
+def test_the_access_log_is_written_when_switched_on(token_server):
+    requests.get(token_server.url + "/models?x=1", headers={"Authorization": f"Bearer {TOKEN}"})
+    requests.get(token_server.url + "/models")
+    tail = token_server.stderr_tail()
+    assert '"GET /models?x=1 HTTP/1.1" 200' in tail and '"GET /models HTTP/1.1" 401' in tail
+
+
+def test_a_token_variable_that_is_unset_refuses_to_start(manifest_path):
+    result = run_server(manifest_path, "--token-env", "H14_NOT_SET_ANYWHERE")
+    assert result.returncode == 2
+    assert "H14_NOT_SET_ANYWHERE" in result.stderr and "unset or empty" in result.stderr
+
+
+def test_a_non_loopback_host_needs_expose(manifest_path):
+    result = run_server(manifest_path, "--host", "0.0.0.0")
+    assert result.returncode == 2
+    assert "'0.0.0.0' is not a loopback address" in result.stderr and "runtime.expose: true" in result.stderr
+    assert "LISTENING" not in result.stdout
+
+
+def test_expose_allows_it_with_a_warning():
+    settings = ServingSettings.from_mapping({"manifest": "m.json", "host": "0.0.0.0", "expose": True})
+    assert "WARNING: serving on 0.0.0.0, reachable from the network" in settings.exposure_warning()
+    assert ServingSettings.from_mapping({"manifest": "m.json", "host": "::1"}).exposure_warning() is None
+    with pytest.raises(SettingsError, match="known keys: .*workers"):
+        ServingSettings.from_mapping({"manifest": "m.json", "wokers": 2})
+    with pytest.raises(SettingsError, match="key 'server'"):
+        ServingSettings.from_mapping({"manifest": "m.json", "server": "uwsgi"})
+
+
+def _model_dirs(manifest_path):
+    """The served model ``m`` and the other model ``n`` (same vocabulary, other weights)."""
+    package = load_manifest(manifest_path).package_dir
+    return package / "models/v401/v501__m", package / "models/v401/v502__n"
+
+
+def test_a_model_swapped_during_start_up_is_never_served(manifest_path, tmp_path):
+    served_dir, other_dir = _model_dirs(manifest_path)
+    original = (served_dir / "model.h5").read_bytes()
+    summary = (served_dir / "model_summary.json").read_bytes()
+    windows = synthetic_windows(50, mean_len=15, codes=(0, 45), seed=5)
+    try:
+        with ServerProcess(manifest_path, wait_ready=False, server_args=["--load-delay", "2"]) as server:
+            # The server has verified the seal and is listening; its models are not loaded yet.
+            shutil.copyfile(other_dir / "model.h5", served_dir / "model.h5")
+            server.wait_ready()
+            described = requests.get(server.url + "/models").json()["models"][0]
+            answer = requests.post(server.url + "/infer_batch", json={"windows": windows}).json()
+    finally:
+        (served_dir / "model.h5").write_bytes(original)
+    assert described["sha256"]["model.h5"] == hashlib.sha256(original).hexdigest()
+    served = np.array(answer["models"][0]["probabilities"])
+    ragged = Ragged.from_lists(windows)
+    sealed = LoadedModel.from_bytes(original, summary, name="sealed").predict(ragged)
+    swapped = LoadedModel.from_bytes((other_dir / "model.h5").read_bytes(), summary, name="swapped").predict(ragged)
+    np.testing.assert_array_equal(served, sealed.astype(np.float64))
+    assert np.abs(served - swapped).max() > 1e-3  # the swap would have been visible
+
+
+def test_a_file_changed_after_the_seal_check_is_refused(manifest_path, monkeypatch):
+    served_dir, other_dir = _model_dirs(manifest_path)
+    original = (served_dir / "model.h5").read_bytes()
+    real_verify = core.verify_seal
+
+    def verify_then_swap(package_dir):
+        check = real_verify(package_dir)  # the real check passes on the sealed files...
+        shutil.copyfile(other_dir / "model.h5", served_dir / "model.h5")  # ...which then change
+        return check
+
+    monkeypatch.setattr(core, "verify_seal", verify_then_swap)
+    try:
+        with pytest.raises(PackageRefused, match="models/v401/v501__m/model.h5 changed after its seal was verified"):
+            core.read_sealed_models(load_manifest(manifest_path))
+    finally:
+        (served_dir / "model.h5").write_bytes(original)
