@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import yaml
 
-from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT
+from contract.config import validate_params
+from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT, MAX_BATCH_ITEMS
 from contract.files import write_text_atomic
 from contract.layout import F05
 from f06_packaging.plan import PackagingError, build_plan
@@ -173,12 +174,16 @@ def deployrun_entry(project: Project, variant: str, parent: str, host: str = "",
         "parent_variant_f06": parent,
         "runtime": {"host": host.strip() or DEFAULT_HOST,
                     "port": _whole_number(port, "RUNTIME_PORT", DEFAULT_PORT, 0, 65535)},
-        "batch_size": _whole_number(batch_size, "BATCH_SIZE", DEFAULT_BATCH_SIZE, 1),
+        "batch_size": _whole_number(batch_size, "BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_ITEMS),
         "check_equivalence": True,
     }
 
 
 def add_variant(project: Project, phase: Phase, variant: str, entry: dict) -> None:
-    """Append the entry to its section of params.yaml, leaving the rest byte for byte."""
+    """Append the entry to its section of params.yaml, leaving the rest byte for byte,
+    once the whole new file follows the schema (a BATCH_SIZE above the server's limit,
+    for instance, is refused here, not after serving)."""
     text = project.params_path.read_text(encoding="utf-8")
-    write_text_atomic(project.params_path, add_entry(text, phase.section, variant, entry, str(project.params_path)))
+    new = add_entry(text, phase.section, variant, entry, str(project.params_path))
+    validate_params(yaml.safe_load(new), project.params_path)
+    write_text_atomic(project.params_path, new)

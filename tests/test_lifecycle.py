@@ -281,8 +281,10 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
     (["--variant", "v702", "--parent", ""], ["PARENT='' is not a variant id"]),
     (["--variant", "v702", "--parent", "v601", "--port", "70000"], ["RUNTIME_PORT='70000' must be a whole number 0..65535"]),
     (["--variant", "v702", "--parent", "v601", "--port", "http"], ["RUNTIME_PORT='http'"]),
-    (["--variant", "v702", "--parent", "v601", "--batch-size", "0"], ["BATCH_SIZE='0' must be a whole number >= 1",
+    (["--variant", "v702", "--parent", "v601", "--batch-size", "0"], ["BATCH_SIZE='0' must be a whole number 1..8192",
                                                                       "(empty = 256)"]),
+    (["--variant", "v702", "--parent", "v601", "--batch-size", "8193"],  # more than the server accepts
+     ["BATCH_SIZE='8193' must be a whole number 1..8192"]),
 ])
 def test_variant7_refuses_and_writes_nothing(tiny, capsys, args, expected):
     code, out = cli(tiny, "variant7", *args, capsys=capsys)
@@ -425,6 +427,7 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     root = project_copy
     original_params = (root / "params.yaml").read_text()
     original_lock = (root / "dvc.lock").read_text()
+    original_deps = (root / "dvc_deps.yaml").read_text()
     v601 = json.loads((root / "executions/06_packaging/v601/06_packaging_metadata.json").read_text())
     first, last = v601["replay"]["first_segs"], v601["replay"]["last_segs"]
     model = next(m for m in v601["models"] if m["source_f05"] == "v501")
@@ -485,6 +488,7 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     lifecycle(root, "remove6", "--variant", "v602")
     assert (root / "params.yaml").read_text() == original_params
     assert (root / "dvc.lock").read_text() == original_lock
+    assert (root / "dvc_deps.yaml").read_text() == original_deps  # v602's lineage and v702's verdict entries gone
     assert not (root / "executions/06_packaging/v602").exists() and not (root / "executions/07_deployrun/v702").exists()
     assert "Data and pipelines are up to date" in run([sys.executable, "-m", "dvc", "status"], root).stdout
 
