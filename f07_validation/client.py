@@ -208,7 +208,7 @@ class InferenceClient:
     """Calls of one server through one ``requests.Session``, answers checked against the
     manifest (a server on the port may be serving another package)."""
 
-    def __init__(self, url: str, manifest: Manifest, timeout: float = 300.0):
+    def __init__(self, url: str, manifest: Manifest, timeout: float = 300.0, token: str | None = None):
         self.url = url.rstrip("/")
         self.manifest = manifest
         self.timeout = timeout
@@ -216,6 +216,8 @@ class InferenceClient:
         # The server is on this machine: no proxy or netrc applies, and looking them up
         # in the environment costs ~0.3 ms on every request.
         self.session.trust_env = False
+        if token:  # a server run with runtime.token_env
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self.session.close()
@@ -317,16 +319,17 @@ def replay_windows(path: Path, regime: Regime, batch_size: int, *,
         yield ow_windows(carry, regime, pending)
 
 
-def replay(url: str, manifest: Manifest, *, batch_size: int | None = None,
+def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, token: str | None = None,
            progress=sys.stderr, progress_every: float = 10.0) -> Iterator[ReplayBatch]:
     """Replay the package through the server at ``url``, one ``ReplayBatch`` per request.
 
-    ``batch_size`` defaults to the manifest's. A progress line with windows/s goes to
-    ``progress`` every ``progress_every`` seconds (long runs only).
+    ``batch_size`` defaults to the manifest's; ``token`` is the server's bearer token, if
+    it requires one. A progress line with windows/s goes to ``progress`` every
+    ``progress_every`` seconds (long runs only).
     """
     batch_size = batch_size or manifest.batch_size
     path = manifest.replay_path()
-    with InferenceClient(url, manifest) as client:
+    with InferenceClient(url, manifest, token=token) as client:
         limit = client.models()["limits"]["max_batch_items"]
         if batch_size > limit:
             raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "

@@ -57,6 +57,7 @@ class Settings:
     port: int
     batch_size: int
     check_equivalence: bool
+    runtime: dict  # the runtime block, host and port filled in unless a url is given (f07_validation.endpoint)
 
 
 class DeployRun:
@@ -116,11 +117,13 @@ class DeployRun:
         if not layout.is_variant_id(parent) or not (self.package_root / layout.PACKAGE_METADATA).is_file():
             raise DeployRunError(f"deployrun.{self.variant}.parent_variant_f06: {parent!r} is not a built F06 "
                                  f"package; name a packaging variant and run its seal_package stage")
-        runtime = entry.get("runtime") or {}
+        runtime = dict(entry.get("runtime") or {})
+        if not runtime.get("url"):  # a server this run starts
+            runtime = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, **runtime}
         return Settings(parent_variant_f06=parent, host=runtime.get("host", DEFAULT_HOST),
                         port=runtime.get("port", DEFAULT_PORT),
                         batch_size=entry.get("batch_size", DEFAULT_BATCH_SIZE),
-                        check_equivalence=entry.get("check_equivalence", True))
+                        check_equivalence=entry.get("check_equivalence", True), runtime=runtime)
 
     # ------------------------------------------------------------------ manifest and package
     @cached_property

@@ -34,11 +34,8 @@ _SERVER_SWITCHES = {"expose": "--expose", "access_log": "--access-log"}
 class Endpoint:
     url: str
     token: str | None
-    started: bool   # True: a server process this run started; False: a deployment by URL
-    ready: dict     # its GET /ready answer
-
-    def headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    server: ServerProcess | None  # the process this run started; None for a deployment by URL
+    ready: dict                   # its GET /ready answer
 
 
 def server_args(runtime: dict) -> list[str]:
@@ -104,8 +101,8 @@ def open_endpoint(manifest: Manifest, runtime: dict, where: str) -> Iterator[End
     token = _token(runtime, where)
     if runtime.get("url"):
         url = runtime["url"].rstrip("/")
-        yield Endpoint(url, token, started=False, ready=check_deployment(url, manifest, token, where))
+        yield Endpoint(url, token, server=None, ready=check_deployment(url, manifest, token, where))
         return
     with ServerProcess(manifest.path, host=runtime["host"], port=runtime["port"],
                        server_args=server_args(runtime)) as server:
-        yield Endpoint(server.url, token, started=True, ready=server.wait_ready())
+        yield Endpoint(server.url, token, server=server, ready=server.wait_ready())

@@ -20,8 +20,9 @@ from contract import layout
 from contract.files import atomic_path, write_json_atomic
 from contract.predictions import PREDICTION_CSV_SCHEMA, PREDICTION_SCHEMA
 from contract.seal import verify_seal
-from f07_validation.client import ServerProcess, replay
+from f07_validation.client import replay
 from f07_validation.deployrun import DeployRun, DeployRunError
+from f07_validation.endpoint import open_endpoint
 
 ROWS_PER_GROUP = 65_536
 
@@ -105,11 +106,11 @@ def infer(run: DeployRun) -> dict:
         equivalence = EquivalenceCheck.from_manifest(manifest)
     summary = {"windows_sent": 0, "windows_answered": 0, "batches": 0, "batch_size": settings.batch_size,
                "models": {m.key: {"non_finite": 0} for m in manifest.models}, "first_t0": None, "last_t0": None}
-    with ServerProcess(manifest.path, host=settings.host, port=settings.port) as server, \
+    with open_endpoint(manifest, settings.runtime, f"deployrun.{run.variant}") as endpoint, \
             PredictionLog(run.predictions_path, run.path(layout.PREDICTIONS_CSV)) as log:
         started = time.perf_counter()
         local_seconds = 0.0  # logging and the in-process comparison, not serving
-        for batch in replay(server.url, manifest, batch_size=settings.batch_size):
+        for batch in replay(endpoint.url, manifest, batch_size=settings.batch_size, token=endpoint.token):
             local_started = time.perf_counter()
             log.add(batch)
             windows = batch.windows

@@ -18,8 +18,9 @@ import yaml
 from contract import layout
 from contract.files import dump_json, write_json_atomic, write_text_atomic
 from contract.manifest import load_manifest
-from f07_validation.client import InferenceClient, ServerProcess
+from f07_validation.client import InferenceClient
 from f07_validation.deployrun import DeployRun, DeployRunError, Settings
+from f07_validation.endpoint import open_endpoint
 from f07_validation.gates import validate_gates
 
 
@@ -60,7 +61,7 @@ def build_manifest(variant: str, package_dir: Path, run_dir: Path, batch_size: i
 def _effective_params(run: DeployRun, settings: Settings) -> str:
     """The deployment as served (the gates that judge it are recorded in verdict.json)."""
     effective = {"variant": run.variant, "parent_variant_f06": settings.parent_variant_f06,
-                 "runtime": {"host": settings.host, "port": settings.port},
+                 "runtime": settings.runtime,
                  "batch_size": settings.batch_size, "check_equivalence": settings.check_equivalence}
     return yaml.safe_dump(effective, sort_keys=True, default_flow_style=False)
 
@@ -76,9 +77,10 @@ def serve(run: DeployRun, deployrun_section: dict) -> dict:
     pending = run.root / f".{layout.MANIFEST}.pending"
     write_text_atomic(pending, dump_json(manifest))
     try:
-        with ServerProcess(pending, host=settings.host, port=settings.port) as server:
-            ready = server.wait_ready()
-            with InferenceClient(server.url, load_manifest(pending)) as client:
+        pending_manifest = load_manifest(pending)
+        with open_endpoint(pending_manifest, settings.runtime, f"deployrun.{run.variant}") as endpoint:
+            ready = endpoint.ready
+            with InferenceClient(endpoint.url, pending_manifest, token=endpoint.token) as client:
                 published = client.models()
         _check_published(run.variant, manifest, published)
         os.replace(pending, run.manifest_path)

@@ -1,15 +1,19 @@
 """Validating a deployment by URL: F07 starts nothing, and judges a server that runs
 elsewhere only when it is ready and serves this very package. The deployment here is the
 project's own server in gunicorn mode, started outside F07 as a team would run it."""
+import json
 import socket
+import sys
 
 import pytest
+import requests
 
 from builders.packages import ModelDef, build_served_package
 from contract.manifest import load_manifest
 from f07_validation.client import ServerProcess, replay
 from f07_validation.deployrun import DeployRunError
 from f07_validation.endpoint import open_endpoint, server_args
+from tests.conftest import edit_params, run
 
 WHERE = "deployrun.v702"
 
@@ -33,7 +37,7 @@ def deployment(packages):
 def test_a_deployment_of_the_package_is_judged_without_starting_a_server(packages, deployment):
     manifest = packages[0]
     with open_endpoint(manifest, {"url": deployment.url + "/"}, WHERE) as endpoint:
-        assert endpoint.url == deployment.url and not endpoint.started
+        assert endpoint.url == deployment.url and endpoint.server is None
         assert endpoint.ready["workers"] == {"ready": 2, "expected": 2}
         batches = list(replay(endpoint.url, manifest, batch_size=128, progress=None))
     assert sum(len(b.windows) for b in batches) > 0
@@ -69,3 +73,35 @@ def test_local_servers_get_the_runtime_settings_as_flags():
     assert server_args({"host": "127.0.0.1", "port": 0, "server": "gunicorn", "workers": 2,
                         "expose": False, "token_env": "TOKEN", "access_log": True}) == [
         "--server", "gunicorn", "--workers", "2", "--token-env", "TOKEN", "--access-log"]
+
+
+def test_an_f07_variant_pointed_at_a_deployment_by_url_passes_its_verdict(project_copy, packages):
+    """The demo package deployed outside DVC (gunicorn), v702 validates it by URL through
+    the real stages; v703 points at a deployment of another package and is refused."""
+    deployed_manifest = project_copy / "executions/07_deployrun/v701/manifest.json"
+    with ServerProcess(deployed_manifest, server_args=["--server", "gunicorn", "--workers", "2"]) as deployed, \
+            ServerProcess(packages[1].path) as elsewhere:
+        def add_variants(params):
+            params["deployrun"]["v702"] = {"parent_variant_f06": "v601", "runtime": {"url": deployed.url}}
+            params["deployrun"]["v703"] = {"parent_variant_f06": "v601", "runtime": {"url": elsewhere.url}}
+            return params
+
+        edit_params(project_copy, add_variants)
+        run([sys.executable, "-m", "lifecycle", "deps"], project_copy)
+        run([sys.executable, "-m", "dvc", "repro", "verdict@v702"], project_copy, timeout=900)
+        refused = run([sys.executable, "-m", "dvc", "repro", "serve@v703"], project_copy, check=False)
+        requests_served = requests.get(deployed.url + "/metrics").text
+    run_dir = project_copy / "executions/07_deployrun/v702"
+    verdict = json.loads((run_dir / "verdict.json").read_text())
+    assert verdict["passed"] is True, verdict
+    digest = load_manifest(deployed_manifest).package_digest
+    assert json.loads((run_dir / "serve.json").read_text())["package_digest"] == digest
+    summary = json.loads((run_dir / "logs/run_summary.json").read_text())
+    assert summary["windows_sent"] > 0 and summary["windows_answered"] == summary["windows_sent"]
+    # The replay really went to the deployment (F07 started no server of its own).
+    batches = sum(float(line.rsplit(" ", 1)[1]) for line in requests_served.splitlines()
+                  if line.startswith('runtime_http_requests_total{method="POST",route="/infer_batch",status="200"}'))
+    assert batches == summary["batches"]
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert f"serves package digest {packages[1].package_digest}" in output and f"has digest {digest}" in output
