@@ -17,4 +17,8 @@ precursors, so the trained models genuinely predict something:
 
 F03's windows come from ``contract.windows`` and the model inputs from
 ``runtime.vectorize``, the implementations the runtime itself uses.
+
+Every demo stage process starts here, so TensorFlow's start-up noise is filtered before
+F05 loads it.
 """
+import console.quiet_tensorflow  # noqa: F401  (first: before anything imports TensorFlow)

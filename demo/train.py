@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from console.progress import progress
 from demo.artifacts import DemoError
 from demo.families import build
 
@@ -61,8 +62,12 @@ def train_trial(family: str, spec: dict, hp: dict, x: np.ndarray, y: np.ndarray,
     model = build(family, spec, hp, where)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=hp.get("learning_rate", 0.001)),
                   loss="binary_crossentropy")
-    model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=batch_size, shuffle=True,
-              class_weight={0: 1.0, 1: weight}, verbose=0)
+    with progress(desc=f"train {where.removeprefix('params.yaml ')}", total=epochs, unit="epoch") as bar:
+        epoch_done = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: (bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False),
+                                              bar.update(1)))
+        model.fit(x, y.astype(np.float32), epochs=epochs, batch_size=batch_size, shuffle=True,
+                  class_weight={0: 1.0, 1: weight}, verbose=0, callbacks=[epoch_done])
     return model
 
 

@@ -60,6 +60,29 @@ def test_tensorflow_noise_is_dropped_and_everything_else_kept(tmp_path):
     assert "Traceback (most recent call last)" in quiet and "RuntimeError: a real failure" in quiet
 
 
+def stage_commands() -> set[str]:
+    """The modules the DVC stages run (`python -m <module>`), from both pipelines."""
+    text = (PROJECT / "dvc.yaml").read_text(encoding="utf-8") + (PROJECT / "demo" / "dvc.yaml").read_text(encoding="utf-8")
+    return set(re.findall(r"cmd: python -m ([\w.]+)", text))
+
+
+# Where each entry point starts: a package's __init__ runs before any module in it.
+ENTRY_PACKAGES = ("stages", "demo")
+SERVER = "runtime.server"  # started by F07 as `python -m runtime.server`
+
+
+def test_every_entry_point_quiets_tensorflow_before_loading_it():
+    assert {module.split(".")[0] for module in stage_commands()} <= set(ENTRY_PACKAGES)
+    check = ("import importlib, sys; importlib.import_module(sys.argv[1]); names = list(sys.modules); "
+             "quiet = 'console.quiet_tensorflow' in names; "
+             "print(quiet and ('tensorflow' not in names or names.index('console.quiet_tensorflow') "
+             "< names.index('tensorflow')))")
+    for entry in (*ENTRY_PACKAGES, SERVER):
+        result = subprocess.run([sys.executable, "-c", check, entry], cwd=PROJECT, env=project_env(),
+                                capture_output=True, text=True, timeout=300)
+        assert result.stdout.strip() == "True", f"{entry} does not import console.quiet_tensorflow first: {result}"
+
+
 def test_progress_logs_percentage_rate_and_eta_when_not_on_a_terminal(capsys, monkeypatch):
     monkeypatch.setattr(progress_module, "LOG_INTERVAL_S", 0.05)
     for _ in progress_module.progress(range(8), desc="windows", unit="window"):
