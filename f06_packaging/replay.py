@@ -2,7 +2,8 @@
 
 The filter runs inside Arrow (predicate pushdown over the row groups, batches streamed
 to the writer), so a replay of months of events never passes through a Python loop or
-sits whole in memory.
+sits whole in memory. The row groups whose statistics may hold rows in the range are
+listed first, so the progress bar counts the rows still to scan.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from console.progress import progress
 from contract.files import atomic_path
 from f06_packaging.plan import PackagingError, ReplaySpec
 
@@ -30,13 +32,20 @@ def materialize_replay(spec: ReplaySpec, out_path) -> int:
     return how many rows were written."""
     source = spec.source.dataset_path
     dataset = ds.dataset(source, format="parquet")
+    expression = _filter(spec)
+    row_groups = [group for fragment in dataset.get_fragments(filter=expression)
+                  for group in fragment.split_by_row_group(filter=expression)]
     rows = 0
     with atomic_path(Path(out_path)) as scratch:
-        with pq.ParquetWriter(scratch, dataset.schema) as writer:
-            for batch in dataset.to_batches(filter=_filter(spec), batch_size=65_536, use_threads=False):
-                if batch.num_rows:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
+        with pq.ParquetWriter(scratch, dataset.schema) as writer, \
+                progress(desc=f"replay of F02 {spec.source.variant.id}", unit="row", unit_scale=True,
+                         total=sum(group.row_groups[0].num_rows for group in row_groups)) as bar:
+            for group in row_groups:
+                for batch in group.to_batches(filter=expression, batch_size=65_536, use_threads=False):
+                    if batch.num_rows:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+                bar.update(group.row_groups[0].num_rows)
         if rows == 0:
             raise PackagingError(f"the replay of F02 {spec.source.variant.id} in {spec.requested} holds no rows; "
                                  "widen the time range")
