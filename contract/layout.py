@@ -63,7 +63,6 @@ METRICS_DIR = "metrics"
 METRICS_PER_MODEL = f"{METRICS_DIR}/metrics_per_model.csv"
 METRICS_SUMMARY = f"{METRICS_DIR}/metrics.json"
 SCORING = f"{METRICS_DIR}/scoring.json"
-CONFUSION_DIR = f"{METRICS_DIR}/confusion"
 METRICS_TIMELINE = f"{METRICS_DIR}/timeline.csv"   # predictions binned over replay time
 METRICS_IMAGES = f"{METRICS_DIR}/plots/images"   # the score stage's figures (dvclive images)
 VERDICT = "verdict.json"
@@ -112,10 +111,6 @@ def package_recovered_t0(objective: str) -> str:
 def lineage_digest(phase: str, upstream: str) -> str:
     """Inside an F06 variant folder: the digest of one upstream variant folder it derives from."""
     return f"{LINEAGE_DIR}/{phase}_{upstream}.json"
-
-
-def confusion_csv(prediction_name: str, source_f05: str, model_id: str) -> str:
-    return f"{CONFUSION_DIR}/{prediction_name}__{source_f05}__{model_id}.csv"
 
 
 def confusion_figure(prediction_name: str) -> str:

@@ -50,16 +50,21 @@ def _replay_summary(plan: PackagePlan, package_dir: Path) -> dict:
     if not path.is_file():
         raise PackagingError(f"packaging variant {plan.variant}: {path} is missing; run the "
                              f"materialize_replay@{plan.variant} stage first")
-    table = pq.read_table(path, columns=["segs", "events"])
-    segs = table.column("segs")
-    events = table.column("events").combine_chunks()
+    replay = pq.ParquetFile(path, pre_buffer=False)  # batch by batch: the replay can be long
+    events, first_segs, last_segs = 0, None, None
+    for batch in replay.iter_batches(batch_size=65_536, columns=["segs", "events"]):
+        if batch.num_rows:
+            segs = batch.column("segs")
+            first_segs = int(segs[0].as_py()) if first_segs is None else first_segs
+            last_segs = int(segs[-1].as_py())
+            events += len(batch.column("events").flatten())
     return {
         "path": layout.REPLAY,
         "source_f02": plan.replay.source.variant.id,
-        "rows": table.num_rows,
-        "events": int(len(events.flatten())),
-        "first_segs": int(segs[0].as_py()),
-        "last_segs": int(segs[-1].as_py()),
+        "rows": replay.metadata.num_rows,
+        "events": events,
+        "first_segs": first_segs,
+        "last_segs": last_segs,
         "time_range": plan.replay.requested,
     }
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract import layout
@@ -23,19 +24,27 @@ from f06_packaging.plan import PackagePlan, PackagingError, SelectedModel
 from runtime.models import LoadedModel
 
 PROBE_WINDOWS = 256
+READ_BATCH_ROWS = 65_536  # reference rows held at a time while picking the probe rows
 
 
 def probe_windows(model: SelectedModel) -> Windows:
-    """An empty window, then up to ``PROBE_WINDOWS`` rows spread evenly over the reference."""
-    codes, offsets = list_arrays(pq.read_table(model.objective.dataset_path, columns=["OW_events"])
-                                  .column("OW_events"))
-    rows = len(offsets) - 1
-    chosen = np.unique(np.linspace(0, rows - 1, num=min(rows, PROBE_WINDOWS)).astype(np.int64)) if rows else []
-    reference = Windows(np.zeros(rows, np.int64), codes, offsets).select(np.asarray(chosen, dtype=np.int64))
+    """An empty window, then up to ``PROBE_WINDOWS`` rows spread evenly over the reference,
+    read batch by batch (only the chosen rows are kept, whatever the dataset's length)."""
+    source = pq.ParquetFile(model.objective.dataset_path, pre_buffer=False)
+    rows = source.metadata.num_rows
+    chosen = np.unique(np.linspace(0, rows - 1, num=min(rows, PROBE_WINDOWS)).astype(np.int64)) \
+        if rows else np.zeros(0, np.int64)
+    picked, first = [], 0
+    for batch in source.iter_batches(batch_size=READ_BATCH_ROWS, columns=["OW_events"]):
+        local = chosen[(chosen >= first) & (chosen < first + batch.num_rows)] - first
+        picked.append(batch.column(0).take(local))
+        first += batch.num_rows
+    codes, offsets = list_arrays(pa.chunked_array(picked)) if picked else \
+        (np.zeros(0, np.int64), np.zeros(1, np.int64))
     return Windows(
-        t0=np.zeros(len(reference) + 1, dtype=np.int64),
-        codes=reference.codes,
-        offsets=np.concatenate([[0], reference.offsets]),
+        t0=np.zeros(len(offsets), dtype=np.int64),
+        codes=codes,
+        offsets=np.concatenate([[0], offsets]),
     )
 
 

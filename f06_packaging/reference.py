@@ -9,41 +9,99 @@ say which join it used.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from console.progress import progress
 from contract import layout
 from contract.files import atomic_path
-from contract.windows import EventRows, Regime, f03_windows, list_arrays
+from contract.row_stream import RowStream
+from contract.windows import EventRows, Regime, Windows, f03_windows, list_arrays
 from upstream.reader import Objective
 
+CHUNK_WINDOWS = 65_536  # windows recomputed and compared at a time
 
-def recover_t0(objective: Objective) -> tuple[np.ndarray | None, str]:
-    """Recompute the F03 windows of the objective's lineage; return their ``t0`` if they
-    match the F04 rows one to one, else ``None`` and the reason."""
+
+def f03_window_chunks(rows: EventRows, regime: Regime, strategy: str = "synchro", nan_codes=(),
+                      chunk: int = CHUNK_WINDOWS) -> Iterator[tuple[Windows, Windows]]:
+    """F03's (OW, PW) windows (``f03_windows``), ``chunk`` grid starts at a time, in order.
+
+    A window depends only on the rows inside its own span, so each chunk is cut from the
+    rows between its first start and its last start's horizon. ``f03_windows`` counts
+    starts up to the last row it is given, so a chunk whose rows end early gets an empty
+    row at its last horizon (an empty row changes no window); the data's own last row
+    still decides where the windows end. Memory is that of one chunk, whatever the
+    number of windows (each F02 event lies in OW/Tu windows)."""
+    if len(rows) == 0:
+        return
+    count = (int(rows.segs[-1]) - regime.horizon_seconds - regime.origin) // regime.Tu + 1
+    for first in range(0, max(count, 0), chunk):
+        start = regime.origin + first * regime.Tu
+        horizon = regime.origin + (min(first + chunk, count) - 1) * regime.Tu + regime.horizon_seconds
+        part = rows.slice(int(np.searchsorted(rows.segs, start, side="left")),
+                          int(np.searchsorted(rows.segs, horizon, side="right")))
+        if len(part) == 0 or part.segs[-1] < horizon:
+            part = part.concat(EventRows(np.array([horizon], np.int64), np.zeros(0, np.int64),
+                                         np.zeros(2, np.int64)))
+        yield f03_windows(part, replace(regime, origin=start), strategy, nan_codes)
+
+
+def _first_difference(codes, offsets, ow: Windows) -> int | None:
+    """Index of the first window whose codes differ between the two ragged lists."""
+    if np.array_equal(offsets, ow.offsets) and np.array_equal(codes, ow.codes):
+        return None
+    n = min(len(offsets), len(ow.offsets)) - 1
+    same_bounds = (offsets[1:n + 1] == ow.offsets[1:n + 1]) & (offsets[:n] == ow.offsets[:n])
+    bad = np.flatnonzero(~same_bounds)
+    first = int(bad[0]) if len(bad) else n
+    # before the first differing length, the windows' codes line up one to one
+    stop = int(offsets[first])
+    differs = np.flatnonzero(codes[:stop] != ow.codes[:stop])
+    if len(differs):
+        first = int(np.searchsorted(offsets, differs[0], side="right")) - 1
+    return first
+
+
+def recover_t0(objective: Objective, chunk: int = CHUNK_WINDOWS) -> tuple[np.ndarray | None, str]:
+    """Recompute the F03 windows of the objective's lineage, ``chunk`` at a time, and
+    compare each with the same rows of the F04 dataset as it streams; return their
+    ``t0`` if they match one to one, else ``None`` and the reason."""
     windows = objective.windows
     regime = windows.regime()
     tu = regime["Tu"].value
     if not float(tu).is_integer():
         return None, f"Tu = {tu} s is not a whole number of seconds"
     events = windows.events
+    # the F02 rows are small (an event lies in one row but in OW/Tu windows): read whole
     rows = EventRows.from_arrow(pq.read_table(events.dataset_path, columns=["segs", "events"]))
     nan_codes = events.nan_codes if windows.nan_strategy == "discard" else ()
-    ow, _ = f03_windows(rows, Regime(int(tu), regime["OW"].value, regime["LT"].value, regime["PW"].value,
-                                     int(rows.segs[0])), windows.window_strategy, nan_codes)
-    codes, offsets = list_arrays(pq.read_table(objective.dataset_path, columns=["OW_events"]).column("OW_events"))
-    if len(offsets) != len(ow.offsets):
-        return None, (f"recomputing F03 {windows.variant.id} gives {len(ow)} windows, the F04 dataset has "
-                      f"{len(offsets) - 1} rows")
-    if not (np.array_equal(offsets, ow.offsets) and np.array_equal(codes, ow.codes)):
-        first = int(np.flatnonzero((offsets[1:] != ow.offsets[1:]) | (offsets[:-1] != ow.offsets[:-1]))[0]) \
-            if not np.array_equal(offsets, ow.offsets) else None
-        where = f" (first difference at row {first})" if first is not None else ""
-        return None, f"recomputed OW events differ from the F04 rows{where}"
-    return ow.t0, f"recomputed from F03 {windows.variant.id} and F02 {events.variant.id}; every OW matches"
+    reference = RowStream(objective.dataset_path, ["OW_events"], chunk)
+    total = reference.num_rows
+    recomputed, first_difference, t0 = 0, None, []
+    chunks = f03_window_chunks(rows, Regime(int(tu), regime["OW"].value, regime["LT"].value, regime["PW"].value,
+                                            int(rows.segs[0])), windows.window_strategy, nan_codes, chunk)
+    with progress(desc=f"recover t0 of F04 {objective.id}", total=total, unit="window", unit_scale=True) as bar:
+        for ow, _ in chunks:
+            if first_difference is None:
+                codes, offsets = list_arrays(reference.take(len(ow)).column("OW_events"))
+                where = _first_difference(codes, offsets, ow)
+                if where is not None:
+                    first_difference = recomputed + where
+                t0.append(ow.t0)
+            recomputed += len(ow)
+            bar.update(len(ow))
+    if recomputed != total:
+        return None, (f"recomputing F03 {windows.variant.id} gives {recomputed} windows, the F04 dataset has "
+                      f"{total} rows")
+    if first_difference is not None:
+        return None, f"recomputed OW events differ from the F04 rows (first difference at row {first_difference})"
+    return (np.concatenate(t0) if t0 else np.zeros(0, np.int64),
+            f"recomputed from F03 {windows.variant.id} and F02 {events.variant.id}; every OW matches")
 
 
 def reference_join(objective: Objective, target_dir: Path) -> dict:

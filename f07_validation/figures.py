@@ -1,4 +1,5 @@
-"""The report's figures, as PNG bytes that depend only on the data.
+"""The figures of a run (drawn by the score stage, shown by the report), as PNG bytes that
+depend only on the data.
 
 They are DVC-tracked, so a re-run must give the same bytes: figures are drawn on a bare
 `Figure` (no pyplot, so no global state and no GUI backend), under matplotlib's default
@@ -17,7 +18,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from contract.model_key import KEY_COLUMNS
-from f07_validation.matching import AMBIGUOUS, NO_REFERENCE
 
 DPI = 100
 CLASS_TICKS = ["0 (negative)", "1 (positive)"]
@@ -55,53 +55,48 @@ def confusion_png(prediction_name: str, models: list[dict]) -> bytes:
         return _png(figure)
 
 
-def _window_steps(t0: np.ndarray, tu_seconds: int, values: np.ndarray, gap) -> tuple:
-    """Each window drawn over its own [t0, t0+Tu): three points per window, the third
-    carrying `gap`, so that fills and lines never bridge windows that were not emitted."""
-    starts = pd.to_datetime(t0, unit="s").to_numpy()
-    ends = pd.to_datetime(t0 + tu_seconds, unit="s").to_numpy()
-    x = np.stack([starts, ends, ends], axis=1).ravel()
-    y = np.stack([values, values, np.full(len(values), gap, dtype=values.dtype)], axis=1).ravel()
-    return x, y
-
-
-def timeline_png(frame: pd.DataFrame, models: list[dict], tu_seconds: int) -> bytes:
-    """One row per model (rows of metrics_per_model.csv) over replay time: the predicted probability and threshold,
-    the reference's positive windows shaded, and a strip at the bottom marking windows
-    without a reference, ambiguous ones and non-finite outputs."""
+def timeline_png(timeline: pd.DataFrame, models: list[dict], bin_seconds: int) -> bytes:
+    """One row per model (rows of metrics_per_model.csv) over replay time, from the
+    binned timeline (at most a few hundred bins, so the figure's size does not depend on
+    the replay's length): the mean predicted probability per bin with its min-max band
+    and the threshold, the share of the reference's positive windows shaded, and a strip
+    at the bottom marking bins that hold windows without a reference, ambiguous ones or
+    non-finite outputs."""
     with matplotlib.style.context("default"):
         figure = Figure(figsize=(11, 0.8 + 1.9 * len(models)), layout="constrained")
         all_axes = figure.subplots(len(models), 1, sharex=True, squeeze=False)[:, 0]
-        by_model = dict(tuple(frame.groupby(KEY_COLUMNS, sort=False)))
+        by_model = dict(tuple(timeline.groupby("model", sort=False)))
         for axes, model in zip(all_axes, models):
             axes.set_title(f"{model['prediction_name']} ({model['objective']}) · "
                            f"{model['source_f05']} / {model['model_id']}", fontsize=9, loc="left")
             axes.set_ylim(-0.16, 1.05)
             axes.set_yticks([0, 0.5, 1])
             axes.set_ylabel("probability")
-            mine = by_model.get(tuple(model[column] for column in KEY_COLUMNS))
+            mine = by_model.get("/".join(model[column] for column in KEY_COLUMNS))
             if mine is None:
                 axes.text(0.5, 0.5, "no prediction logged", transform=axes.transAxes, ha="center")
                 continue
-            mine = mine.sort_values("t0", kind="stable")
-            t0 = mine["t0"].to_numpy(dtype=np.int64)
-            status = mine["ref_status"].to_numpy()
-            strips = [
-                ((mine["label"] == 1).fillna(False).to_numpy(), 0, 1, "tab:green", 0.25,
-                 "reference: positive window"),
-                (status == NO_REFERENCE, -0.14, -0.05, "0.55", 1, "no reference"),
-                (status == AMBIGUOUS, -0.14, -0.05, "tab:orange", 1, "ambiguous reference"),
-                (~mine["finite"].to_numpy(), -0.14, -0.05, "tab:red", 1, "non-finite output"),
-            ]
-            for mask, low, high, color, alpha, label in strips:
-                x, where = _window_steps(t0, tu_seconds, mask, False)
-                axes.fill_between(x, low, high, where=where, color=color, alpha=alpha,
+            start = pd.to_datetime(mine["bin_t0"].to_numpy(), unit="s").to_numpy()
+            end = pd.to_datetime(mine["bin_t0"].to_numpy() + bin_seconds, unit="s").to_numpy()
+            windows = mine["windows"].to_numpy()
+            x = np.stack([start, end], axis=1).ravel()
+
+            def steps(values):
+                return np.repeat(np.asarray(values, dtype=float), 2)
+
+            axes.fill_between(x, 0, steps(mine["positive"] / windows), color="tab:green", alpha=0.25,
+                              linewidth=0, label="reference: share of positive windows")
+            for column, color, label in (("no_reference", "0.55", "no reference"),
+                                         ("ambiguous", "tab:orange", "ambiguous reference"),
+                                         ("non_finite", "tab:red", "non-finite output")):
+                axes.fill_between(x, -0.14, -0.05, where=steps(mine[column] > 0) > 0, color=color,
                                   linewidth=0, label=label)
-            x, probability = _window_steps(t0, tu_seconds, mine["probability"].to_numpy(), np.nan)
-            axes.plot(x, probability, linewidth=0.8, color="tab:blue", label="predicted probability")
-            axes.axhline(model["threshold"], linestyle="--", linewidth=0.8, color="0.3",
-                         label="threshold")
-        all_axes[-1].set_xlabel("window start t0 (UTC)")
+            axes.fill_between(x, steps(mine["min_probability"]), steps(mine["max_probability"]),
+                              color="tab:blue", alpha=0.2, linewidth=0, label="predicted probability: min-max")
+            axes.plot(x, steps(mine["mean_probability"]), linewidth=0.8, color="tab:blue",
+                      label="predicted probability: mean")
+            axes.axhline(model["threshold"], linestyle="--", linewidth=0.8, color="0.3", label="threshold")
+        all_axes[-1].set_xlabel(f"window start t0 (UTC), bins of {bin_seconds} s")
         if by_model:
             locator = mdates.AutoDateLocator()
             all_axes[-1].xaxis.set_major_locator(locator)

@@ -1,14 +1,17 @@
-"""Give each logged prediction its reference label from its objective's F04 dataset.
+"""Give each replayed window its reference label from its objective's F04 dataset, a
+batch of windows at a time, in memory that does not grow with the replay.
 
 CONTRACT: a prediction has a reference when its window is in the F04 dataset, matched by
-`t0` when the dataset has that column, otherwise by OW content. Real upstream F04 files
-carry no `t0`, and the same OW content can occur in several windows with different
-labels; such a content cannot give a label, so those predictions are counted as
+`t0` when the dataset has that column (or F06 recovered it), otherwise by OW content.
+Real upstream F04 files carry no `t0`, and the same OW content can occur in several
+windows with different labels; such a content cannot give a label, so those windows are
 ambiguous and kept out of the confusion matrix rather than guessed.
 
-OW contents are compared exactly (same codes, same order) through a text key built by
-Arrow in one vectorised pass (`"3 17 17"`; `""` for an empty window), which also makes
-int32 (F04) and int64 (log) lists compare equal.
+How it stays flat: the prediction log and an F04 dataset are both in `t0` order, so a
+`t0` join is a merge of two sorted streams. The reference is read a batch at a time just
+ahead of the log, and rows the log has passed are dropped. Only the OW content join needs
+an index of the whole dataset: its distinct contents, as sorted 64-bit hashes
+(`content_hashes`) with one label each (or none when both occur).
 """
 
 from __future__ import annotations
@@ -17,140 +20,184 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from contract.row_stream import RowStream
 from f07_validation.deployrun import DeployRunError
+from f07_validation.reference import content_hashes, index_in
 
 JOIN_T0 = "t0"
 JOIN_T0_RECOVERED = "t0_recovered"  # F06 recomputed F03 and every row's OW matched
 JOIN_OW_CONTENT = "ow_content"
 BY_T0 = (JOIN_T0, JOIN_T0_RECOVERED)
 
-REFERENCED = "referenced"
-NO_REFERENCE = "no_reference"
-AMBIGUOUS = "ambiguous"
-
-
-def ow_content_keys(lists: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Exact text key of each OW event list (codes in order, space-separated)."""
-    as_text = pc.cast(lists, pa.list_(pa.string()))
-    return pc.binary_join(as_text, " ")
+# a window's reference status, as int8 codes
+NO_REFERENCE, REFERENCED, AMBIGUOUS = 0, 1, 2
+NO_LABEL = -1
+READ_ROWS = 65_536
 
 
 @dataclass(frozen=True)
-class Reference:
-    """An objective's F04 labels, keyed the way predictions are matched to them."""
+class Matched:
+    """Per window: `status` (NO_REFERENCE / REFERENCED / AMBIGUOUS), `label` (0/1, NO_LABEL
+    unless referenced) and `mismatch` (t0 joins only: the F04 row at that t0 holds other OW
+    events, i.e. the package's regime does not reproduce F03's windows)."""
 
-    objective: str
-    join: str  # JOIN_T0, JOIN_T0_RECOVERED or JOIN_OW_CONTENT
-    # by t0: columns t0, label, ref_ow_key (one row per window).
-    # JOIN_OW_CONTENT: columns ow_key, label (NA when ambiguous), ambiguous (one row per content).
-    table: pd.DataFrame
-    rows: int
-    positives: int
-    ambiguous_contents: int
+    status: np.ndarray
+    label: np.ndarray
+    mismatch: np.ndarray
+
+
+class Reference:
+    """An objective's F04 labels, read for matching. ``match`` takes windows in `t0` order,
+    each call starting no earlier than the previous one ended."""
+
+    def __init__(self, path: Path, objective: str, join: str, rows: int, positives: int,
+                 ambiguous_contents: int = 0):
+        self.path, self.objective, self.join = path, objective, join
+        self.rows, self.positives, self.ambiguous_contents = rows, positives, ambiguous_contents
+
+    def match(self, t0: np.ndarray, ow_hash: np.ndarray) -> Matched:
+        raise NotImplementedError
+
+
+class T0Reference(Reference):
+    """A merge join on `t0`: the dataset's rows are read just ahead of the windows asked for."""
+
+    def __init__(self, path, objective, join, rows, positives, input_column, label_column, t0_path):
+        super().__init__(path, objective, join, rows, positives)
+        self._rows = RowStream(path, [input_column, label_column])
+        self._t0 = RowStream(t0_path, ["t0"])
+        self._input, self._label = input_column, label_column
+        self._buffer_t0 = np.zeros(0, np.int64)
+        self._buffer_label = np.zeros(0, np.int8)
+        self._buffer_ow = None
+        self._exhausted = False
+
+    def _read(self) -> None:
+        table = self._rows.take(READ_ROWS)
+        if table.num_rows == 0:
+            self._exhausted = True
+            return
+        t0 = self._t0.take(table.num_rows).column("t0").to_numpy().astype(np.int64)
+        ow = table.column(self._input).combine_chunks()
+        self._buffer_t0 = np.concatenate([self._buffer_t0, t0])
+        self._buffer_label = np.concatenate([self._buffer_label,
+                                             table.column(self._label).to_numpy().astype(np.int8)])
+        self._buffer_ow = ow if self._buffer_ow is None else pa.concat_arrays([self._buffer_ow, ow])
+
+    def match(self, t0: np.ndarray, ow_hash: np.ndarray) -> Matched:
+        n = len(t0)
+        status, label, mismatch = np.zeros(n, np.int8), np.full(n, NO_LABEL, np.int8), np.zeros(n, bool)
+        if n == 0:
+            return Matched(status, label, mismatch)
+        high = int(t0[-1])
+        while not self._exhausted and (len(self._buffer_t0) == 0 or self._buffer_t0[-1] < high):
+            self._read()
+        at = index_in(self._buffer_t0, t0)
+        found = at >= 0
+        status[found] = REFERENCED
+        label[found] = self._buffer_label[at[found]]
+        if found.any():
+            mismatch[found] = content_hashes(self._buffer_ow.take(pa.array(at[found]))) != ow_hash[found]
+        keep = int(np.searchsorted(self._buffer_t0, high, side="left"))  # later windows start at `high` or later
+        self._buffer_t0, self._buffer_label = self._buffer_t0[keep:], self._buffer_label[keep:]
+        self._buffer_ow = self._buffer_ow.slice(keep) if self._buffer_ow is not None else None
+        return Matched(status, label, mismatch)
+
+
+class ContentReference(Reference):
+    """The dataset's distinct OW contents (sorted hashes) and each one's label, NO_LABEL
+    when it occurs with both."""
+
+    def __init__(self, path, objective, rows, positives, hashes: np.ndarray, labels: np.ndarray):
+        order = np.lexsort((labels, hashes))
+        hashes, labels = hashes[order], labels[order]
+        first = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]])
+        last = np.r_[first[1:], len(hashes)] - 1
+        self.unique = hashes[first]
+        self.labels = np.where(labels[first] == labels[last], labels[first], NO_LABEL).astype(np.int8)
+        super().__init__(path, objective, JOIN_OW_CONTENT, rows, positives,
+                         int(np.sum(self.labels == NO_LABEL)))
+
+    def match(self, t0: np.ndarray, ow_hash: np.ndarray) -> Matched:
+        at = index_in(self.unique, ow_hash)
+        label = np.where(at >= 0, self.labels[np.maximum(at, 0)], NO_LABEL).astype(np.int8)
+        status = np.where(at < 0, NO_REFERENCE, np.where(label == NO_LABEL, AMBIGUOUS, REFERENCED)).astype(np.int8)
+        return Matched(status, label, np.zeros(len(t0), bool))
+
+
+def _check_t0_order(path: Path, t0_path: Path) -> None:
+    """The t0 of a dataset ascend strictly (one row per window, in window order): the
+    merge join relies on it."""
+    previous, row = None, 0
+    for batch in pq.ParquetFile(t0_path, pre_buffer=False).iter_batches(batch_size=READ_ROWS, columns=["t0"]):
+        t0 = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        if previous is not None:
+            t0 = np.concatenate([[previous], t0])
+        step = np.diff(t0)
+        if (step <= 0).any():
+            at = int(np.flatnonzero(step <= 0)[0])
+            what = "repeated t0 values" if step[at] == 0 else "t0 values out of order"
+            raise DeployRunError(f"{path} has {what} (first: {int(t0[at + 1])}, row {row + at + (previous is None)}); "
+                                 "an F04 dataset has one row per window, in window order")
+        row += batch.num_rows
+        previous = int(t0[-1]) if len(t0) else previous
 
 
 def load_reference(path: Path, objective: str, input_column: str, label_column: str,
                    recovered_t0: Path | None = None) -> Reference:
-    """Read an F04 dataset and index it for matching; refuses labels other than 0/1 and
-    (in t0 mode) a `t0` that occurs twice, since either would make a metric meaningless.
-    A dataset without `t0` takes the one F06 recovered for it (`recovered_t0`), when F06
-    could prove it row by row."""
+    """Check an F04 dataset (columns, labels 0/1, `t0` unique and ascending) and open it
+    for matching. A dataset without `t0` takes the one F06 recovered for it
+    (`recovered_t0`), when F06 could prove it row by row; else it is matched by content."""
     if not path.exists():
         raise DeployRunError(
             f"{path} (reference of objective {objective}) is missing: the package is "
             f"incomplete; check it with `python -m contract.seal verify <package_dir>`"
         )
     schema = pq.read_schema(path)
-    has_t0 = "t0" in schema.names
     missing = sorted({input_column, label_column} - set(schema.names))
     if missing:
         raise DeployRunError(
             f"{path} (reference of objective {objective}) lacks columns {missing}; the "
             f"manifest names input_column={input_column!r}, label_column={label_column!r}"
         )
-    columns = [input_column, label_column] + (["t0"] if has_t0 else [])
-    table = pq.read_table(path, columns=columns)
-    if table[input_column].null_count or table[label_column].null_count:
-        raise DeployRunError(f"{path} has null {input_column} or {label_column} values")
-    labels = table[label_column].to_numpy()
-    if not np.isin(labels, (0, 1)).all():
-        raise DeployRunError(
-            f"{path} column {label_column} holds values other than 0/1: "
-            f"{sorted(set(np.unique(labels).tolist()) - {0, 1})[:5]}"
-        )
-    labels = labels.astype(np.int8)
-    keys = ow_content_keys(table[input_column]).to_numpy(zero_copy_only=False)
-    rows, positives = len(labels), int(labels.sum())
-    join = JOIN_T0
-    if not has_t0 and recovered_t0 is not None:
-        t0 = pq.read_table(recovered_t0, columns=["t0"])["t0"].to_numpy()
-        if len(t0) != rows:
-            raise DeployRunError(f"{recovered_t0} holds {len(t0)} t0 values for the {rows} rows of {path}; "
-                                 "rebuild the package (seal_package stage)")
-        table = table.append_column("t0", pa.array(t0, pa.int64()))
-        has_t0, join = True, JOIN_T0_RECOVERED
-    if has_t0:
-        t0 = table["t0"].to_numpy().astype(np.int64)
-        duplicated = pd.Series(t0).duplicated()
-        if duplicated.any():
-            raise DeployRunError(
-                f"{path} has {int(duplicated.sum())} repeated t0 values (first: "
-                f"{int(t0[duplicated.to_numpy()][0])}); an F04 dataset has one row per window"
-            )
-        frame = pd.DataFrame({"t0": t0, "label": labels, "ref_ow_key": keys})
-        return Reference(objective, join, frame, rows, positives, 0)
-    by_content = (
-        pd.DataFrame({"ow_key": keys, "label": labels})
-        .groupby("ow_key", sort=True)["label"]
-        .agg(["min", "max"])
-    )
-    ambiguous = by_content["min"] != by_content["max"]
-    frame = pd.DataFrame({
-        "ow_key": by_content.index.to_numpy(),
-        "label": pd.array(by_content["min"].to_numpy(), dtype="Int8"),
-        "ambiguous": ambiguous.to_numpy(),
-    })
-    frame.loc[frame["ambiguous"], "label"] = pd.NA
-    return Reference(objective, JOIN_OW_CONTENT, frame, rows, positives, int(ambiguous.sum()))
+    rows, positives, hashes, labels = 0, 0, [], []
+    by_content = "t0" not in schema.names and recovered_t0 is None
+    columns = [label_column] + ([input_column] if by_content else [])
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=READ_ROWS, columns=columns):
+        label = batch.column(label_column)
+        if label.null_count or (by_content and batch.column(input_column).null_count):
+            raise DeployRunError(f"{path} has null {input_column} or {label_column} values")
+        label = label.to_numpy(zero_copy_only=False)
+        if not np.isin(label, (0, 1)).all():
+            raise DeployRunError(f"{path} column {label_column} holds values other than 0/1: "
+                                 f"{sorted(set(np.unique(label).tolist()) - {0, 1})[:5]}")
+        rows, positives = rows + len(label), positives + int(label.sum())
+        if by_content:
+            hashes.append(content_hashes(batch.column(input_column)))
+            labels.append(label.astype(np.int8))
+    if by_content:
+        return ContentReference(path, objective, rows, positives,
+                                np.concatenate(hashes) if hashes else np.zeros(0, np.int64),
+                                np.concatenate(labels) if labels else np.zeros(0, np.int8))
+    t0_path, join = (path, JOIN_T0) if "t0" in schema.names else (recovered_t0, JOIN_T0_RECOVERED)
+    if join == JOIN_T0_RECOVERED and pq.ParquetFile(t0_path).metadata.num_rows != rows:
+        raise DeployRunError(f"{t0_path} holds {pq.ParquetFile(t0_path).metadata.num_rows} t0 values for the "
+                             f"{rows} rows of {path}; rebuild the package (seal_package stage)")
+    _check_t0_order(path, t0_path)
+    return T0Reference(path, objective, join, rows, positives, input_column, label_column, t0_path)
 
 
-def match_references(predictions: pa.Table, references: dict[str, Reference]) -> pd.DataFrame:
-    """The prediction log (one row per window and model, in log order) with
-    `ref_status` (REFERENCED / NO_REFERENCE / AMBIGUOUS), `label` (Int8, NA unless
-    referenced) and `ow_mismatch` (t0 mode only: the window at that t0 in F04 has other
-    OW events, i.e. the package's regime does not reproduce F03's windows). Rows of an
-    objective without a reference stay NO_REFERENCE; callers check the log's models first."""
-    ow_key = ow_content_keys(predictions["OW_events"]).to_numpy(zero_copy_only=False)
-    frame = predictions.drop_columns(["OW_events"]).to_pandas(
-        types_mapper={pa.int8(): pd.Int8Dtype()}.get
-    )
-    frame["ow_key"] = ow_key
-    frame["label"] = pd.Series(pd.NA, index=frame.index, dtype="Int8")
-    frame["ref_status"] = NO_REFERENCE
-    frame["ow_mismatch"] = False
-    for objective, reference in references.items():
-        rows = frame.index[frame["objective"] == objective]
-        if reference.join in BY_T0:
-            found = frame.loc[rows, ["t0", "ow_key"]].merge(
-                reference.table, on="t0", how="left", validate="many_to_one"
-            )
-            has_ref = found["label"].notna().to_numpy()
-            mismatch = has_ref & (found["ow_key"].to_numpy() != found["ref_ow_key"].to_numpy())
-            frame.loc[rows, "ow_mismatch"] = mismatch
-            ambiguous = np.zeros(len(rows), dtype=bool)
-        else:
-            found = frame.loc[rows, ["ow_key"]].merge(
-                reference.table, on="ow_key", how="left", validate="many_to_one"
-            )
-            ambiguous = found["ambiguous"].eq(True).to_numpy()
-            has_ref = found["label"].notna().to_numpy()
-        frame.loc[rows, "label"] = found["label"].astype("Int8").array
-        frame.loc[rows, "ref_status"] = np.where(
-            ambiguous, AMBIGUOUS, np.where(has_ref, REFERENCED, NO_REFERENCE)
-        )
-    return frame
+def window_starts(t0: np.ndarray) -> np.ndarray:
+    """Row positions where a new window starts in a log batch (a window's rows, one per
+    model, are consecutive: same t0)."""
+    return np.flatnonzero(np.r_[True, t0[1:] != t0[:-1]]) if len(t0) else np.zeros(0, np.int64)
+
+
+def match_windows(t0: np.ndarray, ow: pa.Array, references: dict[str, Reference]) -> dict[str, Matched]:
+    """Per objective, the reference status of each window (`t0` ascending, `ow` their OW
+    event lists)."""
+    hashes = content_hashes(ow)
+    return {objective: reference.match(t0, hashes) for objective, reference in references.items()}

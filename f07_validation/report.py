@@ -28,8 +28,7 @@ import pandas as pd
 from contract import layout
 from contract.files import atomic_path
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
-from f07_validation.figures import confusion_png, timeline_png
-from f07_validation.scoring import MODEL_COLUMNS, match_deployrun
+from f07_validation.scoring import MODEL_COLUMNS
 from f07_validation.timefmt import utc_iso
 
 # The template lives in the repository's reports/, found from this file so that the stage
@@ -62,15 +61,17 @@ def prediction_names(models: list[dict]) -> list[str]:
 
 
 def make_figures(run: DeployRun, per_model: pd.DataFrame) -> dict[str, bytes]:
-    """Run-relative `report/figures/<name>.png` -> PNG bytes: one confusion figure per
-    prediction_name (its models as panels, in manifest order) and the timeline."""
+    """Run-relative `report/figures/<name>.png` -> PNG bytes: the figures the score stage
+    drew (one confusion figure per prediction_name, its models as panels, and the
+    timeline), copied so the seed's files are there and the page embeds them."""
+    fix = "run the score stage first (`dvc repro score@<variant>`)"
+    wanted = [layout.confusion_figure(name) for name in prediction_names(per_model.to_dict("records"))]
     figures = {}
-    models = per_model.to_dict("records")
-    for name in prediction_names(models):
-        panels = [row for row in models if row["prediction_name"] == name]
-        figures[layout.confusion_figure(name)] = confusion_png(name, panels)
-    frame, _ = match_deployrun(run)
-    figures[layout.TIMELINE_FIGURE] = timeline_png(frame, models, run.manifest.regime().Tu)
+    for target in wanted + [layout.TIMELINE_FIGURE]:
+        path = run.path(layout.metrics_image(target))
+        if not path.is_file():
+            raise DeployRunError(f"{path} is missing: {fix}")
+        figures[target] = path.read_bytes()
     return figures
 
 

@@ -1,4 +1,5 @@
-"""Per-model metrics of a deploy run against the F04 references (seed 001, section 5).
+"""Per-model metrics of a deploy run against the F04 references (seed 001, section 5),
+in one pass over the prediction log, batch by batch.
 
 What is counted where (so that every logged prediction is in exactly one bucket):
 - `non_finite`: the model gave no usable output (y_pred null or probability NaN). Never
@@ -8,30 +9,40 @@ What is counted where (so that every logged prediction is in exactly one bucket)
 - referenced (`TP`, `TN`, `FP`, `FN`, `precision`, `recall`, `f1`): finite, with a label.
 - `no_ref_pred_1`, `no_ref_pred_0`, `no_ref_total`: finite, window not in the reference.
 `predictions` = referenced + ambiguous + no_ref_total + non_finite.
+
+Memory does not grow with the log: counts are summed per batch, the references are
+merged in `t0` order (`f07_validation.matching`), and the timeline keeps at most
+`TIMELINE_BINS` time bins per model. Everything the later stages show comes out small:
+`metrics_per_model.csv` (the full table), `scoring.json` (matching and held-out),
+`timeline.csv` (the binned predictions), and, through dvclive, `metrics.json` (a few
+headline values per model for `dvc metrics show`) and the confusion and timeline figures
+(`plots/images/`, DVC image plots: DVC's confusion template counts one row per window,
+which at upstream scale is millions of rows, so the matrices are drawn from the counts).
 """
 
 from __future__ import annotations
 
+import math
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from contract import layout
 from contract.files import atomic_path, dump_json
-from contract.manifest import ModelEntry
 from contract.model_key import KEY_COLUMNS
+from console.progress import progress
+from contract.predictions import PREDICTION_SCHEMA
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
+from f07_validation.figures import confusion_png, timeline_png
 from f07_validation.heldout import held_out_statement
-from f07_validation.matching import (AMBIGUOUS, NO_REFERENCE, REFERENCED, Reference,
-                                     load_reference, match_references)
-
-def confusion_file_name(model: ModelEntry) -> str:
-    """The model's confusion pairs, relative to the run folder."""
-    return layout.confusion_csv(model.prediction_name, model.source_f05, model.model_id)
-
+from f07_validation.matching import (AMBIGUOUS, NO_REFERENCE, REFERENCED, Reference, load_reference,
+                                     match_windows, window_starts)
 
 MODEL_COLUMNS = ["objective", "prediction_name", "source_f05", "model_id", "model_family",
                  "threshold", "join"]
@@ -39,20 +50,27 @@ CONFUSION_METRICS = ["TP", "TN", "FP", "FN", "precision", "recall", "f1"]
 COUNT_METRICS = ["no_ref_pred_1", "no_ref_pred_0", "no_ref_total", "ambiguous", "non_finite",
                  "referenced", "predictions"]
 METRICS = CONFUSION_METRICS + COUNT_METRICS
+HEADLINE_METRICS = ["precision", "recall", "f1"]  # per model in metrics.json (dvc metrics show)
+HEADLINE_DECIMALS = 4
+READ_ROWS = 65_536
+TIMELINE_BINS = 480  # bins per model over the replay, whatever its length
+TIMELINE_COLUMNS = ["model", "bin_t0", "windows", "finite", "mean_probability", "min_probability",
+                    "max_probability", "positive", "no_reference", "ambiguous", "non_finite"]
+
+
+def ratios(tp: int, fp: int, fn: int) -> dict:
+    """precision, recall and f1 of the positive class; a ratio whose denominator is 0 is 0."""
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
 
 
 def confusion_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """TP/TN/FP/FN and precision/recall/f1 of the positive class; a ratio whose
-    denominator is 0 is 0 (no positive predicted, or none in the reference), and no
-    referenced window at all gives all zeros."""
-    if len(y_true) == 0:
-        return {"TP": 0, "TN": 0, "FP": 0, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
-    tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=[0, 1], pos_label=1, average="binary", zero_division=0
-    )
-    return {"TP": int(tp), "TN": int(tn), "FP": int(fp), "FN": int(fn),
-            "precision": float(precision), "recall": float(recall), "f1": float(f1)}
+    """TP/TN/FP/FN and precision/recall/f1 of label/prediction pairs (no pair: all zeros)."""
+    y_true, y_pred = np.asarray(y_true) == 1, np.asarray(y_pred) == 1
+    tp, fp, fn = int(np.sum(y_true & y_pred)), int(np.sum(~y_true & y_pred)), int(np.sum(y_true & ~y_pred))
+    return {"TP": tp, "TN": int(len(y_true)) - tp - fp - fn, "FP": fp, "FN": fn, **ratios(tp, fp, fn)}
 
 
 def load_references(run: DeployRun) -> dict[str, Reference]:
@@ -63,96 +81,182 @@ def load_references(run: DeployRun) -> dict[str, Reference]:
             for objective, spec in run.references.items()}
 
 
-def match_deployrun(run: DeployRun) -> tuple[pd.DataFrame, dict[str, Reference]]:
-    """The run's prediction log matched to its references, with `finite` added; refuses
-    log rows of a model the manifest does not list (a log from another serve)."""
-    predictions = run.read_predictions()
-    logged = predictions.select(KEY_COLUMNS).group_by(KEY_COLUMNS).aggregate([]).to_pylist()
-    stray = sorted({tuple(row[c] for c in KEY_COLUMNS) for row in logged}
-                   - {model.key_values for model in run.models})
-    if stray:
-        raise DeployRunError(
-            f"{run.predictions_path} has predictions of models not in manifest.json "
-            f"({', '.join('/'.join(key) for key in stray)}): {run.stage_fix('infer')}"
-        )
-    references = load_references(run)
-    frame = match_references(predictions, references)
-    frame["finite"] = frame["y_pred"].notna().to_numpy() & np.isfinite(frame["probability"].to_numpy())
-    return frame, references
+# --------------------------------------------------------------------------- the log
+
+def _open_log(run: DeployRun) -> pq.ParquetFile:
+    path = run.predictions_path
+    if not path.exists():
+        raise DeployRunError(f"{path} is missing: {run.stage_fix('infer')}")
+    log = pq.ParquetFile(path, pre_buffer=False)
+    missing = sorted(set(PREDICTION_SCHEMA.names) - set(log.schema_arrow.names))
+    if missing:
+        raise DeployRunError(f"{path} lacks columns {missing}: {run.stage_fix('infer')}")
+    return log
+
+
+def _time_span(run: DeployRun, log: pq.ParquetFile) -> tuple[int | None, int | None]:
+    """First and last `t0` of the log, read alone; refuses a log out of time order (the
+    reference join merges two `t0`-ordered streams)."""
+    first = last = None
+    for batch in log.iter_batches(batch_size=READ_ROWS, columns=["t0"]):
+        t0 = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        if not len(t0):
+            continue
+        if np.any(np.diff(t0) < 0) or (last is not None and t0[0] < last):
+            raise DeployRunError(f"{run.predictions_path} is not in time order (t0 goes back after {last}): "
+                                 f"{run.stage_fix('infer')}")
+        first = int(t0[0]) if first is None else first
+        last = int(t0[-1])
+    return first, last
+
+
+def _log_batches(run: DeployRun, log: pq.ParquetFile):
+    """The log a batch at a time, each column in the type the contract fixes (any integer
+    width is accepted and widened)."""
+    path = run.predictions_path
+    for batch in log.iter_batches(batch_size=READ_ROWS, columns=PREDICTION_SCHEMA.names):
+        try:
+            batch = pa.Table.from_batches([batch]).cast(PREDICTION_SCHEMA)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise DeployRunError(f"{path} has columns of unexpected types ({exc}); "
+                                 f"{run.stage_fix('infer')}") from None
+        if batch["OW_events"].null_count:
+            raise DeployRunError(f"{path} has rows with a null OW_events (an empty window is an empty list): "
+                                 f"{run.stage_fix('infer')}")
+        yield batch
+
+
+def _model_index(run: DeployRun, batch: pa.Table) -> np.ndarray:
+    """Each row's model, as its position in the manifest; refuses rows of a model the
+    manifest does not list (a log from another serve)."""
+    key = pc.binary_join_element_wise(*(batch[column] for column in KEY_COLUMNS), "/")
+    index = pc.index_in(key, value_set=pa.array([model.key for model in run.models], pa.string()))
+    if index.null_count:
+        stray = sorted(set(pc.filter(key, pc.is_null(index)).to_pylist()))
+        raise DeployRunError(f"{run.predictions_path} has predictions of models not in manifest.json "
+                             f"({', '.join(stray)}): {run.stage_fix('infer')}")
+    return index.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- counting
+
+class _Tally:
+    """Sums over the log: per model the buckets, per objective the windows, per model and
+    time bin the timeline."""
+
+    def __init__(self, run: DeployRun, references: dict[str, Reference], first_t0: int | None,
+                 last_t0: int | None):
+        self.run, self.references = run, references
+        self.models = len(run.models)
+        self.objective_of = np.array([list(references).index(m.objective) for m in run.models], np.int64)
+        self.counts = {name: np.zeros(self.models, np.int64) for name in
+                       ["TP", "TN", "FP", "FN"] + COUNT_METRICS}
+        self.windows = {objective: dict.fromkeys(("windows", "referenced_windows", "ambiguous_windows",
+                                                  "no_reference_windows", "ow_mismatch_windows"), 0)
+                        for objective in references}
+        self.last_window = dict.fromkeys(references)  # per objective, t0 of its last counted window
+        tu = run.manifest.regime().Tu
+        span = 0 if first_t0 is None else last_t0 - first_t0 + tu
+        self.first_t0 = first_t0
+        self.bin_seconds = tu * max(1, math.ceil(span / tu / TIMELINE_BINS))
+        self.bins = max(1, math.ceil(span / self.bin_seconds)) if span else 1
+        cells = self.models * self.bins
+        self.timeline = {name: np.zeros(cells, np.int64) for name in
+                         ("windows", "finite", "positive", "no_reference", "ambiguous", "non_finite")}
+        self.probability_sum = np.zeros(cells)
+        self.probability_min = np.full(cells, np.inf)
+        self.probability_max = np.full(cells, -np.inf)
+
+    def add(self, batch: pa.Table) -> None:
+        model = _model_index(self.run, batch)
+        t0 = batch["t0"].to_numpy().astype(np.int64)
+        starts = window_starts(t0)
+        first_row = np.zeros(len(t0), bool)
+        first_row[starts] = True
+        window_of = np.cumsum(first_row) - 1
+        matched = match_windows(t0[starts], batch["OW_events"].combine_chunks().take(pa.array(starts)),
+                                self.references)
+        objective = self.objective_of[model]
+        status = np.zeros(len(t0), np.int8)
+        label = np.zeros(len(t0), np.int8)
+        for position, (name, result) in enumerate(matched.items()):
+            rows = objective == position
+            status[rows] = result.status[window_of[rows]]
+            label[rows] = result.label[window_of[rows]]
+            self._count_windows(name, t0[starts], result, np.unique(window_of[rows]))
+        probability = batch["probability"].to_numpy(zero_copy_only=False)
+        y_pred = batch["y_pred"].fill_null(-1).to_numpy().astype(np.int8)
+        finite = batch["y_pred"].is_valid().to_numpy(zero_copy_only=False) & np.isfinite(probability)
+        referenced = finite & (status == REFERENCED)
+        no_reference = finite & (status == NO_REFERENCE)
+        buckets = {
+            "TP": referenced & (label == 1) & (y_pred == 1), "FN": referenced & (label == 1) & (y_pred != 1),
+            "FP": referenced & (label == 0) & (y_pred == 1), "TN": referenced & (label == 0) & (y_pred != 1),
+            "predictions": np.ones(len(t0), bool), "non_finite": ~finite, "referenced": referenced,
+            "ambiguous": finite & (status == AMBIGUOUS), "no_ref_total": no_reference,
+            "no_ref_pred_1": no_reference & (y_pred == 1), "no_ref_pred_0": no_reference & (y_pred == 0),
+        }
+        for name, mask in buckets.items():
+            self.counts[name] += np.bincount(model[mask], minlength=self.models)
+        cell = model * self.bins + np.minimum((t0 - self.first_t0) // self.bin_seconds, self.bins - 1)
+        for name, mask in (("windows", buckets["predictions"]), ("finite", finite),
+                           ("positive", referenced & (label == 1)), ("no_reference", no_reference),
+                           ("ambiguous", buckets["ambiguous"]), ("non_finite", ~finite)):
+            self.timeline[name] += np.bincount(cell[mask], minlength=len(self.probability_sum))
+        self.probability_sum += np.bincount(cell[finite], weights=probability[finite],
+                                            minlength=len(self.probability_sum))
+        np.minimum.at(self.probability_min, cell[finite], probability[finite])
+        np.maximum.at(self.probability_max, cell[finite], probability[finite])
+
+    def _count_windows(self, objective: str, t0: np.ndarray, result, windows: np.ndarray) -> None:
+        """Window-level figures of an objective: each window once (its rows, one per model,
+        may straddle two batches)."""
+        if self.last_window[objective] is not None:
+            windows = windows[t0[windows] != self.last_window[objective]]
+        if not len(windows):
+            return
+        self.last_window[objective] = int(t0[windows[-1]])
+        counts = self.windows[objective]
+        counts["windows"] += len(windows)
+        counts["referenced_windows"] += int(np.sum(result.status[windows] == REFERENCED))
+        counts["ambiguous_windows"] += int(np.sum(result.status[windows] == AMBIGUOUS))
+        counts["no_reference_windows"] += int(np.sum(result.status[windows] == NO_REFERENCE))
+        counts["ow_mismatch_windows"] += int(np.sum(result.mismatch[windows]))
+
+    def per_model(self) -> pd.DataFrame:
+        rows = []
+        for position, model in enumerate(self.run.models):
+            counts = {name: int(values[position]) for name, values in self.counts.items()}
+            rows.append({**model.identity(), "model_family": model.model_family, "threshold": model.threshold,
+                         "join": self.references[model.objective].join,
+                         **{name: counts[name] for name in ("TP", "TN", "FP", "FN")},
+                         **ratios(counts["TP"], counts["FP"], counts["FN"]),
+                         **{name: counts[name] for name in COUNT_METRICS}})
+        return pd.DataFrame(rows, columns=MODEL_COLUMNS + METRICS)
+
+    def timeline_frame(self) -> pd.DataFrame:
+        """One row per model and time bin that holds a prediction."""
+        cells = np.flatnonzero(self.timeline["windows"])
+        finite = self.timeline["finite"][cells]
+        has = finite > 0
+        keys = [model.key for model in self.run.models]
+        frame = pd.DataFrame({
+            "model": [keys[c // self.bins] for c in cells],
+            "bin_t0": self.first_t0 + (cells % self.bins) * self.bin_seconds if self.first_t0 is not None else cells,
+            **{name: self.timeline[name][cells] for name in ("windows", "finite")},
+            "mean_probability": np.where(has, self.probability_sum[cells] / np.maximum(finite, 1), np.nan),
+            "min_probability": np.where(has, self.probability_min[cells], np.nan),
+            "max_probability": np.where(has, self.probability_max[cells], np.nan),
+            **{name: self.timeline[name][cells] for name in ("positive", "no_reference", "ambiguous", "non_finite")},
+        }, columns=TIMELINE_COLUMNS)
+        return frame.round({"mean_probability": 6, "min_probability": 6, "max_probability": 6})
 
 
 @dataclass(frozen=True)
 class Scoring:
     per_model: pd.DataFrame  # one row per manifest model: MODEL_COLUMNS + METRICS
-    confusion: dict[str, pd.DataFrame]  # path in the run folder -> actual,predicted rows
     summary: dict  # the content of scoring.json
-
-
-def score_models(frame: pd.DataFrame, models: tuple[ModelEntry, ...],
-                 references: dict[str, Reference]) -> tuple[pd.DataFrame, dict]:
-    """Per-model metrics (in manifest order, zeros for a model with no prediction) and
-    each model's `actual,predicted` rows, in log order."""
-    finite = frame["finite"].to_numpy()
-    status = frame["ref_status"].to_numpy()
-    y_pred = frame["y_pred"].fillna(-1).to_numpy(dtype=np.int8)
-    buckets = pd.DataFrame({
-        "predictions": True,
-        "non_finite": ~finite,
-        "ambiguous": finite & (status == AMBIGUOUS),
-        "referenced": finite & (status == REFERENCED),
-        "no_ref_total": finite & (status == NO_REFERENCE),
-        "no_ref_pred_1": finite & (status == NO_REFERENCE) & (y_pred == 1),
-        "no_ref_pred_0": finite & (status == NO_REFERENCE) & (y_pred == 0),
-    }, index=frame.index)
-    counts = pd.concat([frame[KEY_COLUMNS], buckets], axis=1).groupby(KEY_COLUMNS).sum()
-
-    referenced = frame.loc[buckets["referenced"], KEY_COLUMNS + ["label", "y_pred"]]
-    groups = dict(tuple(referenced.groupby(KEY_COLUMNS, sort=False)))
-    empty = pd.DataFrame({"actual": np.array([], np.int8), "predicted": np.array([], np.int8)})
-    rows, confusion = [], {}
-    for model in models:
-        key = model.key_values
-        group = groups.get(key)
-        pairs = empty if group is None else pd.DataFrame({
-            "actual": group["label"].to_numpy(dtype=np.int8),
-            "predicted": group["y_pred"].to_numpy(dtype=np.int8),
-        })
-        confusion[confusion_file_name(model)] = pairs
-        model_counts = counts.loc[key] if key in counts.index else pd.Series(0, index=counts.columns)
-        rows.append({
-            **model.identity(),
-            "model_family": model.model_family,
-            "threshold": model.threshold,
-            "join": references[model.objective].join,
-            **confusion_metrics(pairs["actual"].to_numpy(), pairs["predicted"].to_numpy()),
-            **{name: int(model_counts[name]) for name in COUNT_METRICS},
-        })
-    return pd.DataFrame(rows, columns=MODEL_COLUMNS + METRICS), confusion
-
-
-def objective_summary(frame: pd.DataFrame, run: DeployRun,
-                      references: dict[str, Reference]) -> dict:
-    """How each objective was matched, counted in windows (all models of an objective
-    see the same windows, so its window-level figures do not depend on the model)."""
-    windows = frame.drop_duplicates(["objective", "t0"])
-    names = {model.objective: model.prediction_name for model in run.models}
-    summary = {}
-    for objective, reference in references.items():
-        mine = windows[windows["objective"] == objective]
-        summary[objective] = {
-            "prediction_name": names[objective],
-            "dataset": run.references[objective].dataset,
-            "join": reference.join,
-            "reference_rows": reference.rows,
-            "reference_positives": reference.positives,
-            "ambiguous_contents": reference.ambiguous_contents,
-            "windows": int(len(mine)),
-            "referenced_windows": int((mine["ref_status"] == REFERENCED).sum()),
-            "ambiguous_windows": int((mine["ref_status"] == AMBIGUOUS).sum()),
-            "no_reference_windows": int((mine["ref_status"] == NO_REFERENCE).sum()),
-            "ow_mismatch_windows": int(mine["ow_mismatch"].sum()),
-        }
-    return summary
+    timeline: pd.DataFrame  # TIMELINE_COLUMNS, at most TIMELINE_BINS rows per model
 
 
 def f05_metadata(run: DeployRun) -> dict[str, dict | None]:
@@ -166,70 +270,115 @@ def f05_metadata(run: DeployRun) -> dict[str, dict | None]:
 
 
 def score_deployrun(run: DeployRun) -> Scoring:
-    frame, references = match_deployrun(run)
-    per_model, confusion = score_models(frame, run.models, references)
-    first_t0 = int(frame["t0"].min()) if len(frame) else None
+    """Read the log twice, streamed: its `t0` alone (order, time span), then every column."""
+    log = _open_log(run)
+    first_t0, last_t0 = _time_span(run, log)
+    references = load_references(run)
+    tally = _Tally(run, references, first_t0, last_t0)
+    pool = pa.default_memory_pool()
+    with progress(desc=f"score@{run.variant}", total=log.metadata.num_rows, unit="prediction",
+                  unit_scale=True) as bar:
+        for batch in _log_batches(run, log):
+            tally.add(batch)
+            bar.update(batch.num_rows)
+            # Arrow's allocator keeps freed pages for reuse; returned each batch, the
+            # peak stays that of one batch (without: +19% from 0.75 M to 3 M log rows)
+            pool.release_unused()
     regime = run.manifest.regime()
-    span = regime.Tu * (regime.OW + regime.LT + regime.PW)
-    held_out = held_out_statement(first_t0, span, f05_metadata(run))
+    held_out = held_out_statement(first_t0, regime.Tu * (regime.OW + regime.LT + regime.PW), f05_metadata(run))
+    names = {model.objective: model.prediction_name for model in run.models}
+    objectives = {objective: {
+        "prediction_name": names[objective],
+        "dataset": run.references[objective].dataset,
+        "join": reference.join,
+        "reference_rows": reference.rows,
+        "reference_positives": reference.positives,
+        "ambiguous_contents": reference.ambiguous_contents,
+        **tally.windows[objective],
+    } for objective, reference in references.items()}
     summary = {
         "variant": run.variant,
-        "objectives": objective_summary(frame, run, references),
+        "objectives": objectives,
         "first_t0": first_t0,
-        "last_t0": int(frame["t0"].max()) if len(frame) else None,
+        "last_t0": last_t0,
         "held_out": held_out["held_out"],
         "held_out_reason": held_out["reason"],
         "held_out_by_f05": held_out["by_f05"],
+        "timeline_bin_seconds": tally.bin_seconds,
     }
-    return Scoring(per_model=per_model, confusion=confusion, summary=summary)
+    return Scoring(per_model=tally.per_model(), summary=summary, timeline=tally.timeline_frame())
 
 
-def metrics_tree(per_model: pd.DataFrame) -> dict[str, dict[str, dict]]:
-    """`{prediction_name: {"<source_f05>__<model_id>": {metric: value}}}`. `dvc metrics
-    show` reads '.' in a key as nesting, so a '.' in a name becomes '_' here (the CSV
-    keeps the real names); two names that then collide are refused."""
-    tree: dict[str, dict[str, dict]] = {}
+# --------------------------------------------------------------------------- outputs
+
+def headline_key(row: dict, per_model: pd.DataFrame) -> str:
+    """A model's short key in metrics.json: its source F05 (which fixes its objective),
+    plus its model_id when the package holds several models of that F05. `dvc metrics
+    show` reads '.' as nesting and dvclive '/', so those become '_' in names."""
+    shared = int(np.sum(per_model["source_f05"] == row["source_f05"])) > 1
+    parts = [row["source_f05"]] + ([row["model_id"]] if shared else [])
+    return "/".join(part.replace(".", "_").replace("/", "_") for part in parts)
+
+
+def headline_metrics(per_model: pd.DataFrame) -> dict[str, dict]:
+    """`{"<source_f05>": {"precision", "recall", "f1"}}` rounded: a few columns per model,
+    so that `dvc metrics show` fits a terminal; the full table is metrics_per_model.csv."""
+    tree: dict[str, dict] = {}
     for row in per_model.to_dict("records"):
-        name = row["prediction_name"].replace(".", "_")
-        model = f"{row['source_f05']}__{row['model_id']}".replace(".", "_")
-        if model in tree.setdefault(name, {}):
-            raise DeployRunError(
-                f"models {row['prediction_name']}/{row['source_f05']}__{row['model_id']} and "
-                f"another one share the metrics key {name}.{model} once '.' is replaced by '_'"
-            )
-        tree[name][model] = {metric: row[metric] for metric in METRICS}
+        key = headline_key(row, per_model)
+        if key in tree:
+            raise DeployRunError(f"models {row['source_f05']}/{row['model_id']} and another one share the "
+                                 f"metrics key {key} once '.' and '/' are replaced by '_'")
+        tree[key] = {metric: round(float(row[metric]), HEADLINE_DECIMALS) for metric in HEADLINE_METRICS}
     return tree
 
 
-def write_dvclive_metrics(tree: dict[str, dict[str, dict]], out_dir: Path) -> None:
-    """`metrics.json` through dvclive, as `dvc metrics show` expects it. Only the
-    summary is written: `Live.end()` would also try to save an experiment and, inside
-    `dvc exp run`, `git add` the folder; `dvcyaml=False` keeps it off dvc.yaml. The
-    bytes depend only on the values and the (sorted) logging order (json, indent 4).
-    `Live()` opens the DVC repo of the working directory (and would `dvc init` a git
-    repo that has none); `out_dir` is the staging folder, which `Live()` empties of
-    dvclive files, never the final one."""
-    from dvclive import Live  # imported here: it loads dvc, which the report stage never needs
+def figures(scoring: Scoring) -> dict[str, bytes]:
+    """Run-relative `layout.metrics_image(...)` path -> PNG bytes of bounded size: the
+    confusion matrices (one figure per prediction_name, a panel per model) and the
+    timeline."""
+    models = scoring.per_model.to_dict("records")
+    drawn = {}
+    for name in dict.fromkeys(row["prediction_name"] for row in models):
+        drawn[layout.metrics_image(layout.confusion_figure(name))] = confusion_png(
+            name, [row for row in models if row["prediction_name"] == name])
+    drawn[layout.metrics_image(layout.TIMELINE_FIGURE)] = timeline_png(
+        scoring.timeline, models, scoring.summary["timeline_bin_seconds"])
+    return drawn
+
+
+def log_with_dvclive(headline: dict[str, dict], images: dict[str, bytes], out_dir: Path) -> None:
+    """metrics.json and plots/images/ through dvclive. `dvcyaml=False` keeps it off
+    dvc.yaml (the stage declares its outputs); only the summary is written, because
+    `Live.end()` would also try to save an experiment and, inside `dvc exp run`, `git add`
+    the folder. `Live()` opens the DVC repo of the working directory; `out_dir` is the
+    staging folder, which `Live()` empties of dvclive files, never the final one. Bytes
+    depend only on the values (sorted logging order) and the images' pixels."""
+    import io
+
+    from dvclive import Live  # imported here: it loads dvc
+    from PIL import Image
 
     live = Live(dir=str(out_dir), dvcyaml=False, save_dvc_exp=False)
-    for name in sorted(tree):
-        for model in sorted(tree[name]):
-            for metric, value in tree[name][model].items():
-                live.log_metric(f"{name}/{model}/{metric}", value, plot=False)
+    for key in sorted(headline):
+        for metric, value in headline[key].items():
+            live.log_metric(f"{key}/{metric}", value, plot=False)
+    for path, png in sorted(images.items()):
+        live.log_image(posixpath.basename(path), Image.open(io.BytesIO(png)))
     live.make_summary()
 
 
 def write_scoring(scoring: Scoring, run: DeployRun) -> None:
-    """Replace the run's metrics folder with metrics_per_model.csv, metrics.json,
-    scoring.json and confusion/<prediction_name>__<source_f05>__<model_id>.csv, all or
-    nothing. The staging folder has the metrics folder's name, so its parent stands for
-    the run folder and the layout's paths apply to it."""
-    tree = metrics_tree(scoring.per_model)
+    """Replace the run's metrics folder with metrics_per_model.csv, scoring.json,
+    timeline.csv, metrics.json and plots/images/, all or nothing. The staging folder has
+    the metrics folder's name, so its parent stands for the run folder and the layout's
+    paths apply to it."""
+    headline = headline_metrics(scoring.per_model)
+    images = figures(scoring)
     with atomic_path(run.path(layout.METRICS_DIR)) as out:
         staged = out.parent
-        (staged / layout.CONFUSION_DIR).mkdir(parents=True)
+        out.mkdir(parents=True)
+        log_with_dvclive(headline, images, out)
         scoring.per_model.to_csv(staged / layout.METRICS_PER_MODEL, index=False, lineterminator="\n")
-        write_dvclive_metrics(tree, out)
+        scoring.timeline.to_csv(staged / layout.METRICS_TIMELINE, index=False, lineterminator="\n")
         (staged / layout.SCORING).write_text(dump_json(scoring.summary), encoding="utf-8")
-        for name, pairs in scoring.confusion.items():
-            pairs.to_csv(staged / name, index=False, lineterminator="\n")

@@ -14,9 +14,10 @@ import pytest
 
 from f07_validation.deployrun import DeployRunError
 from f07_validation.heldout import held_out_statement
-from f07_validation.matching import (AMBIGUOUS, JOIN_OW_CONTENT, JOIN_T0, NO_REFERENCE, REFERENCED,
-                                     load_reference, match_references)
-from f07_validation.scoring import confusion_metrics
+from f07_validation.matching import (AMBIGUOUS, JOIN_OW_CONTENT, JOIN_T0, NO_LABEL, NO_REFERENCE, REFERENCED,
+                                     load_reference)
+from f07_validation.reference import content_hashes
+from f07_validation.scoring import TIMELINE_BINS, confusion_metrics
 from tests import f07_synthetic as synthetic
 from tests.f07_synthetic import run_f07_stage
 
@@ -65,32 +66,36 @@ def test_every_prediction_lands_in_exactly_one_bucket(scored):
     assert (table["no_ref_pred_1"] + table["no_ref_pred_0"] == table["no_ref_total"]).all()
 
 
-def test_metrics_json_is_nested_by_prediction_name_and_model_without_dots(scored):
+def test_metrics_json_holds_a_few_headline_values_per_model_under_short_keys(scored):
+    """`dvc metrics show` prints one column per value: three per model, keyed by F05."""
     metrics = json.loads((scored / "metrics" / "metrics.json").read_text())
-    assert set(metrics) == {"power_high", "temp_alarm"}
-    assert set(metrics["power_high"]) == {"v501__power_high", "v502__power_high"}
-    assert set(metrics["temp_alarm"]) == {"v503__temp_alarm"}
-    keys = [key for name in metrics for model in metrics[name] for key in (name, model)]
-    assert not any("." in key for key in keys)
-    assert metrics["temp_alarm"]["v503__temp_alarm"] == {
-        "TP": 1, "TN": 3, "FP": 1, "FN": 0, "precision": 0.5, "recall": 1.0, "f1": 2 / 3,
-        "no_ref_pred_1": 1, "no_ref_pred_0": 0, "no_ref_total": 1, "ambiguous": 2,
-        "non_finite": 0, "referenced": 5, "predictions": 8}
-    assert metrics["power_high"]["v502__power_high"]["non_finite"] == 2
+    assert metrics == {
+        "v501": {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667},
+        "v502": {"precision": 0.0, "recall": 0.0, "f1": 0.0},
+        "v503": {"precision": 0.5, "recall": 1.0, "f1": 0.6667},
+    }
 
 
-def test_confusion_rows_are_one_per_referenced_window_in_time_order(scored):
-    folder = scored / "metrics" / "confusion"
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "power_high__v501__power_high.csv", "power_high__v502__power_high.csv",
-        "temp.alarm__v503__temp.alarm.csv"]
-    v501 = pd.read_csv(folder / "power_high__v501__power_high.csv")
-    assert list(v501.columns) == ["actual", "predicted"]
-    assert v501.values.tolist() == [[0, 0], [1, 1], [1, 0], [0, 1], [0, 0], [1, 1]]
-    v502 = pd.read_csv(folder / "power_high__v502__power_high.csv")  # w2 non-finite: not a row
-    assert v502.values.tolist() == [[0, 0], [1, 0], [0, 0], [0, 0], [1, 0]]
-    v503 = pd.read_csv(folder / "temp.alarm__v503__temp.alarm.csv")
-    assert v503.values.tolist() == [[1, 1], [0, 0], [0, 0], [0, 0], [0, 1]]
+def test_figures_are_images_drawn_from_counts(scored):
+    """DVC's confusion template would count one row per window: the score stage logs
+    the matrices (and the timeline) as PNG images instead, one per prediction_name."""
+    images = scored / "metrics" / "plots" / "images"
+    assert sorted(p.name for p in images.iterdir()) == [
+        "confusion_power_high.png", "confusion_temp.alarm.png", "timeline.png"]
+    for path in images.iterdir():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (scored / "metrics" / "confusion").exists()
+
+
+def test_timeline_bins_count_every_prediction(scored):
+    timeline = pd.read_csv(scored / "metrics" / "timeline.csv")
+    by_model = timeline.groupby("model")[["windows", "finite", "positive", "no_reference", "ambiguous",
+                                          "non_finite"]].sum()
+    assert by_model.loc["v401/v502/power_high"].tolist() == [8, 6, 2, 1, 0, 2]
+    assert by_model.loc["v402/v503/temp.alarm"].tolist() == [8, 8, 1, 1, 2, 0]
+    assert (timeline.groupby("model").size() <= TIMELINE_BINS).all()
+    v501 = timeline[timeline["model"] == "v401/v501/power_high"]
+    assert v501["min_probability"].min() >= 0 and v501["max_probability"].max() <= 1
 
 
 def test_scoring_json_reports_join_ambiguity_and_held_out(scored):
@@ -116,9 +121,9 @@ def test_rerun_gives_identical_bytes_and_dvclive_leaves_nothing_else(tmp_path):
     second = {p.relative_to(metrics): p.read_bytes() for p in metrics.rglob("*") if p.is_file()}
     assert first == second
     assert set(map(str, first)) == {
-        "metrics_per_model.csv", "metrics.json", "scoring.json",
-        "confusion/power_high__v501__power_high.csv", "confusion/power_high__v502__power_high.csv",
-        "confusion/temp.alarm__v503__temp.alarm.csv"}
+        "metrics_per_model.csv", "metrics.json", "scoring.json", "timeline.csv",
+        "plots/images/confusion_power_high.png", "plots/images/confusion_temp.alarm.png",
+        "plots/images/timeline.png"}
     assert not list(tmp_path.rglob("dvc.yaml")) and not list(tmp_path.rglob("dvclive"))
     assert not [p for p in scored.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
@@ -165,11 +170,8 @@ def _dataset(path: Path, ow: list, labels: list, t0: list | None = None) -> Path
     return path
 
 
-def _log(t0: list, ow: list, objective: str) -> pa.Table:
-    n = len(t0)
-    return pa.table({"t0": pa.array(t0, type=pa.int64()), "OW_events": pa.array(ow, type=pa.list_(pa.int64())),
-                     "objective": [objective] * n, "prediction_name": ["p"] * n, "source_f05": ["v5"] * n,
-                     "model_id": ["m"] * n, "probability": [0.9] * n, "y_pred": pa.array([1] * n, type=pa.int8())})
+def _match(reference, t0: list, ow: list):
+    return reference.match(np.array(t0, np.int64), content_hashes(pa.array(ow, pa.list_(pa.int64()))))
 
 
 def test_t0_join_flags_windows_whose_ow_content_differs(tmp_path):
@@ -178,10 +180,22 @@ def test_t0_join_flags_windows_whose_ow_content_differs(tmp_path):
     reference = load_reference(_dataset(tmp_path / "d.parquet", [[1], [2, 3]], [0, 1], t0=[100, 110]),
                                "v4", "OW_events", "label")
     assert reference.join == JOIN_T0
-    frame = match_references(_log([100, 110, 120], [[1], [2], [5]], "v4"), {"v4": reference})
-    assert frame["ref_status"].tolist() == [REFERENCED, REFERENCED, NO_REFERENCE]
-    assert frame["ow_mismatch"].tolist() == [False, True, False]
-    assert frame["label"].tolist()[:2] == [0, 1] and frame["label"].isna().tolist()[2]
+    matched = _match(reference, [100, 110, 120], [[1], [2], [5]])
+    assert matched.status.tolist() == [REFERENCED, REFERENCED, NO_REFERENCE]
+    assert matched.mismatch.tolist() == [False, True, False]
+    assert matched.label.tolist() == [0, 1, NO_LABEL]
+
+
+def test_t0_join_streams_the_reference_across_batches(tmp_path, monkeypatch):
+    """The merge join reads the reference a few rows at a time, just ahead of the log,
+    and drops what the log has passed: every window still finds its row."""
+    monkeypatch.setattr("f07_validation.matching.READ_ROWS", 3)
+    t0 = list(range(0, 200, 10))
+    reference = load_reference(_dataset(tmp_path / "d.parquet", [[k] for k in range(20)], [k % 2 for k in range(20)],
+                                        t0=t0), "v4", "OW_events", "label")
+    got = [_match(reference, t0[a:a + 7], [[k] for k in range(a, min(a + 7, 20))]) for a in range(0, 20, 7)]
+    assert np.concatenate([m.label for m in got]).tolist() == [k % 2 for k in range(20)]
+    assert not np.concatenate([m.mismatch for m in got]).any()
 
 
 def test_ow_content_join_is_exact_and_flags_both_labels_as_ambiguous(tmp_path):
@@ -189,22 +203,22 @@ def test_ow_content_join_is_exact_and_flags_both_labels_as_ambiguous(tmp_path):
     reference = load_reference(path, "v4", "OW_events", "label")
     assert (reference.join, reference.ambiguous_contents, reference.rows, reference.positives) == (
         JOIN_OW_CONTENT, 1, 6, 4)
-    frame = match_references(_log([0, 10, 20, 30, 40], [[1, 2], [2, 1], [], [1], [1, 2, 2]], "v4"),
-                             {"v4": reference})
-    assert frame["ref_status"].tolist() == [REFERENCED, REFERENCED, AMBIGUOUS, NO_REFERENCE, NO_REFERENCE]
-    assert frame["label"].tolist()[:2] == [1, 0]
+    matched = _match(reference, [0, 10, 20, 30, 40], [[1, 2], [2, 1], [], [1], [1, 2, 2]])
+    assert matched.status.tolist() == [REFERENCED, REFERENCED, AMBIGUOUS, NO_REFERENCE, NO_REFERENCE]
+    assert matched.label.tolist()[:2] == [1, 0]
 
 
 @pytest.mark.parametrize("defect, message", [
     ("label", "values other than 0/1"),
     ("duplicate_t0", "repeated t0"),
+    ("unordered_t0", "t0 values out of order"),
 ])
 def test_unusable_reference_is_refused_naming_the_file(tmp_path, defect, message):
     path = tmp_path / "d.parquet"
     if defect == "label":
         _dataset(path, [[1], [2]], [0, 2])
     else:
-        _dataset(path, [[1], [2]], [0, 1], t0=[5, 5])
+        _dataset(path, [[1], [2]], [0, 1], t0=[5, 5] if defect == "duplicate_t0" else [15, 5])
     with pytest.raises(DeployRunError, match=message) as caught:
         load_reference(path, "v4", "OW_events", "label")
     assert str(path) in str(caught.value)
@@ -223,6 +237,16 @@ def test_stage_refuses_a_log_of_another_manifest_and_keeps_previous_metrics(tmp_
     assert "Traceback" not in result.stderr
     assert (scored / "metrics" / "metrics.json").read_bytes() == before
     assert not [p for p in scored.iterdir() if p.name.startswith(".")]
+
+
+def test_stage_refuses_a_log_out_of_time_order(tmp_path):
+    """The reference join merges two t0-ordered streams: a log out of order is refused."""
+    run = synthetic.write_everything(tmp_path)
+    log = run / "logs" / "raw_predictions.parquet"
+    table = pq.read_table(log)
+    pq.write_table(table.take(list(range(len(table) - 1, -1, -1))), log)
+    result = run_f07_stage("score", tmp_path)
+    assert result.returncode == 1 and "not in time order" in result.stderr and "infer@v701" in result.stderr
 
 
 def test_stage_names_the_missing_variant_and_the_fix(tmp_path):
