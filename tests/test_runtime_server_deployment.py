@@ -81,9 +81,9 @@ def test_an_f07_variant_pointed_at_a_deployment_by_url_passes_its_verdict(projec
     deployed_manifest = project_copy / "executions/07_deployrun/v701/manifest.json"
     with ServerProcess(deployed_manifest, server_args=["--server", "gunicorn", "--workers", "2"]) as deployed, \
             ServerProcess(packages[1].path) as elsewhere:
-        def add_variants(params):
-            params["deployrun"]["v702"] = {"parent_variant_f06": "v601", "runtime": {"url": deployed.url}}
-            params["deployrun"]["v703"] = {"parent_variant_f06": "v601", "runtime": {"url": elsewhere.url}}
+        def add_variants(params):  # v701's settings, served elsewhere
+            for variant, url in (("v702", deployed.url), ("v703", elsewhere.url)):
+                params["deployrun"][variant] = {**params["deployrun"]["v701"], "runtime": {"url": url}}
             return params
 
         edit_params(project_copy, add_variants)
