@@ -13,8 +13,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 LIFECYCLE := $(PY) -m lifecycle
 
 .PHONY: setup run test bench \
-        variant6 script6-run check6 publish6 remove6 clean6 \
-        variant7 script7-run check7 publish7 remove7 clean7
+        variant6 script6-run nb6-run check6 publish6 remove6 clean6 \
+        variant7 script7-run nb7-run check7 publish7 remove7 clean7
 
 # The remote `storage` (.dvc/config) is a folder under ~/.cache shared by every clone on
 # this machine; DVC_REMOTE_URL (a folder, s3://, gs://, ssh://...) overrides it for this
@@ -24,9 +24,12 @@ setup: $(VENV)/.installed
 	@command -v chromium >/dev/null 2>&1 || echo "note: the report's browser tests need Chromium" \
 	    "(Debian/Ubuntu: sudo apt-get install -y chromium); without it they are skipped, saying why"
 
+# The venv: both requirement files, then the notebooks' kernel (their metadata names it
+# f06-f07): this venv's python, for Jupyter and for papermill (`make nb6-run`, `nb7-run`).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m ipykernel install --sys-prefix --name f06-f07 --display-name "Python (F06/F07 project .venv)"
 	touch $@
 
 run: setup
@@ -44,6 +47,8 @@ variant6: setup
 	    --tu "$(TU)" --ow "$(OW)" --lt "$(LT)" --pw "$(PW)" --start "$(REPLAY_START)" --end "$(REPLAY_END)"
 script6-run: setup
 	$(LIFECYCLE) run6 --variant "$(VARIANT)"
+nb6-run: setup
+	$(LIFECYCLE) nb6 --variant "$(VARIANT)"
 check6: setup
 	$(LIFECYCLE) check6 --variant "$(VARIANT)"
 publish6: setup
@@ -59,6 +64,8 @@ variant7: setup
 	    --batch-size "$(BATCH_SIZE)"
 script7-run: setup
 	$(LIFECYCLE) run7 --variant "$(VARIANT)"
+nb7-run: setup
+	$(LIFECYCLE) nb7 --variant "$(VARIANT)"
 check7: setup
 	$(LIFECYCLE) check7 --variant "$(VARIANT)"
 publish7: setup

@@ -121,3 +121,18 @@ def metrics_image(figure: str) -> str:
     """Where the score stage draws a report figure (``confusion_figure(...)``,
     ``TIMELINE_FIGURE``) before the report copies it: same file name, in METRICS_IMAGES."""
     return f"{METRICS_IMAGES}/{figure.rsplit('/', 1)[-1]}"
+
+
+# ------------------------------------------------------------------ phase notebooks
+NOTEBOOKS = Path("notebooks")     # <phase>.py (jupytext percent: the source) paired with <phase>.ipynb
+EXECUTED_NOTEBOOKS = NOTEBOOKS / "executed"   # git-ignored, outside every DVC dependency and the seal
+
+
+def phase_notebook(phase: str) -> Path:
+    """A phase's notebook source (``notebooks/06_packaging.py``), run by `make nb6-run`."""
+    return NOTEBOOKS / f"{phase}.py"
+
+
+def executed_notebook(phase: str, variant: str) -> Path:
+    """Where `make nb<N>-run` saves a phase notebook executed for ``variant``, outputs shown."""
+    return variant_dir(phase, variant, EXECUTED_NOTEBOOKS) / f"{phase}.executed.ipynb"

@@ -19,14 +19,21 @@ from lifecycle.tools import commit_only, committed_text, dvc, git_ignored, is_dv
 from lifecycle.yamledit import copy_entries, remove_entries
 
 
-def run(project: Project, phase: Phase, variant: str) -> None:
-    """`dvc repro` of the variant's stages; DVC brings their upstream stages up to date too."""
+def prepare_run(project: Project, phase: Phase, variant: str) -> None:
+    """What a run of the variant needs before any stage starts, by script (`make script6-run`)
+    or by notebook (`make nb6-run`): a defined variant, an F07 parent that is an F06
+    variant, and dvc_deps.yaml rewritten (params.yaml may have been edited by hand)."""
     entry = project.entry(phase, variant)
     if phase is F07 and entry.get("parent_variant_f06") not in project.entries(F06):
         raise LifecycleError(f"deployrun.{variant}.parent_variant_f06 = {entry.get('parent_variant_f06')!r} is "
                              f"not an F06 variant of params.yaml; set it to one of "
                              f"{', '.join(project.entries(F06)) or 'none (create one with make variant6)'}")
-    deps.write(project)  # params.yaml may have been edited by hand
+    deps.write(project)
+
+
+def run(project: Project, phase: Phase, variant: str) -> None:
+    """`dvc repro` of the variant's stages; DVC brings their upstream stages up to date too."""
+    prepare_run(project, phase, variant)
     dvc(project, "repro", *project.targets(phase, variant))
     print(f"{phase.label} variant {variant} is built; next: make check{phase.number} VARIANT={variant}")
 

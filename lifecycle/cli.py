@@ -13,7 +13,7 @@ from pathlib import Path
 from contract import dvc_deps
 from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT
 from contract.errors import UserError
-from lifecycle import actions, define, deps
+from lifecycle import actions, define, deps, notebooks
 from lifecycle.checks import CHECKS
 from lifecycle.project import F06, F07, PHASES, Phase, Project
 
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     for phase in PHASES.values():
         n = phase.number
         command(f"run{n}", f"dvc repro the {phase.label} stages of a variant")
+        command(f"nb{n}", f"execute the {phase.label} notebook for a variant (papermill), the same steps as run{n}")
         command(f"check{n}", f"validate a built {phase.label} variant")
         sub = command(f"publish{n}", f"check, dvc push and git commit an {phase.label} variant")
         if phase is F07:
@@ -76,10 +77,16 @@ def _check(args, project: Project, phase: Phase) -> int:
     return 0 if result.ok else 1
 
 
+def _notebook(args, project: Project, phase: Phase) -> int:
+    notebooks.run_notebook(project, phase, args.variant)
+    return 0
+
+
 # command name = verb + phase number (variant6, check7…)
 _VERBS = {
     "variant": _define,
     "run": lambda args, project, phase: actions.run(project, phase, args.variant),
+    "nb": _notebook,
     "check": _check,
     "publish": lambda args, project, phase: actions.publish(project, phase, args.variant,
                                                             force=getattr(args, "force", False)),

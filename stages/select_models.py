@@ -1,13 +1,11 @@
 """select_models@<variant>: copy the explicitly chosen F05 models into the package, by objective."""
-from contract import layout
-from f06_packaging.lineage import checked_plan
-from f06_packaging.package import copy_models
-from stages.common import run_stage, variant_dir, variant_params
+from f06_packaging import steps
+from stages.common import run_stage
 
 
 def main(variant: str) -> None:
-    plan = checked_plan(variant, variant_params("packaging", variant))
-    copy_models(plan, variant_dir("packaging", variant) / layout.PACKAGE_MODELS)
+    plan = steps.select_models(variant)
+    print(f"select_models@{variant}: {len(plan.models)} models")
 
 
 if __name__ == "__main__":
