@@ -143,10 +143,14 @@ class EventStream:
         for column in ("segs", "events"):
             if column not in schema.names:
                 raise UpstreamError(f"{_where(F02, self.variant.id, path.name)}: column '{column}' is missing")
-        segs = pq.read_table(path, columns=["segs"]).column("segs")
-        if len(segs) == 0:
+        # the first and last non-empty row groups only: the dataset may hold millions of rows
+        dataset = pq.ParquetFile(path, pre_buffer=False)
+        groups = [g for g in range(dataset.num_row_groups) if dataset.metadata.row_group(g).num_rows]
+        if not groups:
             raise UpstreamError(f"{_where(F02, self.variant.id, path.name)}: the dataset has no rows")
-        return int(segs[0].as_py()), int(segs[-1].as_py())
+        first = dataset.read_row_group(groups[0], columns=["segs"]).column("segs")
+        last = dataset.read_row_group(groups[-1], columns=["segs"]).column("segs")
+        return int(first[0].as_py()), int(last[-1].as_py())
 
     @property
     def nan_codes(self) -> list[int]:
