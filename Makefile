@@ -7,8 +7,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 # DVC stages call `python`: make it the project's interpreter.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-# TensorFlow's start-up chatter hides the pipeline's own messages.
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 LIFECYCLE := $(PY) -m lifecycle
 

@@ -37,7 +37,7 @@ NOISE = {"absl pre-init warning": r"All log messages before absl::InitializeLog"
 
 def tensorflow_stderr(mode: str, tmp_path) -> str:
     env = project_env()
-    env.pop("TF_CPP_MIN_LOG_LEVEL")  # as a user's shell has it
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it
     result = subprocess.run([sys.executable, "-c", TENSORFLOW_WORK, mode, str(tmp_path / f"{mode}.h5")],
                             cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
