@@ -5,6 +5,7 @@ import json
 import socket
 import sys
 
+import numpy as np
 import pytest
 import requests
 
@@ -13,6 +14,7 @@ from contract.manifest import load_manifest
 from f07_validation.client import ServerProcess, replay
 from f07_validation.deployrun import DeployRunError
 from f07_validation.endpoint import open_endpoint, server_args
+from runtime.core import oip_name
 from tests.conftest import edit_params, run
 
 WHERE = "deployrun.v702"
@@ -86,11 +88,13 @@ def test_an_f07_variant_pointed_at_a_deployment_by_url_passes_its_verdict(projec
                 params["deployrun"][variant] = {**params["deployrun"]["v701"], "runtime": {"url": url}}
             return params
 
+        check_the_deployment_speaks_oip(deployed, load_manifest(deployed_manifest))
+        batches_before = batches_answered(deployed)
         edit_params(project_copy, add_variants)
         run([sys.executable, "-m", "lifecycle", "deps"], project_copy)
         run([sys.executable, "-m", "dvc", "repro", "verdict@v702"], project_copy, timeout=900)
         refused = run([sys.executable, "-m", "dvc", "repro", "serve@v703"], project_copy, check=False)
-        requests_served = requests.get(deployed.url + "/metrics").text
+        batches_served = batches_answered(deployed) - batches_before
     run_dir = project_copy / "executions/07_deployrun/v702"
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert verdict["passed"] is True, verdict
@@ -99,9 +103,31 @@ def test_an_f07_variant_pointed_at_a_deployment_by_url_passes_its_verdict(projec
     summary = json.loads((run_dir / "logs/run_summary.json").read_text())
     assert summary["windows_sent"] > 0 and summary["windows_answered"] == summary["windows_sent"]
     # The replay really went to the deployment (F07 started no server of its own).
-    batches = sum(float(line.rsplit(" ", 1)[1]) for line in requests_served.splitlines()
-                  if line.startswith('runtime_http_requests_total{method="POST",route="/infer_batch",status="200"}'))
-    assert batches == summary["batches"]
+    assert batches_served == summary["batches"]
     output = refused.stdout + refused.stderr
     assert refused.returncode != 0
     assert f"serves package digest {packages[1].package_digest}" in output and f"has digest {digest}" in output
+
+
+def batches_answered(server) -> float:
+    """POST /infer_batch answered 200, over every worker (the deployment's /metrics)."""
+    key = 'runtime_http_requests_total{method="POST",route="/infer_batch",status="200"} '
+    return sum(float(line[len(key):]) for line in requests.get(server.url + "/metrics").text.splitlines()
+               if line.startswith(key))
+
+
+def check_the_deployment_speaks_oip(server, manifest):
+    """The demo package in gunicorn mode: OIP readiness, OIP answers equal to /infer_batch
+    for the same windows, the description, the metrics."""
+    assert requests.get(server.url + "/v2/health/ready").status_code == 200
+    windows = [[1, 2, 3], [], [5, 5, 9, 14]]
+    rows = [w + [-1] * (4 - len(w)) for w in windows]
+    batch = requests.post(server.url + "/infer_batch", json={"windows": windows}).json()["models"]
+    for entry, expected in zip(manifest.models, batch):
+        name = oip_name(entry)
+        answer = requests.post(f"{server.url}/v2/models/{name}/infer", json={"inputs": [
+            {"name": "events", "datatype": "INT64", "shape": [3, 4], "data": rows}]}).json()
+        probability = next(o for o in answer["outputs"] if o["name"] == "probability")["data"]
+        assert np.array_equal(np.float32(probability), np.float32(expected["probabilities"])), name
+    assert "/v2/models/{name}/infer" in requests.get(server.url + "/openapi.json").json()["paths"]
+    assert "runtime_worker_ready 2.0" in requests.get(server.url + "/metrics").text
