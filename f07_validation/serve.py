@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -58,6 +59,16 @@ def build_manifest(variant: str, package_dir: Path, run_dir: Path, batch_size: i
     }
 
 
+@dataclass(frozen=True)
+class Served:
+    """What the serve stage wrote (``serve.json``'s record) and what the server answered on
+    ``GET /ready`` and ``GET /models``, for the stage to print and the notebook to show."""
+
+    record: dict
+    ready: dict
+    models: dict
+
+
 def _effective_params(run: DeployRun, settings: Settings) -> str:
     """The deployment as served (the gates that judge it are recorded in verdict.json)."""
     effective = {"variant": run.variant, "parent_variant_f06": settings.parent_variant_f06,
@@ -66,7 +77,7 @@ def _effective_params(run: DeployRun, settings: Settings) -> str:
     return yaml.safe_dump(effective, sort_keys=True, default_flow_style=False)
 
 
-def serve(run: DeployRun, deployrun_section: dict) -> dict:
+def serve(run: DeployRun, deployrun_section: dict) -> Served:
     """Write ``manifest.json``, ``params.yaml`` and ``serve.json`` once a real server
     has come up ready on the manifest and its ``/models`` agrees with it."""
     settings = run.settings
@@ -94,7 +105,7 @@ def serve(run: DeployRun, deployrun_section: dict) -> dict:
         "models": {key: state.get("state") for key, state in sorted(ready.get("models", {}).items())},
     }
     write_json_atomic(run.path(layout.SERVE_RECORD), record)
-    return record
+    return Served(record, ready, published)
 
 
 def _check_published(variant: str, manifest: dict, published: dict) -> None:

@@ -1,11 +1,10 @@
 """infer@<variant>: replay the package through a server process and log every raw prediction."""
-from f07_validation.deployrun import DeployRun
-from f07_validation.infer import infer
-from stages.common import run_stage, variant_params
+from f07_validation import steps
+from stages.common import run_stage
 
 
 def main(variant: str) -> None:
-    summary = infer(DeployRun(variant, variant_params("deployrun", variant)))
+    summary = steps.infer(variant)
     print(f"infer@{variant}: {summary['windows_sent']} windows, {summary['rows_logged']} predictions logged")
 
 

@@ -5,18 +5,13 @@ A failed verdict is a result, not an error: the stage writes it and exits 0, so 
 report shows it and `make publish7` refuses the variant. Only a configuration error or a
 missing input stops the stage.
 """
-from f07_validation.deployrun import load_deployrun
-from f07_validation.gates import check_declared
-from f07_validation.verdict import describe, judge, write_verdict
-from stages.common import read_params, run_stage, variant_params
+from f07_validation import steps
+from f07_validation.verdict import describe
+from stages.common import run_stage
 
 
 def main(variant: str) -> None:
-    check_declared(variant, variant_params("deployrun", variant))  # its DVC deps name its baseline
-    run = load_deployrun(variant, variant_params("deployrun", variant))
-    verdict = judge(run, read_params()["deployrun"])
-    write_verdict(run, verdict)
-    print(describe(verdict))
+    print(describe(steps.verdict(variant)))
 
 
 if __name__ == "__main__":

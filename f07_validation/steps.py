@@ -1,0 +1,80 @@
+"""The F07 phase as steps, one per dvc.yaml stage, each writing exactly that stage's outs:
+what the stage scripts (``python -m stages.<stage> <variant>``) and the phase notebook
+(notebooks/07_deployrun.py, `make nb7-run`) both call, so that the two cannot drift apart
+and write the same bytes.
+
+Each step reads the variant's ``deployrun`` entry of params.yaml (``contract.params``;
+serve and verdict also the other variants, for a gate's baseline) and returns what it
+wrote, for the stage to print and the notebook to show.
+"""
+from __future__ import annotations
+
+from contract import layout
+from contract.files import write_json_atomic
+from contract.params import read_params, variant_params
+from f07_validation.deployrun import DeployRun, load_deployrun
+from f07_validation.gates import check_declared
+from f07_validation.infer import infer as replay_through_server
+from f07_validation.phase_metadata import write_phase_metadata
+from f07_validation.reference import compare_run
+from f07_validation.report import read_metrics, write_report
+from f07_validation.scoring import Scoring, score_deployrun, write_scoring
+from f07_validation.serve import Served, serve as serve_package
+from f07_validation.verdict import judge, write_verdict
+
+SECTION = "deployrun"
+
+
+def run_of(variant: str) -> DeployRun:
+    """The variant's run, its manifest checked (every step after serve starts here)."""
+    return load_deployrun(variant, variant_params(SECTION, variant))
+
+
+def serve(variant: str) -> Served:
+    """``serve@<variant>``: a real server up and ready on the sealed package; writes
+    manifest.json, params.yaml and serve.json, and returns them with what the server
+    answered on /ready and /models."""
+    return serve_package(DeployRun(variant, variant_params(SECTION, variant)), read_params()[SECTION])
+
+
+def infer(variant: str) -> dict:
+    """``infer@<variant>``: the replay through a server process, every raw prediction logged;
+    returns the run summary."""
+    return replay_through_server(DeployRun(variant, variant_params(SECTION, variant)))
+
+
+def score(variant: str) -> Scoring:
+    """``score@<variant>``: metrics of every model against its F04 reference."""
+    run = run_of(variant)
+    scoring = score_deployrun(run)
+    write_scoring(scoring, run)
+    return scoring
+
+
+def reference(variant: str) -> dict:
+    """``reference@<variant>``: the server's logged answers against each model scored
+    independently on the F04 datasets' own windows, and the coverage of those windows in
+    the replay; differences are a result (written and returned), not an error."""
+    run = run_of(variant)
+    result = compare_run(run)
+    write_json_atomic(run.path(layout.REFERENCE), result)
+    return result
+
+
+def verdict(variant: str) -> dict:
+    """``verdict@<variant>``: whether the run passes its checks and gates, and why. A failed
+    verdict is a result (written and returned), not an error."""
+    check_declared(variant, variant_params(SECTION, variant))  # its DVC deps name its baseline
+    run = run_of(variant)
+    judged = judge(run, read_params()[SECTION])
+    write_verdict(run, judged)
+    return judged
+
+
+def report(variant: str) -> DeployRun:
+    """``report@<variant>``: report/report.html with its figures, then the phase record."""
+    run = run_of(variant)
+    per_model, scoring = read_metrics(run)
+    write_report(run, per_model, scoring)
+    write_phase_metadata(run, per_model, scoring)
+    return run
