@@ -67,6 +67,8 @@ RUNTIME = mapping({
     "token_env": {"type": ["string", "null"], "pattern": "^[A-Za-z_][A-Za-z0-9_]*\\Z",
                   "description": "the environment variable holding the bearer token"},
     "access_log": {"type": "boolean"},
+    "request_timeout": {"type": "number", "exclusiveMinimum": 0,
+                        "description": "seconds a replay request may take before it is a runtime fault"},
 }, description="how the variant is served")
 
 GATES = {**mapping({
@@ -88,6 +90,8 @@ DEPLOYRUN_ENTRY = mapping({
     "check_equivalence": {"type": "boolean"},
     "gates": GATES,
     "reference": REFERENCE,
+    "min_scored_share": {"type": "number", "minimum": 0, "maximum": 1,
+                         "description": "the least share of predictions on F04 windows that must get a label"},
 }, required=("parent_variant_f06",), description="an F07 variant")
 
 SCHEMA = {

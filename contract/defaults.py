@@ -1,8 +1,12 @@
-"""Serving defaults and limits, shared by the configuration schema (which refuses a
-batch the server would refuse), the server's command line and the F07 stages."""
+"""Serving and validation defaults and limits, shared by the configuration schema (which
+refuses a batch the server would refuse), the server's command line and the F07 stages."""
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5005            # 0 picks a free port
 DEFAULT_BATCH_SIZE = 256       # windows per POST /infer_batch
 MAX_BATCH_ITEMS = 8192         # the server refuses a larger batch (413)
 MAX_CONTENT_LENGTH = 32 * 1024 * 1024   # bytes of one request body
+DEFAULT_REQUEST_TIMEOUT = 300.0  # s a replay request may take before it is a runtime fault
+DEFAULT_REFERENCE_SAMPLE = 20_000  # windows per model compared with the independent reference (at least)
+DEFAULT_REFERENCE_TOLERANCE = 1e-5  # largest |server - reference| accepted
+DEFAULT_MIN_SCORED_SHARE = 0.95  # of the predictions on F04 windows, the share that must get a label

@@ -56,6 +56,9 @@ SERVE_RECORD = "serve.json"
 LOGS_DIR = "logs"
 PREDICTIONS = f"{LOGS_DIR}/raw_predictions.parquet"
 PREDICTIONS_CSV = f"{LOGS_DIR}/raw_predictions.csv"
+# What a replay cut short by a runtime fault logged: never under the complete log's name.
+PREDICTIONS_PARTIAL = f"{LOGS_DIR}/raw_predictions.partial.parquet"
+PREDICTIONS_CSV_PARTIAL = f"{LOGS_DIR}/raw_predictions.partial.csv"
 RUN_SUMMARY = f"{LOGS_DIR}/run_summary.json"
 EQUIVALENCE = f"{LOGS_DIR}/equivalence.json"
 RUN_TIMING = f"{LOGS_DIR}/{TIMING}"
@@ -65,6 +68,7 @@ METRICS_SUMMARY = f"{METRICS_DIR}/metrics.json"
 SCORING = f"{METRICS_DIR}/scoring.json"
 METRICS_TIMELINE = f"{METRICS_DIR}/timeline.csv"   # predictions binned over replay time
 METRICS_IMAGES = f"{METRICS_DIR}/plots/images"   # the score stage's figures (dvclive images)
+REFERENCE = "reference.json"              # the server against the independent reference
 VERDICT = "verdict.json"
 REPORT_DIR = "report"
 REPORT_HTML = f"{REPORT_DIR}/report.html"

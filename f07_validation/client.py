@@ -50,6 +50,16 @@ class ReplayError(UserError):
     larger than the server accepts); the message names the file or key."""
 
 
+class BatchFailed(Exception):
+    """A replay batch got no usable answer: the server went away, did not answer within
+    the timeout, or answered an error or a malformed answer. Not a ``UserError``: it is a
+    fault of the package under test, which the infer stage records as a verdict."""
+
+    def __init__(self, batch: int, t0: int, windows: int, timeout: float, cause: Exception):
+        super().__init__(f"batch {batch} (first t0 {t0}, {windows} windows): {cause}")
+        self.batch, self.t0, self.windows, self.timeout, self.cause = batch, t0, windows, timeout, cause
+
+
 class ServerProcess:
     """``with ServerProcess(manifest_path) as server: requests.post(server.url + ...)``.
 
@@ -238,6 +248,15 @@ class InferenceClient:
             raise ServerError(f"{what}: the server answered {response.status_code}: {error}")
         return body
 
+    def ready(self) -> tuple[int, dict]:
+        """``GET /ready`` as answered: its status code and body."""
+        response = self.session.get(f"{self.url}/ready", timeout=self.timeout)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text[:500]}
+        return response.status_code, body if isinstance(body, dict) else {"answer": body}
+
     def models(self) -> dict:
         return self._check(self.session.get(f"{self.url}/models", timeout=self.timeout), "GET /models")
 
@@ -261,13 +280,17 @@ class InferenceClient:
         if identity != entry.identity():
             raise ServerError(f"POST /infer_batch: answer for {identity} where the manifest has "
                                f"{entry.identity()}; the server serves another manifest")
-        probabilities = np.array(got["probabilities"], dtype=np.float64)  # null -> NaN
+        values, labels = got.get("probabilities"), got.get("y_pred")
+        if not isinstance(values, list) or not isinstance(labels, list) or len(values) != n or len(labels) != n:
+            count = len(values) if isinstance(values, list) else values
+            raise ServerError(f"POST /infer_batch: model {entry.key} answered {count} probabilities for {n} windows")
+        if any(v is not None and (type(v) not in (int, float) or not 0 <= v <= 1) for v in values):
+            bad = next(v for v in values if v is not None and (type(v) not in (int, float) or not 0 <= v <= 1))
+            raise ServerError(f"POST /infer_batch: model {entry.key} answered {bad!r}, not a probability or null")
+        probabilities = np.array(values, dtype=np.float64)  # null -> NaN
         answered = np.isfinite(probabilities)
-        y_pred = np.array(got["y_pred"], dtype=np.float64)  # null -> NaN
+        y_pred = np.array(labels, dtype=np.float64)  # null -> NaN
         y_pred = np.where(answered, np.nan_to_num(y_pred), 0).astype(np.int8)
-        if probabilities.shape != (n,) or y_pred.shape != (n,):
-            raise ServerError(f"POST /infer_batch: model {entry.key} answered "
-                               f"{probabilities.shape[0]} probabilities for {n} windows")
         return ModelAnswer(entry, probabilities, y_pred, answered, got.get("errors", []))
 
 
@@ -319,25 +342,29 @@ def replay_windows(path: Path, regime: Regime, batch_size: int, *,
         yield ow_windows(carry, regime, pending)
 
 
-def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, token: str | None = None,
-           progress=sys.stderr, progress_every: float = 10.0) -> Iterator[ReplayBatch]:
+def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeout: float = 300.0,
+           token: str | None = None, progress=sys.stderr, progress_every: float = 10.0) -> Iterator[ReplayBatch]:
     """Replay the package through the server at ``url``, one ``ReplayBatch`` per request.
 
-    ``batch_size`` defaults to the manifest's; ``token`` is the server's bearer token, if
-    it requires one. A progress line with windows/s goes to ``progress`` every
-    ``progress_every`` seconds (long runs only).
+    ``batch_size`` defaults to the manifest's; ``timeout`` (s) bounds each request;
+    ``token`` is the server's bearer token, if it requires one. A
+    batch without a usable answer raises ``BatchFailed``. A progress line with
+    windows/s goes to ``progress`` every ``progress_every`` seconds (long runs only).
     """
     batch_size = batch_size or manifest.batch_size
     path = manifest.replay_path()
-    with InferenceClient(url, manifest, token=token) as client:
+    with InferenceClient(url, manifest, timeout=timeout, token=token) as client:
         limit = client.models()["limits"]["max_batch_items"]
         if batch_size > limit:
             raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
                              f"per batch; lower deployrun.{manifest.variant}.batch_size")
         started = last_report = time.monotonic()
         sent = 0
-        for windows in replay_windows(path, manifest.regime(), batch_size):
-            answers = client.infer_batch(windows.lists())
+        for number, windows in enumerate(replay_windows(path, manifest.regime(), batch_size), start=1):
+            try:
+                answers = client.infer_batch(windows.lists())
+            except (requests.RequestException, ServerError) as error:
+                raise BatchFailed(number, int(windows.t0[0]), len(windows), timeout, error) from error
             sent += len(windows)
             yield ReplayBatch(windows, answers)
             now = time.monotonic()

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract import layout
-from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT
+from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_MIN_SCORED_SHARE, DEFAULT_PORT,
+                               DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE, DEFAULT_REQUEST_TIMEOUT)
 from contract.errors import UserError
 from contract.manifest import Manifest, ModelEntry, load_manifest
 from contract.predictions import PREDICTION_SCHEMA
@@ -58,6 +59,10 @@ class Settings:
     batch_size: int
     check_equivalence: bool
     runtime: dict  # the runtime block, host and port filled in unless a url is given (f07_validation.endpoint)
+    request_timeout: float        # s a replay request may take (runtime.request_timeout)
+    reference_sample: int | None  # windows compared with the reference at least; None: all
+    reference_tolerance: float
+    min_scored_share: float
 
 
 class DeployRun:
@@ -83,6 +88,11 @@ class DeployRun:
 
     @property
     def predictions_path(self) -> Path:
+        """The run's prediction log: the complete one, or the partial one that
+        run_summary.json names after a runtime fault cut the replay short."""
+        summary = self.root / layout.RUN_SUMMARY
+        if summary.is_file() and read_json(summary, self.stage_fix("infer")).get("log") == layout.PREDICTIONS_PARTIAL:
+            return self.root / layout.PREDICTIONS_PARTIAL
         return self.root / layout.PREDICTIONS
 
     @property
@@ -120,10 +130,15 @@ class DeployRun:
         runtime = dict(entry.get("runtime") or {})
         if not runtime.get("url"):  # a server this run starts
             runtime = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, **runtime}
+        reference = entry.get("reference") or {}
         return Settings(parent_variant_f06=parent, host=runtime.get("host", DEFAULT_HOST),
                         port=runtime.get("port", DEFAULT_PORT),
                         batch_size=entry.get("batch_size", DEFAULT_BATCH_SIZE),
-                        check_equivalence=entry.get("check_equivalence", True), runtime=runtime)
+                        check_equivalence=entry.get("check_equivalence", True), runtime=runtime,
+                        request_timeout=float(runtime.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
+                        reference_sample=reference.get("sample_windows", DEFAULT_REFERENCE_SAMPLE),
+                        reference_tolerance=float(reference.get("tolerance", DEFAULT_REFERENCE_TOLERANCE)),
+                        min_scored_share=float(entry.get("min_scored_share", DEFAULT_MIN_SCORED_SHARE)))
 
     # ------------------------------------------------------------------ manifest and package
     @cached_property

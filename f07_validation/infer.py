@@ -7,6 +7,11 @@ memory does not grow with the replay. Wall-clock figures stay out of the tracked
 """
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,16 +20,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import requests
 
 from contract import layout
 from contract.files import atomic_path, write_json_atomic
 from contract.predictions import PREDICTION_CSV_SCHEMA, PREDICTION_SCHEMA
 from contract.seal import verify_seal
-from f07_validation.client import replay
+from f07_validation.client import BatchFailed, ServerError, replay
 from f07_validation.deployrun import DeployRun, DeployRunError
-from f07_validation.endpoint import open_endpoint
+from f07_validation.endpoint import Endpoint, open_endpoint
 
 ROWS_PER_GROUP = 65_536
+STDERR_LINES = 20  # of the server's stderr, kept with a runtime fault
 
 
 class PredictionLog:
@@ -92,9 +99,57 @@ class PredictionLog:
             self._parquet.__exit__(*exc_info)
 
 
+def discard_results(run: DeployRun) -> None:
+    """Remove every result of an earlier run of this variant from its log on (the log,
+    its summaries, the metrics, the reference comparison, the verdict, the report): a
+    replay that then fails must not leave an earlier verdict or report beside logs it
+    no longer describes."""
+    for relative in (layout.PREDICTIONS, layout.PREDICTIONS_CSV, layout.PREDICTIONS_PARTIAL,
+                     layout.PREDICTIONS_CSV_PARTIAL, layout.RUN_SUMMARY, layout.EQUIVALENCE, layout.REFERENCE,
+                     layout.VERDICT, layout.RUN_METADATA):
+        run.path(relative).unlink(missing_ok=True)
+    for relative in (layout.METRICS_DIR, layout.REPORT_DIR):
+        shutil.rmtree(run.path(relative), ignore_errors=True)
+
+
+def runtime_fault(failure: BatchFailed, endpoint: Endpoint) -> dict:
+    """What is known of a batch that got no usable answer: which batch and windows,
+    what the client saw, whether the server process is gone (its exit code) and the last
+    lines it wrote to stderr (for a server this run started; a deployment by URL shows
+    only what the client saw). The server's URL (a port that changes every run) is left
+    out of the client's message."""
+    cause, server = failure.cause, endpoint.server
+    code = server.process.poll() if server else None
+    if server and code is None and not isinstance(cause, (ServerError, requests.Timeout)):
+        try:  # a refused or reset connection: give a dying server a moment to be reaped
+            code = server.process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+    if code is not None:
+        kind = "server exited"
+        reason = f"the server process exited with code {code}" + (
+            f" (killed by {signal.Signals(-code).name})" if code < 0 else "")
+    elif isinstance(cause, requests.Timeout):
+        kind, reason = "timeout", f"the server did not answer within {failure.timeout:g} s"
+    elif isinstance(cause, ServerError):
+        kind, reason = "bad answer", str(cause)
+    else:
+        kind, reason = "connection lost", f"the connection to the server failed ({type(cause).__name__})"
+    return {"kind": kind, "reason": reason, "batch": failure.batch, "first_t0": failure.t0,
+            "windows": failure.windows, "exit_code": code,
+            "client_error": str(cause).replace(endpoint.url, "<server>")[:1000],
+            "stderr_tail": server.stderr_tail().splitlines()[-STDERR_LINES:] if server else []}
+
+
 def infer(run: DeployRun) -> dict:
     """Replay the package through a server process; write the raw prediction log, the
-    run summary, the equivalence measurement and (untracked) the timing."""
+    run summary, the transport comparison and (untracked) the timing.
+
+    A fault of the package under test during the replay (the server exits or hangs, a
+    request times out, a batch is answered with an error or a malformed answer) is a
+    result: what was logged stays under the partial log's name, the fault goes into the
+    run summary, and the stage ends normally so that the verdict fails naming it. A
+    configuration or harness error raises before or outside the replay."""
     settings = run.settings
     manifest = run.manifest
     check = verify_seal(manifest.package_dir)
@@ -105,26 +160,47 @@ def infer(run: DeployRun) -> dict:
         from runtime.models import EquivalenceCheck  # TensorFlow, only when asked for
         equivalence = EquivalenceCheck.from_manifest(manifest)
     summary = {"windows_sent": 0, "windows_answered": 0, "batches": 0, "batch_size": settings.batch_size,
-               "models": {m.key: {"non_finite": 0} for m in manifest.models}, "first_t0": None, "last_t0": None}
-    with open_endpoint(manifest, settings.runtime, f"deployrun.{run.variant}") as endpoint, \
-            PredictionLog(run.predictions_path, run.path(layout.PREDICTIONS_CSV)) as log:
-        started = time.perf_counter()
-        local_seconds = 0.0  # logging and the in-process comparison, not serving
-        for batch in replay(endpoint.url, manifest, batch_size=settings.batch_size, token=endpoint.token):
-            local_started = time.perf_counter()
-            log.add(batch)
-            windows = batch.windows
-            summary["windows_sent"] += len(windows)
-            summary["windows_answered"] += len(windows)
-            summary["batches"] += 1
-            summary["first_t0"] = summary["first_t0"] if summary["first_t0"] is not None else int(windows.t0[0])
-            summary["last_t0"] = int(windows.t0[-1])
-            for answer in batch.answers:
-                summary["models"][answer.entry.key]["non_finite"] += int((~answer.answered).sum())
-            if equivalence is not None:
-                equivalence.add(windows, {a.entry.key: a.probabilities for a in batch.answers})
-            local_seconds += time.perf_counter() - local_started
-        seconds = time.perf_counter() - started
+               "models": {m.key: {"non_finite": 0} for m in manifest.models}, "first_t0": None, "last_t0": None,
+               "fault": None, "log": layout.PREDICTIONS}
+    partial = run.path(layout.PREDICTIONS_PARTIAL), run.path(layout.PREDICTIONS_CSV_PARTIAL)
+    with open_endpoint(manifest, settings.runtime, f"deployrun.{run.variant}") as endpoint:
+        # Only now, with the server up (a configuration error has left every output as it
+        # was): this replay replaces the earlier one and everything judged from it.
+        discard_results(run)
+        with PredictionLog(*partial) as log:
+            started = time.perf_counter()
+            local_seconds = 0.0  # logging and the in-process comparison, not serving
+            try:
+                for batch in replay(endpoint.url, manifest, batch_size=settings.batch_size,
+                                    timeout=settings.request_timeout, token=endpoint.token):
+                    local_started = time.perf_counter()
+                    log.add(batch)
+                    windows = batch.windows
+                    summary["windows_sent"] += len(windows)
+                    # every answer holds one probability or null per window (checked by the client)
+                    summary["windows_answered"] += len(batch.answers[0].probabilities)
+                    summary["batches"] += 1
+                    if summary["first_t0"] is None:
+                        summary["first_t0"] = int(windows.t0[0])
+                    summary["last_t0"] = int(windows.t0[-1])
+                    for answer in batch.answers:
+                        summary["models"][answer.entry.key]["non_finite"] += int((~answer.answered).sum())
+                    if equivalence is not None:
+                        equivalence.add(windows, {a.entry.key: a.probabilities for a in batch.answers})
+                    local_seconds += time.perf_counter() - local_started
+            except BatchFailed as failure:
+                summary["windows_sent"] += failure.windows
+                summary["fault"] = runtime_fault(failure, endpoint)
+                summary["log"] = layout.PREDICTIONS_PARTIAL
+            seconds = time.perf_counter() - started
+    if summary["fault"] is None:  # only a complete log takes the complete log's name
+        os.replace(partial[0], run.predictions_path)
+        os.replace(partial[1], run.path(layout.PREDICTIONS_CSV))
+    else:
+        print(f"infer@{run.variant}: RUNTIME FAULT: {summary['fault']['reason']} at batch "
+              f"{summary['fault']['batch']}; kept what was logged as {layout.PREDICTIONS_PARTIAL}; the verdict "
+              f"will fail naming it (after a transient fault: dvc repro -f -s infer@{run.variant})",
+              file=sys.stderr)
     summary["rows_logged"] = log.rows
     write_json_atomic(run.path(layout.RUN_SUMMARY), summary)
     write_json_atomic(run.path(layout.EQUIVALENCE),

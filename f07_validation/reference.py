@@ -44,10 +44,8 @@ import pyarrow.parquet as pq
 
 from console.progress import progress
 from contract.errors import UserError
-from contract.layout import PACKAGE_METADATA
+from contract import layout
 
-DEFAULT_SAMPLE_WINDOWS = 20_000
-DEFAULT_TOLERANCE = 1e-5
 FIRST_SHOWN = 5  # mismatching or missing windows named in a result
 READ_ROWS = 65_536
 PREDICT_ROWS = 1_024
@@ -57,38 +55,6 @@ JOIN_T0, JOIN_T0_RECOVERED, JOIN_OW_CONTENT = "t0", "t0_recovered", "ow_content"
 class ReferenceComparisonError(UserError):
     """The reference comparison cannot be made as configured or from these files; the
     message names the key or the file and the fix."""
-
-
-# --------------------------------------------------------------------------- settings
-
-@dataclass(frozen=True)
-class ReferenceSettings:
-    """``deployrun.<v>.reference``: ``sample_windows`` (an integer >= 1, or null for every
-    matched window) and ``tolerance`` (largest |server - reference| accepted)."""
-
-    sample_windows: int | None = DEFAULT_SAMPLE_WINDOWS
-    tolerance: float = DEFAULT_TOLERANCE
-
-
-def reference_settings(variant: str, entry: dict) -> ReferenceSettings:
-    where = f"deployrun.{variant}.reference"
-    section = entry.get("reference")
-    if section is None:
-        return ReferenceSettings()
-    if not isinstance(section, dict):
-        raise ReferenceComparisonError(f"{where} must be a mapping with keys sample_windows, tolerance; got {section!r}")
-    unknown = sorted(set(section) - {"sample_windows", "tolerance"})
-    if unknown:
-        raise ReferenceComparisonError(f"{where}: unknown keys {unknown}; known: ['sample_windows', 'tolerance']")
-    sample = section.get("sample_windows", DEFAULT_SAMPLE_WINDOWS)
-    if sample is not None and (type(sample) is not int or sample < 1):
-        raise ReferenceComparisonError(f"{where}.sample_windows must be an integer >= 1 (or null: every window), "
-                             f"got {sample!r}")
-    tolerance = section.get("tolerance", DEFAULT_TOLERANCE)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
-            or not math.isfinite(tolerance) or tolerance < 0:
-        raise ReferenceComparisonError(f"{where}.tolerance must be a number >= 0, got {tolerance!r}")
-    return ReferenceSettings(sample, float(tolerance))
 
 
 # --------------------------------------------------------------------------- model inputs
@@ -186,7 +152,7 @@ def run_inputs(manifest) -> tuple[list[ModelUnderTest], dict[str, ReferenceDatas
     """What the comparison reads for an F07 run, from its ``manifest`` (the models served)
     and the sealed package's metadata (datasets, the join F06 settled and why, the
     replay's span and the OW length)."""
-    path = manifest.package_dir / PACKAGE_METADATA
+    path = manifest.package_dir / layout.PACKAGE_METADATA
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
         replay, temporal = metadata["replay"], metadata["temporal"]
@@ -297,10 +263,12 @@ def _log_batches(log_path: Path, models: list[ModelUnderTest], with_events: bool
 # --------------------------------------------------------------------------- the comparison
 
 def compare_with_reference(log_path: Path, models: list[ModelUnderTest], datasets: dict[str, ReferenceDataset],
-                           span: ReplaySpan, settings: ReferenceSettings) -> dict:
+                           span: ReplaySpan, *, sample_windows: int | None, tolerance: float) -> dict:
     """The content of ``reference.json``: per objective how it was joined and sampled, per
     model the comparison (``compared``, ``max_abs_diff``, ``mismatches``,
-    ``first_mismatches``) and the coverage of the F04 windows in the replay."""
+    ``first_mismatches``) and the coverage of the F04 windows in the replay.
+    ``sample_windows``: compare every k-th matched F04 window, at least that many
+    (None: all of them); ``tolerance``: the largest |server - reference| accepted."""
     log_path = Path(log_path)
     if not log_path.is_file():
         raise ReferenceComparisonError(f"{log_path} is missing: run the infer stage first")
@@ -329,8 +297,8 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
         mine = [m for m in models if m.objective == objective]
         matched = np.flatnonzero(np.logical_or.reduce([seen[m.key] for m in mine])) if mine else np.zeros(0, int)
         stride = 1
-        if settings.sample_windows is not None and len(matched) > settings.sample_windows:
-            stride = len(matched) // settings.sample_windows
+        if sample_windows is not None and len(matched) > sample_windows:
+            stride = len(matched) // sample_windows
         chosen = matched[::stride]
         samples[objective] = chosen
         objectives[objective] = {
@@ -349,7 +317,6 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
     reference, events = _score_samples(data, samples, models)
 
     # Pass 2 over the log: the server's probabilities at the sampled keys.
-    tolerance = settings.tolerance
     compared = {m.key: np.zeros(len(samples[m.objective]), dtype=bool) for m in models}
     max_diff = {m.key: 0.0 for m in models}
     bad = {m.key: 0 for m in models}
@@ -407,7 +374,7 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
             "reference_non_finite": int((~np.isfinite(reference[model.key])).sum()),
             "coverage": coverage,
         }
-    return {"tolerance": tolerance, "sample_windows": settings.sample_windows,
+    return {"tolerance": tolerance, "sample_windows": sample_windows,
             "replay_span": {"first": span.first, "last": span.last, "ow_seconds": span.ow_seconds},
             "objectives": objectives, "models": result_models}
 
@@ -447,11 +414,13 @@ def describe_mismatch(first: dict) -> str:
 
 
 def compare_run(run) -> dict:
-    """The comparison of an F07 run (a ``DeployRun``): its prediction log against its
-    manifest's models on its package's F04 datasets, as ``deployrun.<v>.reference`` says."""
-    settings = reference_settings(run.variant, run.params)
+    """The comparison of an F07 run (a ``DeployRun``): the prediction log its infer stage
+    wrote (complete, or partial after a runtime fault) against its manifest's models on
+    its package's F04 datasets, as ``deployrun.<v>.reference`` says."""
     models, datasets, span = run_inputs(run.manifest)
-    return compare_with_reference(run.predictions_path, models, datasets, span, settings)
+    return compare_with_reference(run.predictions_path, models, datasets, span,
+                                  sample_windows=run.settings.reference_sample,
+                                  tolerance=run.settings.reference_tolerance)
 
 
 def describe(result: dict) -> str:

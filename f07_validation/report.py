@@ -110,6 +110,9 @@ def report_context(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
         "timeline_uri": data_uri(figures[layout.TIMELINE_FIGURE]),
         "run_summary": run.read_log_json(layout.RUN_SUMMARY),
         "equivalence": run.read_log_json(layout.EQUIVALENCE),
+        "reference": run.read_optional_json(layout.REFERENCE),
+        "join_notes": {objective: (package.get("datasets") or {}).get(objective, {}).get("join_note", "")
+                       for objective in scoring["objectives"]},
         "verdict": run.read_optional_json(layout.VERDICT),
     }
 

@@ -19,6 +19,7 @@ import yaml
 from contract import layout
 from contract.files import dump_json, write_json_atomic, write_text_atomic
 from contract.manifest import load_manifest
+from contract.seal import verify_seal
 from f07_validation.client import InferenceClient
 from f07_validation.deployrun import DeployRun, DeployRunError, Settings
 from f07_validation.endpoint import open_endpoint
@@ -87,22 +88,30 @@ def serve(run: DeployRun, deployrun_section: dict) -> Served:
     # The pending manifest sits beside the final one, so its relative paths resolve alike.
     pending = run.root / f".{layout.MANIFEST}.pending"
     write_text_atomic(pending, dump_json(manifest))
+    seal = verify_seal(run.package_root)  # measured here, before the server verifies it too
     try:
         pending_manifest = load_manifest(pending)
         with open_endpoint(pending_manifest, settings.runtime, f"deployrun.{run.variant}") as endpoint:
-            ready = endpoint.ready
             with InferenceClient(endpoint.url, pending_manifest, token=endpoint.token) as client:
+                ready_status, ready = client.ready()
                 published = client.models()
         _check_published(run.variant, manifest, published)
         os.replace(pending, run.manifest_path)
     finally:
         pending.unlink(missing_ok=True)
     write_text_atomic(run.path(layout.PARAMS_FILE), _effective_params(run, settings))
+    # What was observed, never constants: the seal as verified here, the digest the
+    # server reports having loaded, and its GET /ready answer (model states only: the
+    # rest may hold wall-clock figures, and serve.json must be the same on a rerun).
     record = {
         "package_digest": manifest["package_digest"],
-        "seal_verified": True,
-        "ready": True,
-        "models": {key: state.get("state") for key, state in sorted(ready.get("models", {}).items())},
+        "seal": {"verified": seal.ok, "digest": seal.digest,
+                 "problems": seal.problems + [f"changed: {p}" for p in seal.changed]
+                 + [f"missing: {p}" for p in seal.missing] + [f"extra: {p}" for p in seal.extra]},
+        "served_digest": published.get("package_digest"),
+        "ready": {"status": ready_status, "body": {
+            "ready": ready.get("ready"),
+            "models": {key: {"state": state.get("state")} for key, state in sorted(ready.get("models", {}).items())}}},
     }
     write_json_atomic(run.path(layout.SERVE_RECORD), record)
     return Served(record, ready, published)

@@ -1,17 +1,25 @@
 """The F07 verdict: does the run pass, and if not, why (`verdict.json`, a DVC metric).
 
-A run passes when every check passes. Checks are evidence read from what the earlier
-stages recorded, plus one measurement made now:
-- the package seal: verified by the server when it was served (serve.json), and
-  verified again here, because the verdict vouches for the package as it is on disk
-  now, which must still be the one that was served (same digest);
-- the server: ready, and every model loaded and warmed up (serve.json);
-- the replay: every window answered, one logged prediction per window and model, no
-  non-finite output (run_summary.json);
-- functional equivalence: each model's largest difference between the server and the
-  same model in-process within the tolerance (equivalence.json). A run with
-  `check_equivalence: false` did not measure it: that check is `passed: null` ("not
-  measured"), counted apart, and does not fail the run;
+A run passes when no check fails. Every check is evidence that was observed, never a
+constant written by the code it judges:
+- the package: the seal as the serve stage verified it and the digest the server said
+  it loaded (serve.json), and the seal verified again here, because the verdict vouches
+  for the package as it is on disk now (the stage depends on every package file);
+- the server: the GET /ready answer the serve stage observed, per model;
+- the replay (run_summary.json, the log file): no runtime fault (a server that exited,
+  hung, or answered an error, named with its exit code, stderr and the batch); every
+  window of the replay sent, counted by arithmetic on the package's span; every window
+  answered (answers counted after their lengths were checked); a logged row per answered
+  window and model, counted in the log file; no non-finite output;
+- the independent reference (reference.json, f07_validation/reference.py): per model,
+  the server's answers against the model scored on the F04 rows' own windows by code
+  that shares nothing with the runtime, and the coverage of the F04 windows that lie in
+  the replay;
+- the scored share (metrics_per_model.csv): the predictions on F04 windows that got a
+  label, at least `min_scored_share`, so metrics over a biased subset fail;
+- transport: the server against the same runtime code in-process (equivalence.json), a
+  cheap check of the HTTP hop alone. A run with `check_equivalence: false` did not
+  measure it: that check is `passed: null` ("not measured") and does not fail the run;
 - the gates of params.yaml (f07_validation.gates), one check per gate and model.
 
 Each check is `{name, passed, measured, expected, detail}`. The top level carries
@@ -26,11 +34,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from contract import layout
 from contract.files import write_json_atomic
 from contract.seal import verify_seal
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.gates import Gates, drop, read_model_metrics, validate_gates
+from f07_validation.reference import describe_mismatch
+from f07_validation.timefmt import utc_iso
 
 
 def check(name: str, passed: bool | None, measured, expected: str, detail: str = "") -> dict:
@@ -51,19 +63,26 @@ def _require(data, keys: tuple[str, ...], path: Path, fix: str, counts: tuple[st
 
 
 def seal_checks(run: DeployRun, serve: dict) -> list[dict]:
-    """The seal when served (serve.json) and now (verified again on disk), both against
-    the digest the manifest was made for."""
+    """The seal as the serve stage measured it, the digest the server said it loaded,
+    and the seal now (verified again on disk), all against the digest the manifest was
+    made for."""
     digest = run.manifest.package_digest
     package = run.manifest.parent_variant_f06
     rerun = f"rerun F07 (`dvc repro serve@{run.variant}`)"
-    if serve["seal_verified"] is not True:
-        served_detail = f"the serve stage did not record a verified seal for package {package}; {rerun}"
-    elif serve["package_digest"] != digest:
-        served_detail = (f"serve.json records digest {serve['package_digest']} but manifest.json was made for "
+    seal = serve["seal"] if isinstance(serve["seal"], dict) else {}
+    if seal.get("verified") is not True:
+        served_detail = (f"the serve stage found the seal of package {package} broken "
+                         f"({'; '.join(seal.get('problems') or ['no result recorded'])}); {rerun}")
+    elif seal.get("digest") != digest:
+        served_detail = (f"the serve stage verified digest {seal.get('digest')} but manifest.json was made for "
                          f"{digest}: they come from different serve runs; {rerun}")
     else:
-        served_detail = f"package {package}, digest {digest}"
-    served_ok = serve["seal_verified"] is True and serve["package_digest"] == digest
+        served_detail = f"package {package}: every file verified, digest {digest}"
+    served_ok = seal.get("verified") is True and seal.get("digest") == digest
+    loaded = serve["served_digest"]
+    loaded_detail = (f"GET /models reports package digest {loaded}" if loaded == digest else
+                     f"GET /models reports package digest {loaded}, not the manifest's {digest}: the server "
+                     f"on the port serves another package; {rerun}")
 
     now = verify_seal(run.manifest.package_dir)
     if now.ok and now.digest == digest:
@@ -77,48 +96,83 @@ def seal_checks(run: DeployRun, serve: dict) -> list[dict]:
         now_detail = (f"package {package} no longer verifies ({'; '.join(now.problems + differences)}); "
                       f"restore it (`dvc checkout`) or rebuild it and {rerun}")
     return [
-        check("seal verified when served", served_ok, serve["seal_verified"], "true", served_detail),
+        check("seal verified when served", served_ok, seal.get("digest"), f"verified, == {digest}", served_detail),
+        check("server loaded the package", loaded == digest, loaded, f"== {digest}", loaded_detail),
         check("package unchanged since served", now.ok and now.digest == digest, now.digest, f"== {digest}",
               now_detail),
     ]
 
 
 def readiness_checks(run: DeployRun, serve: dict) -> list[dict]:
-    """GET /ready answered 200, and each model reached `ready` (loaded, warmed up)."""
-    states = serve["models"] if isinstance(serve["models"], dict) else {}
-    checks = [check("server ready", serve["ready"] is True, serve["ready"], "true",
-                    "GET /ready answered 200" if serve["ready"] is True else
-                    f"the server never answered GET /ready with 200; see serve@{run.variant}'s output")]
+    """The GET /ready answer the serve stage observed: 200 with ``ready: true``, and each
+    model in state ``ready`` (loaded, warmed up)."""
+    ready = serve["ready"] if isinstance(serve["ready"], dict) else {}
+    status, body = ready.get("status"), ready.get("body") if isinstance(ready.get("body"), dict) else {}
+    states = body.get("models") if isinstance(body.get("models"), dict) else {}
+    ok = status == 200 and body.get("ready") is True
+    checks = [check("server ready", ok, status, "200, ready: true",
+                    "GET /ready answered 200, ready: true" if ok else
+                    f"GET /ready answered {status} with ready: {body.get('ready')!r}; see serve@{run.variant}'s output")]
     for model in run.models:
         name = model.key
-        state = states.get(name)
+        state = (states.get(name) or {}).get("state")
         detail = ("" if state == "ready" else
-                  "serve.json has no state for this model" if state is None else
+                  "the GET /ready answer has no state for this model" if state is None else
                   f"the model did not load and warm up (state {state!r}); see serve@{run.variant}'s output")
         checks.append(check(f"model ready: {name}", state == "ready", state, "ready", detail))
     return checks
 
 
-def delivery_checks(run: DeployRun, summary: dict) -> list[dict]:
-    """What the replay got back: an answer for every window sent (and at least one
-    window: a run that sent nothing proves nothing), a logged row per window and model,
-    and no model answering with a non-finite output."""
-    sent, answered, logged = summary["windows_sent"], summary["windows_answered"], summary["rows_logged"]
-    if sent == 0:
-        answered_detail = ("no window was sent: the replay holds no complete observation window; widen the "
-                           f"replay time range of package {run.manifest.parent_variant_f06}")
-    elif answered != sent:
-        answered_detail = f"{sent - answered} of {sent} windows sent got no answer"
+def replay_window_count(metadata: dict) -> int:
+    """The windows a replay must send, by arithmetic on the package's span and regime
+    (not by the client that sends them): grid starts ``origin + k*Tu`` whose whole OW
+    lies in the replay (``first <= t0`` and ``t0 + OW*Tu <= last``)."""
+    temporal, replay = metadata["temporal"], metadata["replay"]
+    tu, origin = int(float(temporal["Tu"]["value"])), int(temporal["origin_segs"])
+    ow = int(temporal["OW"]["value"]) * tu
+    k_first = -((origin - int(replay["first_segs"])) // tu)
+    k_last = (int(replay["last_segs"]) - ow - origin) // tu
+    return max(0, k_last - k_first + 1)
+
+
+def describe_fault(fault: dict, variant: str) -> str:
+    tail = " | ".join(line.strip() for line in fault.get("stderr_tail", [])[-3:] if line.strip())
+    return (f"{fault['reason']} at batch {fault['batch']} (first t0 {utc_iso(fault['first_t0'])}, "
+            f"{fault['windows']} windows)" + (f"; server stderr: {tail}" if tail else "")
+            + f"; what was logged is in {layout.PREDICTIONS_PARTIAL}; after a transient fault replay again "
+              f"with `dvc repro -f -s infer@{variant}`")
+
+
+def delivery_checks(run: DeployRun, summary: dict, logged: int, expected: int) -> list[dict]:
+    """What the replay did: no runtime fault; every window of the replay sent (and at
+    least one: a run that sent nothing proves nothing); an answer of one probability
+    or null per window and model (counted from the answers, lengths checked); a logged
+    row per answered window and model (``logged``, counted in the log file); no model
+    answering with a non-finite output."""
+    fault = summary["fault"]
+    sent, answered = summary["windows_sent"], summary["windows_answered"]
+    package = run.manifest.parent_variant_f06
+    if expected == 0:
+        sent_detail = ("the replay holds no complete observation window; widen the replay time range of "
+                       f"package {package}")
+    elif sent != expected:
+        sent_detail = (f"{sent} of the {expected} windows of the replay were sent"
+                       + (" before the runtime fault" if fault else ""))
     else:
-        answered_detail = f"{sent} windows sent, all answered"
+        sent_detail = f"{sent} windows, from {utc_iso(summary['first_t0'])} to {utc_iso(summary['last_t0'])}"
     n_models = len(run.models)
-    rows = sent * n_models
+    rows = answered * n_models
     checks = [
+        check("replay completed", fault is None, fault["kind"] if fault else None, "no runtime fault",
+              describe_fault(fault, run.variant) if fault else f"{summary['batches']} batches, all answered"),
+        check("every replay window sent", expected > 0 and sent == expected, sent,
+              f"== {expected} (grid windows whose OW lies in the replay)", sent_detail),
         check("every window answered", sent > 0 and answered == sent, answered, f"== {sent} (windows sent)",
-              answered_detail),
-        check("every prediction logged", logged == rows, logged,
-              f"== {rows} ({sent} windows x {n_models} models)",
-              "" if logged == rows else f"logs/raw_predictions has {logged} rows instead of {rows}"),
+              f"{sent} windows sent, all answered" if answered == sent else
+              f"{sent - answered} of {sent} windows sent got no answer"),
+        check("every prediction logged", logged == rows, logged, f"== {rows} ({answered} windows x {n_models} models)",
+              f"rows of {summary['log']}" if logged == rows else
+              f"{summary['log']} has {logged} rows instead of {rows}"),
     ]
     per_model = summary["models"] if isinstance(summary["models"], dict) else {}
     for model in run.models:
@@ -131,15 +185,16 @@ def delivery_checks(run: DeployRun, summary: dict) -> list[dict]:
     return checks
 
 
-def equivalence_checks(run: DeployRun, equivalence: dict, path: Path) -> list[dict]:
-    """Per model: server and in-process probabilities within the tolerance, and non-finite
-    at the same windows. Recomputed from the recorded differences, not taken from the
-    recorded `passed`. `non_finite_mismatch` is optional in the file's format (absent
-    means none was counted)."""
+def transport_checks(run: DeployRun, equivalence: dict, path: Path) -> list[dict]:
+    """Per model: the server's answers against the same runtime code in-process
+    (``check_equivalence``), within the tolerance and non-finite at the same windows.
+    Both sides share the runtime's vectorizer and model wrapper, so this judges only the
+    HTTP hop (the reference checks judge the rest). Recomputed from the recorded
+    differences, not taken from the recorded `passed`."""
+    expected = "max |server - same runtime in-process| <= tolerance"
     if equivalence["enabled"] is not True:
-        return [check("functional equivalence", None, None, "max |server - in-process| <= tolerance",
-                      f"not measured: deployrun.{run.variant}.check_equivalence is false; set it to true "
-                      f"to compare the server with the same models in-process")]
+        return [check("transport", None, None, expected,
+                      f"not measured: deployrun.{run.variant}.check_equivalence is false")]
     fix = run.stage_fix("infer")
     _require(equivalence, ("tolerance", "windows_compared", "models"), path, fix)
     tolerance, compared = equivalence["tolerance"], equivalence["windows_compared"]
@@ -148,8 +203,8 @@ def equivalence_checks(run: DeployRun, equivalence: dict, path: Path) -> list[di
         name = model.key
         result = equivalence["models"].get(name)
         if not isinstance(result, dict) or "max_abs_diff" not in result:
-            checks.append(check(f"equivalence: {name}", False, None, f"<= {tolerance}",
-                                "equivalence.json has no max_abs_diff for this model"))
+            checks.append(check(f"transport: {name}", False, None, f"<= {tolerance}",
+                                f"{layout.EQUIVALENCE} has no max_abs_diff for this model"))
             continue
         diff, mismatch = result["max_abs_diff"], result.get("non_finite_mismatch", 0)
         passed = compared > 0 and diff <= tolerance and mismatch == 0
@@ -159,7 +214,90 @@ def equivalence_checks(run: DeployRun, equivalence: dict, path: Path) -> list[di
             detail = f"{mismatch} windows non-finite on one side only; max |diff| {diff:.3g} over {compared} windows"
         else:
             detail = f"max |server - in-process| {diff:.3g} over {compared} windows"
-        checks.append(check(f"equivalence: {name}", passed, diff, f"<= {tolerance}", detail))
+        checks.append(check(f"transport: {name}", passed, diff, f"<= {tolerance}", detail))
+    return checks
+
+
+def reference_checks(run: DeployRun, reference: dict) -> list[dict]:
+    """Per model: the server's logged answers against the independent reference
+    (f07_validation.reference: the model scored here on the F04 rows' own windows, inputs
+    built from the F05 contract). Fails on any window beyond the tolerance, and when no
+    window could be compared (nothing proves equivalence then)."""
+    tolerance = reference["tolerance"]
+    checks = []
+    for model in run.models:
+        name = f"reference equivalence: {model.key}"
+        expected = f"0 windows with |server - reference| > {tolerance}"
+        result = reference["models"].get(model.key)
+        if not isinstance(result, dict):
+            checks.append(check(name, False, None, expected, f"{layout.REFERENCE} has no comparison for this model"))
+            continue
+        objective = reference["objectives"][model.objective]
+        compared, mismatches = result["compared"], result["mismatches"]
+        scope = (f"a sample of {compared} of the {objective['matched']} F04 windows matched to the log "
+                 f"(every {objective['stride']}th, deployrun.{run.variant}.reference.sample_windows)"
+                 if objective["sampled"] else f"all {compared} F04 windows matched to the log")
+        scope += f", joined by {objective['join']}"
+        if compared == 0:
+            detail = (f"no F04 window of objective {model.objective} matched a logged prediction of this model: "
+                      "nothing was compared")
+        elif mismatches:
+            first = "; ".join(describe_mismatch(m) for m in result["first_mismatches"][:3])
+            detail = f"{mismatches} of {compared} windows differ (max |diff| {result['max_abs_diff']:.3g}); first: {first}"
+        else:
+            detail = f"max |server - reference| {result['max_abs_diff']:.3g} over {scope}"
+        checks.append(check(name, compared > 0 and mismatches == 0, mismatches, expected, detail))
+    return checks
+
+
+def coverage_checks(run: DeployRun, reference: dict) -> list[dict]:
+    """Per model: every F04 window whose OW lies in the replay got a logged prediction."""
+    checks = []
+    for model in run.models:
+        name = f"coverage: {model.key}"
+        coverage = (reference["models"].get(model.key) or {}).get("coverage")
+        if not isinstance(coverage, dict):
+            checks.append(check(name, False, None, "== 0", f"{layout.REFERENCE} has no coverage for this model"))
+            continue
+        if not coverage["measured"]:
+            checks.append(check(name, None, None, "0 F04 windows of the replay without a prediction",
+                                f"not measured: {coverage['reason']}"))
+            continue
+        missing, in_replay = coverage["missing"], coverage["in_replay"]
+        detail = (f"all {in_replay} F04 windows of the replay got a prediction" if missing == 0 else
+                  f"{missing} of the {in_replay} F04 windows of the replay got no prediction from this model "
+                  f"(first t0: {', '.join(utc_iso(t) for t in coverage['first_missing_t0'])})")
+        checks.append(check(name, missing == 0, missing, f"== 0 of {in_replay} F04 windows in the replay", detail))
+    return checks
+
+
+def scored_share_checks(run: DeployRun, metrics: dict, scoring: dict, reference: dict, floor: float) -> list[dict]:
+    """Per model: of its finite predictions on windows its F04 dataset holds, the share
+    that got a label (a content with both labels gets none), at least ``floor``: metrics
+    over a biased subset fail here and say why."""
+    checks = []
+    for model in run.models:
+        name = f"scored share: {model.key}"
+        row = metrics.get(model.key)
+        if row is None:
+            raise DeployRunError(f"{run.path(layout.METRICS_PER_MODEL)} has no row for model {model.key} of "
+                                 f"manifest.json: {run.stage_fix('score')}")
+        referenced, ambiguous = row["referenced"], row["ambiguous"]
+        held = referenced + ambiguous
+        share = referenced / held if held else 0.0
+        objective = (reference.get("objectives") or {}).get(model.objective, {})
+        join = objective.get("join", "?")
+        why = [f"joined by {join}"]
+        if join == "ow_content":
+            why.append(f"no t0: {objective.get('join_note')}")
+        if ambiguous:
+            contents = (scoring.get("objectives") or {}).get(model.objective, {}).get("ambiguous_contents")
+            why.append(f"{ambiguous} predictions fell on OW contents that occur with both labels "
+                       f"({contents} ambiguous contents) and could not be scored")
+        detail = (f"{referenced} of {held} predictions on F04 windows scored ({share:.1%}); " if held else
+                  "no prediction fell on a window of the F04 dataset: nothing was scored; ") + "; ".join(why)
+        checks.append(check(name, held > 0 and share >= floor, round(share, 6),
+                            f">= {floor} (deployrun.{run.variant}.min_scored_share)", detail))
     return checks
 
 
@@ -204,18 +342,28 @@ def judge(run: DeployRun, deployrun_section: dict) -> dict:
                            [model.identity() for model in run.models])
     serve_path = run.path(layout.SERVE_RECORD)
     serve = _require(read_json(serve_path, run.stage_fix("serve")),
-                     ("seal_verified", "package_digest", "ready", "models"), serve_path, run.stage_fix("serve"))
+                     ("seal", "served_digest", "ready"), serve_path, run.stage_fix("serve"))
     summary_path = run.path(layout.RUN_SUMMARY)
     summary = _require(run.read_log_json(layout.RUN_SUMMARY),
-                       ("models",), summary_path, run.stage_fix("infer"),
-                       counts=("windows_sent", "windows_answered", "rows_logged"))
+                       ("models", "fault", "log", "first_t0", "last_t0"), summary_path, run.stage_fix("infer"),
+                       counts=("windows_sent", "windows_answered", "batches"))
     equivalence_path = run.path(layout.EQUIVALENCE)
     equivalence = _require(run.read_log_json(layout.EQUIVALENCE), ("enabled",), equivalence_path,
                            run.stage_fix("infer"))
-    checks = [*seal_checks(run, serve), *readiness_checks(run, serve), *delivery_checks(run, summary),
-              *equivalence_checks(run, equivalence, equivalence_path)]
+    reference_path = run.path(layout.REFERENCE)
+    reference = _require(read_json(reference_path, run.stage_fix("reference")),
+                         ("tolerance", "objectives", "models"), reference_path, run.stage_fix("reference"))
+    if not run.predictions_path.is_file():
+        raise DeployRunError(f"{run.predictions_path} is missing: {run.stage_fix('infer')}")
+    logged = pq.read_metadata(run.predictions_path).num_rows
+    metrics = read_model_metrics(run.path(layout.METRICS_PER_MODEL), run.stage_fix("score"))
+    scoring = read_json(run.path(layout.SCORING), run.stage_fix("score"))
+    checks = [*seal_checks(run, serve), *readiness_checks(run, serve),
+              *delivery_checks(run, summary, logged, replay_window_count(run.package_metadata())),
+              *reference_checks(run, reference), *coverage_checks(run, reference),
+              *scored_share_checks(run, metrics, scoring, reference, run.settings.min_scored_share),
+              *transport_checks(run, equivalence, equivalence_path)]
     if gates.bounds:
-        metrics = read_model_metrics(run.path(layout.METRICS_PER_MODEL), run.stage_fix("score"))
         baseline = None
         if gates.baseline is not None:
             baseline = read_model_metrics(

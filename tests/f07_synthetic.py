@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from contract import layout
+
 REPO = Path(__file__).resolve().parents[1]
 ORIGIN = 1_700_000_000
 TU = 10
@@ -87,7 +89,7 @@ def write_package(root: Path) -> Path:
                     "path": f"models/{m['objective']}/{m['source_f05']}__{m['model_id']}"}
                    for m in MODELS],
         "replay": {"path": "replay/replay_events.parquet", "source_f02": "v201", "rows": 90,
-                   "events": 120, "first_segs": ORIGIN, "last_segs": ORIGIN + 89,
+                   "events": 120, "first_segs": ORIGIN, "last_segs": ORIGIN + 90,
                    "time_range": {"start": None, "end": None}},
         "seal": {"algorithm": "sha256", "files": {}, "metadata_sha256": "e" * 64, "digest": DIGEST},
     })
@@ -112,7 +114,9 @@ def write_run(root: Path, *, timing: dict | None = None, verdict: dict | None = 
     run = root / "executions" / "07_deployrun" / "v701"
     (root / "params.yaml").write_text(yaml.safe_dump({"deployrun": {"v701": {
         "parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 0},
-        "batch_size": 4, "check_equivalence": True}}}), encoding="utf-8")
+        "batch_size": 4, "check_equivalence": True,
+        # v402's content [4, 5] has both labels: 5 of its 7 predictions on F04 windows get one
+        "min_scored_share": 0.7}}}), encoding="utf-8")
     _json(run / "manifest.json", {
         "variant": "v701", "parent_variant_f06": "v601",
         "package_dir": "../../06_packaging/v601", "package_digest": DIGEST,
@@ -139,18 +143,45 @@ def write_run(root: Path, *, timing: dict | None = None, verdict: dict | None = 
     keys = [f"{m['objective']}/{m['source_f05']}/{m['model_id']}" for m in MODELS]
     _json(run / "logs" / "run_summary.json", {
         "windows_sent": 8, "windows_answered": 8, "rows_logged": 24, "batches": 2,
-        "batch_size": 4, "first_t0": T0[0], "last_t0": T0[-1],
+        "batch_size": 4, "first_t0": T0[0], "last_t0": T0[-1], "fault": None, "log": "logs/raw_predictions.parquet",
         "models": {key: {"non_finite": sum(y is None for y in Y_PRED[i])} for i, key in enumerate(keys)},
     })
     _json(run / "logs" / "equivalence.json", {
         "enabled": True, "tolerance": 1e-6, "windows_compared": 8, "passed": True,
         "models": {key: {"max_abs_diff": 0.0, "passed": True} for key in keys},
     })
+    _json(run / layout.REFERENCE, reference_record(keys))
     if timing is not None:
         _json(run / "logs" / "timing.json", timing)
     if verdict is not None:
         _json(run / "verdict.json", verdict)
     return run
+
+
+def reference_record(keys: list[str]) -> dict:
+    """reference.json as the reference stage writes it for this run (its models are not
+    real Keras models here): v401 joined by t0, its 6 windows compared and covered;
+    v402 joined by content, coverage not measurable."""
+    objectives = {
+        "v401": {"join": "t0", "join_note": "the F04 dataset carries t0", "rows": 6, "distinct_contents": None,
+                 "matched": 6, "compared": 6, "sampled": False, "stride": 1, "in_replay": 6},
+        "v402": {"join": "ow_content", "join_note": "t0 not recoverable: no F02 here", "rows": 8,
+                 "distinct_contents": 6, "matched": 5, "compared": 5, "sampled": False, "stride": 1,
+                 "in_replay": None},
+    }
+    models = {}
+    for key in keys:
+        objective = key.split("/")[0]
+        coverage = ({"measured": True, "in_replay": 6, "missing": 0, "first_missing_t0": [], "reason": ""}
+                    if objective == "v401" else
+                    {"measured": False, "in_replay": None, "missing": None, "first_missing_t0": [],
+                     "reason": "the F04 dataset of v402 has no t0 (t0 not recoverable: no F02 here)"})
+        compared = objectives[objective]["compared"]
+        models[key] = {"objective": objective, "logged": 8, "matched": compared, "sample": compared,
+                       "compared": compared, "max_abs_diff": 0.0, "mismatches": 0, "first_mismatches": [],
+                       "reference_non_finite": 0, "coverage": coverage}
+    return {"tolerance": 1e-5, "sample_windows": 20000, "replay_span": {"first": ORIGIN, "last": ORIGIN + 90,
+            "ow_seconds": 20}, "objectives": objectives, "models": models}
 
 
 def write_everything(root: Path, **run_options) -> Path:

@@ -16,18 +16,20 @@ import pytest
 
 from contract.layout import package_dataset
 from contract.manifest import load_manifest
-from f07_validation.reference import (JOIN_OW_CONTENT, JOIN_T0, ReferenceComparisonError, ReferenceSettings,
-                                      compare_with_reference, dense_bow_input, reference_settings,
-                                      run_inputs, sequence_input)
+from contract.config import ConfigError, validate_params
+from contract.defaults import DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE
+from f07_validation.reference import (JOIN_OW_CONTENT, JOIN_T0, compare_with_reference, dense_bow_input, run_inputs,
+                                      sequence_input)
 from tests.validated_package import (CNN, DENSE, EMBEDDING, ORIGIN, REGIME, build_validated_package,
                                      serve_and_log)
 
 
-def compare(manifest_path: Path, log: Path, settings: ReferenceSettings = ReferenceSettings(), **override):
+def compare(manifest_path: Path, log: Path, sample_windows: int | None = DEFAULT_REFERENCE_SAMPLE, **override):
     models, datasets, span = run_inputs(load_manifest(manifest_path))
     for objective, changes in override.items():
         datasets[objective] = type(datasets[objective])(**{**datasets[objective].__dict__, **changes})
-    return compare_with_reference(log, models, datasets, span, settings)
+    return compare_with_reference(log, models, datasets, span, sample_windows=sample_windows,
+                                  tolerance=DEFAULT_REFERENCE_TOLERANCE)
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +53,16 @@ def test_inputs_are_built_as_the_f05_contract_says():
     assert sequence_input([], vocab, 2).tolist() == [0, 0]
 
 
-def test_settings_are_checked_naming_the_key():
-    assert reference_settings("v701", {}) == ReferenceSettings(20_000, 1e-5)
-    assert reference_settings("v701", {"reference": {"sample_windows": None}}).sample_windows is None
-    for bad, key in (({"sample_windows": 0}, "sample_windows"), ({"tolerance": -1}, "tolerance"),
-                     ({"tolerence": 1e-3}, "unknown keys")):
-        with pytest.raises(ReferenceComparisonError, match=f"deployrun.v701.reference.*{key}"):
-            reference_settings("v701", {"reference": bad})
+def test_reference_settings_are_checked_naming_the_key():
+    def entry(reference):
+        return {"deployrun": {"v701": {"parent_variant_f06": "v601", "reference": reference}}}
+
+    validate_params(entry({"sample_windows": None, "tolerance": 1e-4}))
+    for bad, problem in (({"sample_windows": 0}, "sample_windows: 0 is out of range"),
+                         ({"tolerance": -1}, "tolerance: -1 is out of range"),
+                         ({"tolerence": 1e-3}, "tolerence: unknown key")):
+        with pytest.raises(ConfigError, match=f"deployrun.v701.reference.{problem}"):
+            validate_params(entry(bad))
 
 
 # --------------------------------------------------------------------------- a correct server
@@ -81,8 +86,8 @@ def test_a_correct_server_matches_the_reference_on_every_f04_window(served):
 
 def test_a_long_replay_is_compared_on_a_deterministic_sample_that_says_so(served):
     manifest, log = served
-    first = compare(manifest, log, ReferenceSettings(sample_windows=40))
-    again = compare(manifest, log, ReferenceSettings(sample_windows=40))
+    first = compare(manifest, log, sample_windows=40)
+    again = compare(manifest, log, sample_windows=40)
     assert first == again
     summary = first["objectives"]["v401"]
     assert summary["sampled"] and summary["stride"] == summary["matched"] // 40

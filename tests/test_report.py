@@ -96,10 +96,13 @@ def test_verdict_banner_only_when_verdict_json_exists(reported, tmp_path):
     banner = html[html.index('<div id="verdict"'):html.index("</div>")]
     assert html.index('<div id="verdict"') < html.index("<h1>")
     assert "Verdict: FAILED" in banner and "1 checks passed, 1 failed, 1 not measured" in banner
-    items = banner.split("<li>")[1:]
-    assert items[0].startswith("passed · seal verified when served")
-    assert items[1].startswith("<strong>FAILED</strong> · min f1: v401/v502/power_high: f1 = 0")
-    assert items[2].startswith("not measured · functional equivalence")
+    # the checks table follows the banner, before everything else
+    table = html[html.index('<table id="checks">'):html.index("</table>")]
+    assert html.index('<table id="checks">') < html.index("<h1>")
+    rows = table.split("<tr")[2:]
+    assert "seal verified when served" in rows[0] and "<td>passed</td>" in rows[0]
+    assert "min f1: v401/v502/power_high" in rows[1] and "<strong>FAILED</strong>" in rows[1] and "f1 = 0" in rows[1]
+    assert "functional equivalence" in rows[2] and "not measured" in rows[2]
     assert 'id="verdict"' not in (build_report(tmp_path) / "report" / "report.html").read_text()
 
 

@@ -34,11 +34,13 @@ MODELS = [
 DENSE, EMBEDDING, CNN = "v401/v501/obj_a", "v401/v502/obj_a", "v402/v503/obj_b"
 
 
-def build_validated_package(root: Path, *, with_t0: bool = True, replay_rows: int | None = None) -> Path:
+def build_validated_package(root: Path, *, with_t0: bool = True, replay_rows: int | None = None,
+                            contradicting_labels: bool = False) -> Path:
     """A sealed package (replay of 1,800 s, ~170 windows) whose F04 datasets are the F03
     windows of the replay's events, labelled at random; returns the manifest path.
     ``replay_rows`` cuts the replay file short while the package still declares the
-    whole span (a replay that misses F04 windows of its range)."""
+    whole span (a replay that misses F04 windows of its range). ``contradicting_labels``
+    writes every window twice, once with each label (every content ambiguous)."""
     rows = synthetic_event_rows(1800, start=ORIGIN, mean_events=0.6, seed=7)
     manifest = build_served_package(root, MODELS, replay=rows, regime=REGIME)
     package = manifest.parents[2] / "06_packaging" / "v601"
@@ -47,12 +49,15 @@ def build_validated_package(root: Path, *, with_t0: bool = True, replay_rows: in
     metadata = json.loads((package / PACKAGE_METADATA).read_text())
     for objective in ("v401", "v402"):
         labels = rng.integers(0, 2, len(ow)).astype(np.int8)
-        columns = {"OW_events": pa.array(ow.lists(), pa.list_(pa.int32())), "label": pa.array(labels)}
+        events = ow.lists()
+        if contradicting_labels:
+            events, labels = events + events, np.concatenate([labels, 1 - labels])
+        columns = {"OW_events": pa.array(events, pa.list_(pa.int32())), "label": pa.array(labels)}
         if with_t0:
             columns["t0"] = pa.array(ow.t0, pa.int64())
         pq.write_table(pa.table(columns), package / package_dataset(objective))
         metadata["datasets"][objective].update(
-            rows=len(ow), positives=int(labels.sum()), has_t0=with_t0,
+            rows=len(labels), positives=int(labels.sum()), has_t0=with_t0,
             join="t0" if with_t0 else "ow_content",
             join_note="the F04 dataset carries t0" if with_t0 else "t0 not recoverable: test package")
     if replay_rows is not None:

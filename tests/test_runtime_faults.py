@@ -1,0 +1,256 @@
+"""Every check of the verdict fails for its real reason, against real server processes.
+
+The F07 stages run as their scripts run them (``stages.<name>.main``, in this process,
+from a temporary project root), on the small validated package of
+tests/validated_package.py, served once by the serve stage and then replayed by the
+infer stage through a real server process, with one fault injected into that process
+(tests/server_faults). A correct run passes every check; each fault fails the check that
+exists to catch it, and the check's detail says why.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from contract import layout
+from contract.errors import UserError
+from tests.server_faults.faults import vocab_shift
+from tests.validated_package import CNN, DENSE, EMBEDDING, FAULTS, build_validated_package
+
+VARIANT = "v701"
+RUN = Path("executions") / layout.F07 / VARIANT
+ENTRY = {"parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 0}, "batch_size": 32,
+         "check_equivalence": True}
+
+
+def write_params(root: Path, **entry) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump({"deployrun": {VARIANT: {**ENTRY, **entry}}}))
+
+
+def run_stages(*names: str) -> None:
+    for name in names:
+        importlib.import_module(f"stages.{name}").main(VARIANT)
+
+
+def served_project(root: Path, **package_options) -> Path:
+    """A project root holding the validated package, served by the serve stage."""
+    build_validated_package(root / "executions", **package_options)
+    write_params(root)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        run_stages("serve")
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    return served_project(tmp_path_factory.mktemp("served") / "project")
+
+
+@pytest.fixture
+def project(pristine, tmp_path, monkeypatch) -> Path:
+    """A private copy of the served project, as the working directory."""
+    root = Path(shutil.copytree(pristine, tmp_path / "project"))
+    monkeypatch.chdir(root)
+    return root
+
+
+def judge(monkeypatch, fault: dict | None = None) -> dict:
+    """infer (with ``fault`` in the server process), score, reference and verdict; the verdict."""
+    if fault is not None:
+        monkeypatch.setenv("PYTHONPATH", str(FAULTS))
+        monkeypatch.setenv("F07_TEST_FAULT", json.dumps(fault))
+    run_stages("infer")
+    monkeypatch.delenv("F07_TEST_FAULT", raising=False)
+    run_stages("score", "reference", "verdict")
+    return json.loads((RUN / layout.VERDICT).read_text())
+
+
+def outcome(verdict: dict) -> dict[str, bool | None]:
+    return {check["name"]: check["passed"] for check in verdict["checks"]}
+
+
+def failed(verdict: dict) -> dict[str, str]:
+    return {check["name"]: check["detail"] for check in verdict["checks"] if check["passed"] is False}
+
+
+# --------------------------------------------------------------------------- a correct run
+
+def test_a_correct_run_passes_every_check_and_measures_each(project, monkeypatch):
+    verdict = judge(monkeypatch)
+    assert verdict["passed"], failed(verdict)
+    checks = outcome(verdict)
+    for key in (DENSE, EMBEDDING, CNN):
+        for name in ("reference equivalence", "coverage", "scored share", "finite outputs", "model ready"):
+            assert checks[f"{name}: {key}"] is True
+    for name in ("replay completed", "every replay window sent", "every window answered",
+                 "every prediction logged", "seal verified when served", "server ready",
+                 "server loaded the package", "package unchanged since served"):
+        assert checks[name] is True, name
+    reference = json.loads((RUN / layout.REFERENCE).read_text())
+    windows = pq.read_metadata(RUN / layout.PREDICTIONS).num_rows // 3
+    assert all(model["compared"] > 150 and model["compared"] <= windows for model in reference["models"].values())
+    serve = json.loads((RUN / layout.SERVE_RECORD).read_text())
+    assert serve["ready"]["status"] == 200 and serve["seal"]["verified"] is True
+
+
+# --------------------------------------------------------------------------- wrong answers
+
+def test_a_vocabulary_shift_in_the_runtime_fails_the_reference_but_not_the_transport_check(project, monkeypatch):
+    """The same bug in the server and in the in-process comparison (both run
+    runtime.vectorize): the transport check passes, the independent reference fails
+    naming the two sequence models and their first windows."""
+    cls, shifted = vocab_shift("sequence")
+    monkeypatch.setattr(cls, "__call__", shifted)
+    verdict = judge(monkeypatch, {"kind": "vocab_shift", "family": "sequence"})
+    wrong = failed(verdict)
+    assert set(wrong) == {f"reference equivalence: {EMBEDDING}", f"reference equivalence: {CNN}"}, wrong
+    assert "windows differ" in wrong[f"reference equivalence: {CNN}"]
+    assert "t0 " in wrong[f"reference equivalence: {CNN}"] and "server" in wrong[f"reference equivalence: {CNN}"]
+    assert outcome(verdict)[f"transport: {CNN}"] is True
+
+
+def test_a_server_answering_windows_out_of_order_fails_the_reference(project, monkeypatch):
+    verdict = judge(monkeypatch, {"kind": "reorder"})
+    wrong = failed(verdict)
+    for key in (DENSE, EMBEDDING, CNN):
+        assert f"reference equivalence: {key}" in wrong
+
+
+def test_a_model_answering_nan_on_some_windows_fails_its_finite_check(project, monkeypatch):
+    verdict = judge(monkeypatch, {"kind": "nan", "model_id": "obj_b", "every": 5})
+    wrong = failed(verdict)
+    assert f"finite outputs: {CNN}" in wrong and "NaN or infinite" in wrong[f"finite outputs: {CNN}"]
+    assert f"finite outputs: {DENSE}" not in wrong
+
+
+# --------------------------------------------------------------------------- runtime faults
+
+def assert_partial_log_only() -> None:
+    assert not (RUN / layout.PREDICTIONS).exists() and not (RUN / layout.PREDICTIONS_CSV).exists()
+    assert (RUN / layout.PREDICTIONS_PARTIAL).exists()
+
+
+def test_a_server_killed_mid_replay_is_a_failed_verdict_naming_its_exit(project, monkeypatch):
+    judge(monkeypatch)  # an earlier, passing run of the same variant
+    assert (RUN / layout.PREDICTIONS).exists()
+    verdict = judge(monkeypatch, {"kind": "kill_after", "batches": 3})
+    wrong = failed(verdict)
+    assert "exited with code -9 (killed by SIGKILL)" in wrong["replay completed"]
+    assert "batch 3" in wrong["replay completed"]
+    assert "every replay window sent" in wrong and f"coverage: {DENSE}" in wrong
+    summary = json.loads((RUN / layout.RUN_SUMMARY).read_text())
+    assert summary["windows_answered"] == 2 * 32 and summary["fault"]["exit_code"] == -9
+    assert pq.read_metadata(RUN / layout.PREDICTIONS_PARTIAL).num_rows == 2 * 32 * 3
+    assert_partial_log_only()
+
+
+def test_a_server_dropping_a_window_is_a_failed_verdict(project, monkeypatch):
+    verdict = judge(monkeypatch, {"kind": "drop", "after": 2})
+    wrong = failed(verdict)
+    assert "31 probabilities for 32 windows" in wrong["replay completed"]
+    assert_partial_log_only()
+
+
+def test_a_model_erroring_on_a_batch_is_a_failed_verdict(project, monkeypatch):
+    verdict = judge(monkeypatch, {"kind": "fail_after", "batches": 2})
+    assert "answered 500" in failed(verdict)["replay completed"]
+
+
+def test_a_server_that_stops_answering_times_out_into_a_failed_verdict(project, monkeypatch):
+    write_params(project, runtime={"host": "127.0.0.1", "port": 0, "request_timeout": 2})
+    verdict = judge(monkeypatch, {"kind": "hang_after", "batches": 2})
+    assert "did not answer within 2" in failed(verdict)["replay completed"]
+
+
+def test_a_configuration_error_still_stops_infer_and_leaves_the_earlier_run_whole(project, monkeypatch):
+    """A harness or configuration error (here a package that no longer verifies) is an
+    error, not a verdict; it stops before the replay, so the earlier run's log, verdict and
+    report still belong together."""
+    judge(monkeypatch)
+    before = {path: path.read_bytes() for path in RUN.rglob("*") if path.is_file()}
+    shutil.rmtree(Path("executions") / layout.F06 / "v601" / "models")
+    with pytest.raises(UserError, match="seal does NOT verify"):
+        run_stages("infer")
+    assert {path: path.read_bytes() for path in RUN.rglob("*") if path.is_file()} == before
+
+
+# --------------------------------------------------------------------------- the package and the replay
+
+def test_a_package_file_changed_after_serving_fails_the_verdict(project, monkeypatch):
+    judge(monkeypatch)
+    summary = next((Path("executions") / layout.F06 / "v601" / "models").rglob(layout.MODEL_SUMMARY))
+    summary.write_text(summary.read_text() + " ")
+    run_stages("verdict")
+    wrong = failed(json.loads((RUN / layout.VERDICT).read_text()))
+    assert "no longer verifies" in wrong["package unchanged since served"]
+    assert summary.parent.name in wrong["package unchanged since served"]
+
+
+def test_a_replay_that_misses_f04_windows_of_its_range_fails_coverage(tmp_path, monkeypatch):
+    root = served_project(tmp_path / "project", replay_rows=1200)
+    monkeypatch.chdir(root)
+    wrong = failed(judge(monkeypatch))
+    for key in (DENSE, EMBEDDING, CNN):
+        assert "F04 windows of the replay got no prediction" in wrong[f"coverage: {key}"]
+    assert "every replay window sent" in wrong
+
+
+def test_metrics_on_a_biased_subset_fail_the_scored_share_naming_why(tmp_path, monkeypatch):
+    """No t0 in the F04 datasets, and every content labelled both ways: nothing can be
+    scored by content, and the check says so."""
+    root = served_project(tmp_path / "project", with_t0=False, contradicting_labels=True)
+    monkeypatch.chdir(root)
+    wrong = failed(judge(monkeypatch))
+    detail = wrong[f"scored share: {DENSE}"]
+    assert "occur with both labels" in detail and "t0 not recoverable" in detail
+
+
+# --------------------------------------------------------------------------- as DVC runs it
+
+def test_server_killed_under_dvc_gives_a_failed_verdict_on_the_next_repro(project_copy):
+    """The issue's acceptance: SIGKILL the server a few seconds into `dvc repro -f -s
+    infer@v701`; the stage exits 0, the next `dvc repro` writes a FAILED verdict naming
+    the server's exit, and no complete-looking log or earlier PASSED verdict remains."""
+    from tests.conftest import project_env
+
+    root = project_copy
+    run_dir = root / RUN
+    assert json.loads((run_dir / layout.VERDICT).read_text())["passed"] is True
+    infer = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", f"infer@{VARIANT}"], cwd=root,
+                             env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = None
+    deadline = time.monotonic() + 120
+    while server is None and time.monotonic() < deadline:
+        servers = subprocess.run(["pgrep", "-f", f"runtime.server --manifest {run_dir.resolve()}"],
+                                 capture_output=True, text=True).stdout.split()
+        server = int(servers[0]) if servers else None
+        time.sleep(0.2)
+    assert server is not None, "the infer stage did not start its server"
+    time.sleep(3)
+    os.kill(server, signal.SIGKILL)
+    out, _ = infer.communicate(timeout=300)
+    assert infer.returncode == 0, out
+    assert not (run_dir / layout.VERDICT).exists() and not (run_dir / layout.REPORT_HTML).exists()
+    assert not (run_dir / layout.PREDICTIONS).exists() and (run_dir / layout.PREDICTIONS_PARTIAL).exists()
+    repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=project_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert repro.returncode == 0, repro.stdout + repro.stderr
+    verdict = json.loads((run_dir / layout.VERDICT).read_text())
+    assert verdict["passed"] is False
+    assert "killed by SIGKILL" in failed(verdict)["replay completed"]
+    assert "replay completed" in (run_dir / layout.REPORT_HTML).read_text()
