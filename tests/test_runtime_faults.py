@@ -223,28 +223,33 @@ def test_metrics_on_a_biased_subset_fail_the_scored_share_naming_why(tmp_path, m
 # --------------------------------------------------------------------------- as DVC runs it
 
 def test_server_killed_under_dvc_gives_a_failed_verdict_on_the_next_repro(project_copy):
-    """The issue's acceptance: SIGKILL the server a few seconds into `dvc repro -f -s
+    """The issue's acceptance: SIGKILL the server mid-replay of `dvc repro -f -s
     infer@v701`; the stage exits 0, the next `dvc repro` writes a FAILED verdict naming
-    the server's exit, and no complete-looking log or earlier PASSED verdict remains."""
+    the server's exit, and no complete-looking log or earlier PASSED verdict remains. (The
+    server is made to stall at its third batch, so that the kill lands mid-replay however
+    fast the machine is; the kill itself comes from outside, by pid.)"""
     from tests.conftest import project_env
 
     root = project_copy
     run_dir = root / RUN
     assert json.loads((run_dir / layout.VERDICT).read_text())["passed"] is True
+    env = {**project_env(), "PYTHONPATH": str(FAULTS),
+           "F07_TEST_FAULT": json.dumps({"kind": "hang_after", "batches": 3})}
     infer = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", f"infer@{VARIANT}"], cwd=root,
-                             env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    server = None
-    deadline = time.monotonic() + 120
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    manifest = str((run_dir / layout.MANIFEST).resolve())
+    server, deadline = None, time.monotonic() + 180
     while server is None and time.monotonic() < deadline:
-        servers = subprocess.run(["pgrep", "-f", f"runtime.server --manifest {run_dir.resolve()}"],
-                                 capture_output=True, text=True).stdout.split()
-        server = int(servers[0]) if servers else None
+        found = subprocess.run(["pgrep", "-f", f"runtime.server --manifest {manifest}"],
+                               capture_output=True, text=True).stdout.split()
+        server = int(found[0]) if found else None
         time.sleep(0.2)
     assert server is not None, "the infer stage did not start its server"
-    time.sleep(3)
+    time.sleep(5)  # loaded, ready, and stalled at its third batch
     os.kill(server, signal.SIGKILL)
     out, _ = infer.communicate(timeout=300)
     assert infer.returncode == 0, out
+    assert "RUNTIME FAULT" in out and "killed by SIGKILL" in out
     assert not (run_dir / layout.VERDICT).exists() and not (run_dir / layout.REPORT_HTML).exists()
     assert not (run_dir / layout.PREDICTIONS).exists() and (run_dir / layout.PREDICTIONS_PARTIAL).exists()
     repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=project_env(),
@@ -253,4 +258,4 @@ def test_server_killed_under_dvc_gives_a_failed_verdict_on_the_next_repro(projec
     verdict = json.loads((run_dir / layout.VERDICT).read_text())
     assert verdict["passed"] is False
     assert "killed by SIGKILL" in failed(verdict)["replay completed"]
-    assert "replay completed" in (run_dir / layout.REPORT_HTML).read_text()
+    assert "Runtime fault" in (run_dir / layout.REPORT_HTML).read_text()
