@@ -1,5 +1,7 @@
 """End to end: real DVC on the small demo, in a temporary git repo (see conftest.py)."""
 import json
+import re
+import shutil
 import socket
 import sys
 
@@ -136,7 +138,16 @@ def test_gates_rejudge_the_run_without_serving_it_again(project_copy):
     assert "deployrun.v701.gates.min.recall" in refused.stderr + refused.stdout
 
 
-def test_a_port_in_use_is_named_with_its_fix_and_changes_nothing(project_copy):
+def files_under(root, folder) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted((root / folder).rglob("*"))
+            if path.is_file()}
+
+
+def test_a_busy_explicit_port_fails_naming_it_before_any_output_is_removed(project_copy):
+    """An explicit port stays supported; when another program holds it, `dvc repro` stops
+    at the stage that needs it, naming the port and the key to change, and every file of
+    every F07 run is still there byte for byte: serve and infer keep their outputs in place
+    (`persist`) and check the port before they touch anything."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -147,10 +158,30 @@ def test_a_port_in_use_is_named_with_its_fix_and_changes_nothing(project_copy):
             return params
 
         edit_params(project_copy, occupy)
-        before = (project_copy / DEPLOY / "manifest.json").read_bytes()
-        result = run([sys.executable, "-m", "stages.serve", "v701"], project_copy, check=False)
-    assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert "deployrun.v701.runtime.port in params.yaml" in result.stderr and "Traceback" not in result.stderr
-    assert (project_copy / DEPLOY / "manifest.json").read_bytes() == before
-    assert not list((project_copy / DEPLOY).glob(".manifest*"))
+        before = files_under(project_copy, "executions/07_deployrun")
+        for targets in ([], ["-s", "infer@v701"]):  # the whole pipeline (serve first), and infer alone
+            result = dvc(project_copy, "repro", *targets, check=False)
+            assert result.returncode != 0
+            assert f"port {port} on 127.0.0.1 is already in use" in result.stderr, result.stderr
+            assert "deployrun.v701.runtime.port" in result.stderr and "Traceback" not in result.stderr
+            after = files_under(project_copy, "executions/07_deployrun")
+            assert sorted(after) == sorted(before), sorted(set(before) ^ set(after))
+            assert [path for path in before if before[path] != after[path]] == []
+
+
+def test_a_rerun_of_infer_shows_the_throughput_it_measured(project_copy):
+    """`dvc repro` (what `make run` runs) rebuilding the log of a run whose git-tracked
+    report is already there (a clone holding the report without the log, a log removed by
+    hand): the report must show the throughput just measured (report/runtime.js), on the
+    free port the run recorded. Infer removes the earlier run's results once its server is
+    up, so the report is rendered again rather than kept with a stale or missing sidecar."""
+    deploy = project_copy / DEPLOY
+    shutil.rmtree(deploy / "logs")
+    (deploy / "report" / "runtime.js").unlink()
+    stages = dvc(project_copy, "repro").stdout
+    assert "Running stage 'infer@v701'" in stages and "Running stage 'report@v701'" in stages, stages
+    timing = json.loads((deploy / "logs" / "timing.json").read_text())
+    assert timing["windows_per_second"] > 0
+    assert re.fullmatch(r"http://127\.0\.0\.1:[1-9]\d*", timing["url"]), timing  # port 0 became a real port
+    shown = (deploy / "report" / "runtime.js").read_text()
+    assert shown.startswith("window.F07_RUNTIME = ") and json.loads(shown.split(" = ", 1)[1].rstrip(";\n")) == timing
