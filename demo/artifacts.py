@@ -103,6 +103,12 @@ def write_variant(root: Path, phase: str, variant: str, build, params: dict) -> 
 
 def stage_main(phase: str, build, description: str) -> None:
     """The command line of a demo stage: ``python -m demo.<phase> <variant>`` from the
-    project root, parameters from ``params.yaml``, outputs under ``executions/``."""
-    run_variant_command(description, lambda variant: write_variant(layout.EXECUTIONS, phase, variant, build,
-                                                                   demo_params(phase, variant)))
+    project root, parameters from ``params.yaml``, outputs under ``executions/``; one
+    summary line when done."""
+    def run(variant: str) -> None:
+        folder = write_variant(layout.EXECUTIONS, phase, variant, build, demo_params(phase, variant))
+        files = [path for path in folder.rglob("*") if path.is_file()]
+        print(f"demo {phase}@{variant}: {len(files)} files, {sum(p.stat().st_size for p in files):,} bytes "
+              f"in {folder}")
+
+    run_variant_command(description, run)
