@@ -1,11 +1,13 @@
 """report@<variant>: report/report.html with its figures, then the phase record
 07_deployrun_metadata.json, from what the score stage wrote."""
+from contract import layout
 from f07_validation import steps
 from stages.common import run_stage
 
 
 def main(variant: str) -> None:
-    steps.report(variant)
+    run = steps.report(variant)
+    print(f"report@{variant}: {run.path(layout.REPORT_HTML)}")
 
 
 if __name__ == "__main__":

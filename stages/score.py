@@ -6,7 +6,9 @@ from stages.common import run_stage
 
 
 def main(variant: str) -> None:
-    steps.score(variant)
+    per_model = steps.score(variant).per_model
+    print(f"score@{variant}: {len(per_model)} models scored; f1 " +
+          ", ".join(f"{row.source_f05}/{row.model_id} {row.f1:.3f}" for row in per_model.itertuples()))
 
 
 if __name__ == "__main__":
