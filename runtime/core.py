@@ -224,7 +224,7 @@ class InferenceCore:
                 "input": {
                     "vectorization": slot.entry.vectorization.get("vectorization"),
                     "input_shape": slot.entry.input_shape,
-                    "vocab_codes": len(slot.entry.vectorization.get("vocab", [])),
+                    "vocab_length": len(slot.entry.vectorization.get("vocab", [])),
                 },
             } for slot in self.slots],
         }

@@ -61,7 +61,7 @@ def test_health_ready_and_models(server, manifest_path):
     assert [m["key"] for m in described["models"]] == [e.key for e in manifest.models]
     cnn = next(m for m in described["models"] if m["key"] == "v402/v503/obj_b")
     assert cnn["threshold"] == 0.4 and cnn["model_family"] == "cnn1d"
-    assert cnn["input"] == {"vectorization": "sequence", "input_shape": [None, 60], "vocab_codes": 40}
+    assert cnn["input"] == {"vectorization": "sequence", "input_shape": [None, 60], "vocab_length": 40}
 
 
 def test_infer_batch_answers_one_array_per_model_with_thresholds_applied(server, manifest_path):
