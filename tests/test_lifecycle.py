@@ -405,7 +405,7 @@ def test_every_makefile_target_parses_with_the_cli():
         line = re.sub(r"\$\((\w+)\)", lambda m: values.get(m.group(1), ""), line)
         args = _parser().parse_args(shlex.split(line))
         commands.add(args.command)
-    assert commands == {f"{verb}{n}" for verb in ("variant", "run", "check", "publish", "remove", "clean")
+    assert commands == {f"{verb}{n}" for verb in ("variant", "run", "nb", "check", "publish", "remove", "clean")
                         for n in "67"}
 
 
