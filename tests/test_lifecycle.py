@@ -477,7 +477,7 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     assert all(str(out.relative_to(root)) in committed for out in outside)  # cache: false, outside the folder
     assert not any("raw_predictions" in path for path in committed)  # cached: in the DVC remote, not in git
     lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
-    for target, name in (("select_models@v602", "models"), ("infer@v702", "raw_predictions.parquet")):
+    for target, name in (("select_models@v602", "models"), ("infer@v702", "logs")):
         [md5] = [out["md5"] for out in lock[target]["outs"] if out["path"].endswith(name)]
         assert (root.parent / "dvc-storage/files/md5" / md5[:2] / md5[2:]).is_file(), f"{target} {name} not pushed"
     assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock", "executions"], root).stdout == ""
