@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 LIFECYCLE := $(PY) -m lifecycle
 
-.PHONY: setup run test bench \
+.PHONY: setup deps run test bench \
         variant6 script6-run nb6-run check6 publish6 remove6 clean6 \
         variant7 script7-run nb7-run check7 publish7 remove7 clean7
 
@@ -30,7 +30,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m ipykernel install --sys-prefix --name f06-f07 --display-name "Python (F06/F07 project .venv)"
 	touch $@
 
-run: setup
+# dvc_deps.yaml: the per-variant dependency lists dvc.yaml reads, generated from params.yaml
+# (a variant added or edited by hand is picked up before the run).
+deps: setup
+	$(LIFECYCLE) deps
+
+run: deps
 	dvc repro
 
 test: setup
@@ -38,6 +43,7 @@ test: setup
 
 bench: setup
 	$(PY) -m bench.bench_runtime
+	$(PY) -m bench.bench_serving
 
 # ---------------------------------------------------------------- F06 lifecycle
 variant6: setup

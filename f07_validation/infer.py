@@ -229,6 +229,7 @@ def infer(run: DeployRun) -> dict:
                       equivalence.summary() if equivalence else {"enabled": False, "passed": None})
     windows, serving_seconds = summary["windows_sent"], seconds - local_seconds
     write_json_atomic(run.path(layout.RUN_TIMING), {
+        "url": endpoint.url,  # where it was served: with runtime.port 0, the free port it got
         "seconds": round(seconds, 3),
         "serving_seconds": round(serving_seconds, 3),
         "windows_per_second": round(windows / serving_seconds, 1) if serving_seconds > 0 else None,
