@@ -29,6 +29,7 @@ import requests
 
 from bench.bench_runtime import demo_shaped_models
 from builders.packages import build_package, synthetic_windows, write_manifest
+from contract import layout
 from f07_validation.client import ServerProcess
 
 MODES = {"werkzeug": ["--server", "werkzeug"],
@@ -84,7 +85,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         tmp = Path(tmp)
         build_package(tmp / "package", demo_shaped_models())
-        manifest_path = write_manifest(tmp / "v701" / "manifest.json", tmp / "package")
+        manifest_path = write_manifest(tmp / "v701" / layout.MANIFEST, tmp / "package")
         for mode, server_args in MODES.items():
             with ServerProcess(manifest_path, server_args=server_args) as server:
                 _run(server.url, bodies[:max(args.clients) * 2], max(args.clients))  # warm every thread

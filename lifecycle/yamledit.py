@@ -163,12 +163,11 @@ def copy_entries(base: str, source: str, section: str, keys, where: str) -> str:
     found = _mapping_item(_compose(source, where), section)
     source_section = found[1] if found and isinstance(found[1], yaml.MappingNode) else None
     source_lines = _lines(source)
-    chunks = {}
-    for key in keys:
-        item = _mapping_item(source_section, key) if source_section else None
-        if item:
-            first, stop = _entry_span(source_lines, *item)
-            chunks[key] = (item[0].start_mark.column, source_lines[first:stop])
+    found_items = {key: _mapping_item(source_section, key) if source_section else None for key in keys}
+    chunks = {}  # in the order ``source`` has them, so that appended entries keep it
+    for key, item in sorted(((k, i) for k, i in found_items.items() if i), key=lambda ki: ki[1][0].start_mark.line):
+        first, stop = _entry_span(source_lines, *item)
+        chunks[key] = (item[0].start_mark.column, source_lines[first:stop])
 
     def indented(parts, column: int) -> list[str]:
         return [(" " * column + line[at:]) if line.strip() else line for at, lines in parts for line in lines]

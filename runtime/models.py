@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from contract import layout
 from contract.manifest import Manifest, ModelEntry
 from runtime.vectorize import Ragged, from_spec
 
@@ -86,7 +87,7 @@ class LoadedModel:
 
     @classmethod
     def from_bytes(cls, model_h5: bytes, summary_json: bytes, *, name: str,
-                   where: tuple[str, str] = ("model.h5", "model_summary.json")) -> "LoadedModel":
+                   where: tuple[str, str] = layout.MODEL_FILES) -> "LoadedModel":
         """Load a model from bytes already in memory (``where`` names their files in errors).
 
         The server hashes these very bytes against the package seal before calling this,
@@ -100,7 +101,7 @@ class LoadedModel:
             raise ModelLoadError(f"model {name}: cannot read 'vectorization' from {where[1]} "
                                  f"({error!r})") from None
         with tempfile.TemporaryDirectory(prefix="runtime-model-") as private:
-            copy = Path(private) / "model.h5"
+            copy = Path(private) / layout.MODEL_FILE
             copy.write_bytes(model_h5)
             try:
                 model = keras.models.load_model(copy, compile=False)
