@@ -58,3 +58,14 @@ def seal_package(variant: str) -> dict:
     """``seal_package@<variant>``: every packaged model probed, the reference datasets, the
     effective params and the sealed metadata; returns the metadata."""
     return write_package(plan(variant), package_dir(variant), probe_models)
+
+
+def reference_joins(metadata: dict) -> list[str]:
+    """One line per objective: how F07 will match predictions to its F04 reference, and
+    why (when ``t0`` recovery was refused, its reason), so that the stage output says it
+    and not only the metadata."""
+    lines = []
+    for objective, dataset in sorted(metadata["datasets"].items()):
+        fallback = " (F07 will match predictions by OW content)" if dataset["join"] == "ow_content" else ""
+        lines.append(f"reference {objective}: joined by {dataset['join']}: {dataset['join_note']}{fallback}")
+    return lines

@@ -7,10 +7,8 @@ from stages.common import run_stage
 def main(variant: str) -> None:
     metadata = steps.seal_package(variant)
     print(f"sealed {steps.package_dir(variant)}: digest {metadata['seal']['digest']}")
-    for objective, dataset in sorted(metadata["datasets"].items()):
-        # F07 matches predictions by t0 when it can; when it cannot, say why here, not only in the metadata
-        refused = " (F07 will match predictions by OW content)" if dataset["join"] == "ow_content" else ""
-        print(f"  reference {objective}: joined by {dataset['join']}: {dataset['join_note']}{refused}")
+    for line in steps.reference_joins(metadata):
+        print(f"  {line}")
 
 
 if __name__ == "__main__":

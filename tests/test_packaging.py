@@ -15,6 +15,7 @@ from f06_packaging.package import copy_models, write_package
 from f06_packaging.plan import PackagingError, build_plan
 from f06_packaging.probe import probe_models
 from f06_packaging.replay import materialize_replay
+from f06_packaging.steps import reference_joins
 from tests.upstream_builder import (FIXTURE_MODEL_ID, ORIGIN, TU, make_f05_sequence, make_upstream,
                                     packaging_params, write_yaml)
 
@@ -143,6 +144,10 @@ def test_t0_recovery_is_refused_when_a_row_differs(tmp_path):
     out = package(root, packaging_params())
     dataset = json.loads((out / "06_packaging_metadata.json").read_text())["datasets"]["v401"]
     assert dataset["join"] == "ow_content" and "differ" in dataset["join_note"]
+    # what seal_package prints: the refused recovery's reason, not only the metadata's
+    metadata = json.loads((out / "06_packaging_metadata.json").read_text())
+    [line] = [line for line in reference_joins(metadata) if line.startswith("reference v401:")]
+    assert dataset["join_note"] in line and "by OW content" in line
 
 
 # ------------------------------------------------------------------ validation errors
