@@ -17,7 +17,6 @@ from contract.params import variant_params
 from f06_packaging.lineage import checked_plan, declared, write_digest
 from f06_packaging.package import copy_models, write_package
 from f06_packaging.plan import PackagePlan
-from f06_packaging.probe import probe_models
 from f06_packaging.replay import materialize_replay as write_replay
 
 SECTION = "packaging"
@@ -57,6 +56,9 @@ def materialize_replay(variant: str) -> tuple[PackagePlan, int]:
 def seal_package(variant: str) -> dict:
     """``seal_package@<variant>``: every packaged model probed, the reference datasets, the
     effective params and the sealed metadata; returns the metadata."""
+    # TensorFlow (seconds and ~0.5 GB to import) only here: the lineage, select_models and
+    # materialize_replay stages share this module and never load a model
+    from f06_packaging.probe import probe_models
     return write_package(plan(variant), package_dir(variant), probe_models)
 
 
