@@ -1,7 +1,7 @@
 """F06 and F07 at upstream scale, stage by stage: wall time, peak memory and windows/s,
 side by side with the same at a quarter of the length.
 
-    python -m bench.bench_scale [--rows 4000000] [--keep DIR]
+    python -m bench.bench_scale [--rows 4000000] [--seed 17] [--keep DIR]
 
 For N and N/4 F02 rows, ``bench.scale_upstream`` writes an upstream-shaped F02–F05
 (Tu = 10 s, ~7% of rows with events, OW/LT/PW = 600/100/100, no t0 column, three real
@@ -58,10 +58,10 @@ def run_stage(project: Path, stage: str, variant: str) -> dict:
     return {"seconds": seconds, "peak_bytes": json.loads(record.read_text())["peak_bytes"]}
 
 
-def run_length(root: Path, rows: int) -> dict:
+def run_length(root: Path, rows: int, seed: int) -> dict:
     project = root / f"rows_{rows}"
     started = time.perf_counter()
-    sizes = generate(project, rows)
+    sizes = generate(project, rows, seed)
     print(f"  generated {rows:,} F02 rows, {sizes['windows']:,} windows in {time.perf_counter() - started:.0f} s",
           flush=True)
     results = {}
@@ -111,6 +111,8 @@ def print_table(short: dict, long: dict) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="N, F02 rows (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=17,
+                        help="the generator's seed: another seed is a held-out dataset of the same shape")
     parser.add_argument("--keep", type=Path, help="build the projects here and keep them (default: a temporary folder)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
@@ -118,7 +120,7 @@ def main(argv=None) -> None:
         results = []
         for rows in (args.rows // 4, args.rows):
             print(f"N = {rows:,} F02 rows", flush=True)
-            results.append(run_length(root, rows))
+            results.append(run_length(root, rows, args.seed))
     print_table(*results)
 
 

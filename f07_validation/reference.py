@@ -145,7 +145,7 @@ class ReplaySpan:
     ow_seconds: int
 
     def holds(self, t0: np.ndarray) -> np.ndarray:
-        return (t0 >= self.first) & (t0 + self.ow_seconds <= self.last)
+        return (t0 >= self.first) & (t0 <= self.last - self.ow_seconds)  # no int64 temporary of t0's length
 
 
 def run_inputs(manifest) -> tuple[list[ModelUnderTest], dict[str, ReferenceDataset], ReplaySpan]:
@@ -193,13 +193,37 @@ def index_in(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(sorted_values[at] == values, at, -1)
 
 
+def every_kth_true(flags: np.ndarray, stride: int, chunk: int = READ_ROWS * 16) -> np.ndarray:
+    """Positions of the 1st, (1+stride)th, (1+2·stride)th ... True of ``flags``: the same
+    as ``np.flatnonzero(flags)[::stride]`` without the int64 array of every True position
+    (31 MB per objective at upstream size), which made memory grow with the replay."""
+    chosen, trues_before = [np.zeros(0, np.int64)], 0
+    for start in range(0, len(flags), chunk):
+        positions = np.flatnonzero(flags[start:start + chunk]) + start
+        chosen.append(positions[(-trues_before) % stride::stride])
+        trues_before += len(positions)
+    return np.concatenate(chosen)
+
+
 def _batches(path: Path, columns: list[str]):
     return pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=READ_ROWS, columns=columns)
 
 
+def _int64_column(path: Path, column: str) -> np.ndarray:
+    """One integer column of a parquet file as int64, filled batch by batch into one
+    array (no list of chunks and concatenated copy beside it)."""
+    values = np.empty(pq.ParquetFile(path).metadata.num_rows, dtype=np.int64)
+    start = 0
+    for batch in _batches(path, [column]):
+        values[start:start + batch.num_rows] = batch.column(column).to_numpy(zero_copy_only=False)
+        start += batch.num_rows
+    return values
+
+
 class _Dataset:
     """One objective's F04 dataset reduced to its join keys: ``keys`` per row (t0 or a
-    content hash), ``unique`` sorted and ``row_key`` each row's index in it."""
+    content hash) and ``unique``, the distinct keys sorted (``first_rows`` and ``per_row``
+    map between the two)."""
 
     def __init__(self, spec: ReferenceDataset):
         self.spec = spec
@@ -212,11 +236,10 @@ class _Dataset:
             raise ReferenceComparisonError(f"{spec.path} has no OW_events column; it is not an F04 dataset")
         if "t0" in names:
             self.join = JOIN_T0
-            t0 = [b.column("t0").to_numpy(zero_copy_only=False) for b in _batches(spec.path, ["t0"])]
-            keys = np.concatenate(t0).astype(np.int64) if t0 else np.zeros(0, np.int64)
+            keys = _int64_column(spec.path, "t0")
         elif spec.recovered_t0 is not None:
             self.join = JOIN_T0_RECOVERED
-            keys = pq.read_table(spec.recovered_t0, columns=["t0"]).column("t0").to_numpy().astype(np.int64)
+            keys = _int64_column(spec.recovered_t0, "t0")
         else:
             self.join = JOIN_OW_CONTENT
             hashes = [content_hashes(b.column("OW_events")) for b in _batches(spec.path, ["OW_events"])]
@@ -226,12 +249,26 @@ class _Dataset:
             raise ReferenceComparisonError(f"{spec.recovered_t0} holds {len(keys)} t0 values for the {rows} rows of "
                                  f"{spec.path}; rebuild the package (seal_package stage)")
         self.keys = keys
-        self.unique, first_row, self.row_key = np.unique(keys, return_index=True, return_inverse=True)
+        if self.by_t0 and np.all(keys[1:] > keys[:-1]):
+            # F04 rows in time order (as F03 writes them): the keys are already their own
+            # sorted index, and row i is key i. Not building np.unique's arrays saves three
+            # int64 arrays of the dataset's length (~90 MB at 3.9 M windows), which would
+            # make this stage's memory grow with the replay.
+            self.unique, self._first_row, self._row_key = keys, None, None
+        else:
+            self.unique, self._first_row, self._row_key = np.unique(keys, return_index=True, return_inverse=True)
         if self.by_t0 and len(self.unique) != len(keys):
             raise ReferenceComparisonError(f"{spec.path}: {len(keys) - len(self.unique)} t0 values occur twice; an F04 "
                                  "dataset has one row per window")
-        # A content occurring in several rows is compared once (same input, same output).
-        self.first_row = first_row
+
+    def first_rows(self, at: np.ndarray) -> np.ndarray:
+        """The first F04 row holding each key of ``at`` (indices in ``unique``): a content
+        occurring in several rows is compared once (same input, same output)."""
+        return at if self._first_row is None else self._first_row[at]
+
+    def per_row(self, flags: np.ndarray) -> np.ndarray:
+        """A flag per key (indexed like ``unique``) spread to a flag per F04 row."""
+        return flags if self._row_key is None else flags[self._row_key]
 
     @property
     def by_t0(self) -> bool:
@@ -295,18 +332,19 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
     objectives, samples = {}, {}
     for objective, dataset in data.items():
         mine = [m for m in models if m.objective == objective]
-        matched = np.flatnonzero(np.logical_or.reduce([seen[m.key] for m in mine])) if mine else np.zeros(0, int)
+        is_matched = np.logical_or.reduce([seen[m.key] for m in mine]) if mine else np.zeros(0, bool)
+        matched = int(is_matched.sum())
         stride = 1
-        if sample_windows is not None and len(matched) > sample_windows:
-            stride = len(matched) // sample_windows
-        chosen = matched[::stride]
+        if sample_windows is not None and matched > sample_windows:
+            stride = matched // sample_windows
+        chosen = every_kth_true(is_matched, stride)
         samples[objective] = chosen
         objectives[objective] = {
             "join": dataset.join,
             "join_note": dataset.spec.join_note,
             "rows": int(len(dataset.keys)),
             "distinct_contents": None if dataset.by_t0 else int(len(dataset.unique)),
-            "matched": int(len(matched)),
+            "matched": matched,
             "compared": int(len(chosen)),
             "sampled": bool(stride > 1),
             "stride": int(stride),
@@ -356,9 +394,10 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
                     "reason": f"the F04 dataset of {model.objective} has no t0 ({dataset.spec.join_note}): "
                               "which of its windows the replay should reach is unknown"}
         if dataset.by_t0:
-            row_seen = seen[model.key][dataset.row_key]
-            missing = span.holds(dataset.keys) & ~row_seen
-            coverage = {"measured": True, "in_replay": int(span.holds(dataset.keys).sum()),
+            row_seen = dataset.per_row(seen[model.key])
+            in_replay = span.holds(dataset.keys)
+            missing = in_replay & ~row_seen
+            coverage = {"measured": True, "in_replay": int(in_replay.sum()),
                         "missing": int(missing.sum()),
                         "first_missing_t0": [int(t) for t in np.sort(dataset.keys[missing])[:FIRST_SHOWN]],
                         "reason": ""}
@@ -388,9 +427,9 @@ def _score_samples(data: dict[str, _Dataset], samples: dict[str, np.ndarray], mo
     sampled windows' events (for naming a mismatch)."""
     reference, events = {}, {}
     for objective, dataset in data.items():
-        rows = np.sort(dataset.first_row[samples[objective]])
+        rows = np.sort(dataset.first_rows(samples[objective]))
         # sample is sorted by key; rows come back in row order: map each row to its slot.
-        slot_of_row = {int(row): slot for slot, row in enumerate(dataset.first_row[samples[objective]])}
+        slot_of_row = {int(row): slot for slot, row in enumerate(dataset.first_rows(samples[objective]))}
         windows: list[list[int] | None] = [None] * len(rows)
         start = 0
         for batch in _batches(dataset.spec.path, ["OW_events"]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,8 +19,8 @@ from contract.layout import package_dataset
 from contract.manifest import load_manifest
 from contract.config import ConfigError, validate_params
 from contract.defaults import DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE
-from f07_validation.reference import (JOIN_OW_CONTENT, JOIN_T0, compare_with_reference, dense_bow_input, run_inputs,
-                                      sequence_input)
+from f07_validation.reference import (JOIN_OW_CONTENT, JOIN_T0, compare_with_reference, dense_bow_input,
+                                      every_kth_true, run_inputs, sequence_input)
 from tests.validated_package import (CNN, DENSE, EMBEDDING, ORIGIN, REGIME, build_validated_package,
                                      serve_and_log)
 
@@ -93,6 +94,27 @@ def test_a_long_replay_is_compared_on_a_deterministic_sample_that_says_so(served
     assert summary["sampled"] and summary["stride"] == summary["matched"] // 40
     assert 40 <= summary["compared"] < summary["matched"]
     assert first["models"][EMBEDDING]["compared"] == summary["compared"]
+
+
+def test_the_sample_is_every_kth_match_across_chunk_boundaries():
+    flags = np.random.default_rng(3).random(10_007) < 0.6
+    for stride in (1, 2, 7, 193):
+        assert every_kth_true(flags, stride, chunk=977).tolist() == np.flatnonzero(flags)[::stride].tolist()
+    assert every_kth_true(np.zeros(0, bool), 5).tolist() == []
+
+
+def test_f04_rows_out_of_time_order_are_joined_by_their_t0_all_the_same(served, tmp_path):
+    """F03 writes windows in time order, and the join then uses the t0 column as its own
+    index; rows in another order take the general path and must give the same result."""
+    manifest, log = served
+    package = manifest.parents[2] / "06_packaging" / "v601"
+    table = pq.read_table(package / package_dataset("v402"))
+    shuffled = tmp_path / "f04.parquet"
+    pq.write_table(table.take(np.random.default_rng(5).permutation(table.num_rows)), shuffled)
+    in_order, out_of_order = compare(manifest, log), compare(manifest, log, v402={"path": shuffled})
+    assert out_of_order["objectives"]["v402"]["join"] == JOIN_T0
+    assert out_of_order["models"][CNN] == in_order["models"][CNN]
+    assert in_order["models"][CNN]["compared"] > 100 and in_order["models"][CNN]["mismatches"] == 0
 
 
 def test_a_dataset_without_t0_is_matched_by_content_and_coverage_is_not_measured(served, tmp_path):
