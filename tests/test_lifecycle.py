@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contract.layout import REPLAY
+from contract.layout import PREDICTIONS_CSV, REPLAY
 from f06_packaging.package import copy_models, write_package
 from f06_packaging.plan import build_plan
 from f06_packaging.probe import probe_models
 from f06_packaging.replay import materialize_replay
+from lifecycle.checks import F07_FILES
 from lifecycle.cli import _parser, main
 from lifecycle.project import F06, F07, Project
 from lifecycle.yamledit import YamlEditError, add_entry, copy_entries, remove_entries
@@ -267,14 +268,15 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
                     "--batch-size", "", capsys=capsys)
     assert code == 0, out
     code, out = cli(tiny, "variant7", "--variant", "v703", "--parent", "v601", "--host", "0.0.0.0", "--port", "0",
-                    "--batch-size", "64", capsys=capsys)
+                    "--batch-size", "64", "--log-csv-compression", "gzip", capsys=capsys)
     assert code == 0, out
     after = (tiny / "params.yaml").read_text()
     assert only_insertions(PARAMS, after)
     deployrun = params(tiny)["deployrun"]
     assert deployrun["v702"] == {"parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 5005},
-                                 "batch_size": 256, "check_equivalence": True}
+                                 "batch_size": 256, "check_equivalence": True, "log_csv_compression": "none"}
     assert deployrun["v703"]["runtime"] == {"host": "0.0.0.0", "port": 0} and deployrun["v703"]["batch_size"] == 64
+    assert deployrun["v703"]["log_csv_compression"] == "gzip"
     assert list(deployrun) == ["v701", "v702", "v703"]
 
 
@@ -290,6 +292,8 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
                                                                       "(empty = 256)"]),
     (["--variant", "v702", "--parent", "v601", "--batch-size", "8193"],  # more than the server accepts
      ["BATCH_SIZE='8193' must be a whole number 1..8192"]),
+    (["--variant", "v702", "--parent", "v601", "--log-csv-compression", "zip"],
+     ["LOG_CSV_COMPRESSION='zip' must be one of: none, gzip (empty = none)"]),
 ])
 def test_variant7_refuses_and_writes_nothing(tiny, capsys, args, expected):
     code, out = cli(tiny, "variant7", *args, capsys=capsys)
@@ -384,6 +388,23 @@ def test_check6_lists_everything_that_is_wrong(tiny, built_package, capsys):
                      "lacks keys ['replay']", "seal does NOT verify", f"changed: {model.relative_to(package)}",
                      "missing: replay/replay_events.parquet", "make script6-run VARIANT=v601"):
         assert fragment in out
+
+
+def test_check7_asks_for_the_csv_copy_that_log_csv_compression_names(tiny, capsys):
+    """With gzip, a plain raw_predictions.csv (an earlier setting's) is not the run's CSV copy."""
+    edit_params(tiny, lambda p: {**p, "deployrun": {"v701": {**p["deployrun"]["v701"], "log_csv_compression": "gzip"}}})
+    folder = tiny / "executions/07_deployrun/v701"
+    for relative in (*F07_FILES, PREDICTIONS_CSV["none"]):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text("{}")
+    missing = f"{folder / PREDICTIONS_CSV['gzip']} is missing"
+    code, out = cli(tiny, "check7", "--variant", "v701", capsys=capsys)
+    assert code == 1 and missing in out
+    assert [line for line in out.splitlines() if "raw_predictions" in line] == [
+        f"  - {missing}; run `make script7-run VARIANT=v701`"]
+    (folder / PREDICTIONS_CSV["gzip"]).write_bytes(b"")
+    code, out = cli(tiny, "check7", "--variant", "v701", capsys=capsys)
+    assert "raw_predictions" not in out
 
 
 def test_check_refuses_an_unbuilt_or_undefined_variant(tiny, capsys):
