@@ -38,8 +38,9 @@ from f07_validation.overlap import Overlapped
 
 ROWS_PER_GROUP = 65_536
 STDERR_LINES = 20  # of the server's stderr, kept with a runtime fault
-# zlib's fastest level: at upstream's shape it makes the CSV ~13x smaller for ~1.5x the
-# plain CSV's write time; level 6 is ~18% smaller again but ~2.5x slower (bench/bench_csv_log.py).
+# zlib's fastest level. At upstream's shape (bench/bench_csv_log.py) it makes the CSV ~12x
+# smaller for ~1.7x the plain CSV's write time (the whole log pass: ~1.3x); level 6 is ~18%
+# smaller again at ~3.6x, level 9 ~22% at ~5.7x.
 GZIP_LEVEL = 1
 
 
@@ -47,9 +48,9 @@ def open_csv_sink(path: Path, compression: str, files: contextlib.ExitStack):
     """Where the CSV copy of the log goes for ``deployrun.<v>.log_csv_compression``
     (``contract.layout.LOG_CSV_COMPRESSIONS``), closed with ``files``.
 
-    gzip is Python's own gzip module (pyarrow's compressed stream fixes level 9, ~3x the
-    time of level 1 for ~20% less), with the header's two varying fields pinned: no file
-    name and mtime 0, so the same rows give the same bytes on a re-run (with the same zlib)."""
+    gzip is Python's own gzip module (pyarrow's compressed stream has no level to choose:
+    it writes level 9), with the header's two varying fields pinned: no file name and
+    mtime 0, so the same rows give the same bytes on a re-run (with the same zlib)."""
     if compression == "none":
         return files.enter_context(pa.OSFile(str(path), "wb"))
     if compression == "gzip":
