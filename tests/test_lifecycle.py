@@ -460,7 +460,8 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     models = f"{{{model['objective']}:[{{model_id:{model['model_id']},source_f05:v501}}]}}"  # the seed's syntax
     lifecycle(root, "variant6", "--variant", "v602", "--parents", "v501", "--models", models,
               "--start", str(first + (last - first) // 2), "--end", "")
-    lifecycle(root, "variant7", "--variant", "v702", "--parent", "v602", "--port", "0")
+    lifecycle(root, "variant7", "--variant", "v702", "--parent", "v602", "--port", "0",
+              "--log-csv-compression", "gzip")
     edit_params(root, lambda p: {**p, "deployrun": {**p["deployrun"], "v702": {
         **p["deployrun"]["v702"], "gates": {"min": {"TN": 10 ** 9}}}}})  # a gate no model meets
 
@@ -471,11 +472,15 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
 
     lifecycle(root, "run7", "--variant", "v702")
     assert {"seal_package@v602", "report@v702"} <= set(lock_stages(root))
+    logs = root / "executions/07_deployrun/v702/logs"
+    assert sorted(path.name for path in logs.glob("raw_predictions*")) == ["raw_predictions.csv.gz",
+                                                                           "raw_predictions.parquet"]
     assert "Data and pipelines are up to date" in lifecycle(root, "run6", "--variant", "v602").stdout
     assert "check6 v602: OK" in lifecycle(root, "check6", "--variant", "v602").stdout
     failed_gate = f"gate min TN {10 ** 9}: {model['objective']}/v501/{model['model_id']}: measured"
     checked = lifecycle(root, "check7", "--variant", "v702", check=False)
     assert checked.returncode == 1 and "the verdict did not pass" in checked.stderr and failed_gate in checked.stderr
+    assert "problem" not in checked.stderr  # the gzip CSV copy is the one check7 asks for
 
     lifecycle(root, "publish6", "--variant", "v602")
     # only v602 went into that commit: not v702's params entry, lock entries, verdict or outputs
