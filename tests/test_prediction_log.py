@@ -1,8 +1,10 @@
 """The prediction log's files (``f07_validation.infer.PredictionLog``) on their own, no
 server: a log closed by an error leaves nothing under either name, whatever the CSV
-compression. (The server-backed checks of the CSV copy are in test_runtime_faults.py.)"""
+compression; the gzip copy repeats its bytes. (The server-backed checks of the CSV copy
+are in test_runtime_faults.py.)"""
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -34,3 +36,18 @@ def test_a_log_closed_by_an_error_leaves_the_earlier_files_as_they_were(tmp_path
             raise RuntimeError("replay broke")
     assert (parquet.read_bytes(), csv.read_bytes()) == before
     assert sorted(path.name for path in parquet.parent.iterdir()) == sorted({parquet.name, csv.name})
+
+
+def test_the_gzip_copy_is_byte_identical_on_a_rerun(tmp_path):
+    """The same batches written again more than a second later (a gzip header stamped with
+    the time would differ): the same bytes."""
+    written = []
+    for run in ("first", "again"):
+        if written:
+            time.sleep(1.1)
+        csv = tmp_path / run / layout.PREDICTIONS_CSV["gzip"]
+        with PredictionLog(tmp_path / run / layout.PREDICTIONS, csv, "gzip") as log:
+            log.add(batch(0))
+            log.add(batch(100))
+        written.append(csv.read_bytes())
+    assert written[0] == written[1]

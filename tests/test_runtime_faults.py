@@ -210,10 +210,11 @@ def infer_with(project: Path, csv_compression: str) -> bytes:
     return (RUN / layout.PREDICTIONS_CSV[csv_compression]).read_bytes()
 
 
-def test_the_gzip_csv_copy_is_the_plain_one_compressed_and_byte_stable(project):
+def test_the_gzip_csv_copy_is_the_plain_one_compressed(project):
     """Same replay, same server: the gzip copy decompresses to the plain CSV byte for
-    byte, comes out byte-identical on a re-run, and switching either way leaves only the
-    current setting's file."""
+    byte, and switching leaves only the current setting's file (the other way, and the
+    partial log, in the SIGKILL test above; the bytes on a re-run in
+    test_prediction_log.py)."""
     compressed = infer_with(project, "gzip")
     # the gzip header's fields that would vary between runs: no file name (flags 0), mtime 0
     assert compressed[:4] == b"\x1f\x8b\x08\x00" and compressed[4:8] == bytes(4)
@@ -221,7 +222,6 @@ def test_the_gzip_csv_copy_is_the_plain_one_compressed_and_byte_stable(project):
     assert plain.count(b"\n") == 1 + pq.read_metadata(RUN / layout.PREDICTIONS).num_rows
     assert gzip.decompress(compressed) == plain
     assert len(compressed) < len(plain) / 4
-    assert infer_with(project, "gzip") == compressed
 
 
 # --------------------------------------------------------------------------- the package and the replay
