@@ -18,7 +18,7 @@ import jsonschema
 
 from contract.defaults import MAX_BATCH_ITEMS
 from contract.errors import UserError
-from contract.layout import PARAMS_FILE, VARIANT_ID
+from contract.layout import LOG_CSV_COMPRESSIONS, PARAMS_FILE, PREDICTIONS_CSV, VARIANT_ID
 
 VARIANT = {"type": "string", "pattern": f"^{VARIANT_ID.pattern}\\Z",
            "description": "a variant id: 'v' followed by digits"}
@@ -92,6 +92,9 @@ DEPLOYRUN_ENTRY = mapping({
     "reference": REFERENCE,
     "min_scored_share": {"type": "number", "minimum": 0, "maximum": 1,
                          "description": "the least share of predictions on F04 windows that must get a label"},
+    "log_csv_compression": {"enum": list(LOG_CSV_COMPRESSIONS),
+                            "description": "the CSV copy of the prediction log is written as " + ", ".join(
+                                f"{PREDICTIONS_CSV[value]} ({value})" for value in LOG_CSV_COMPRESSIONS)},
 }, required=("parent_variant_f06",), description="an F07 variant")
 
 SCHEMA = {
@@ -132,6 +135,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "type":
         kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         return f"{where}: must be {' or '.join(kinds)}, got {value!r}"
+    if error.validator == "enum":
+        return f"{where}: {value!r} is not allowed; use one of: {', '.join(map(str, schema['enum']))}" + (
+            f"; {schema['description']}" if "description" in schema else "")
     if error.validator in ("maximum", "minimum", "exclusiveMinimum"):
         return f"{where}: {value!r} is out of range ({error.validator} {error.validator_value})" + (
             f"; {schema['description']}" if "description" in schema else "")

@@ -10,3 +10,4 @@ DEFAULT_REQUEST_TIMEOUT = 300.0  # s a replay request may take before it is a ru
 DEFAULT_REFERENCE_SAMPLE = 20_000  # windows per model compared with the independent reference (at least)
 DEFAULT_REFERENCE_TOLERANCE = 1e-5  # largest |server - reference| accepted
 DEFAULT_MIN_SCORED_SHARE = 0.95  # of the predictions on F04 windows, the share that must get a label
+DEFAULT_LOG_CSV_COMPRESSION = "none"  # the CSV copy of the prediction log as the seeds ask (contract.layout)

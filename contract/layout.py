@@ -55,10 +55,15 @@ MANIFEST = "manifest.json"
 SERVE_RECORD = "serve.json"
 LOGS_DIR = "logs"
 PREDICTIONS = f"{LOGS_DIR}/raw_predictions.parquet"
-PREDICTIONS_CSV = f"{LOGS_DIR}/raw_predictions.csv"
 # What a replay cut short by a runtime fault logged: never under the complete log's name.
 PREDICTIONS_PARTIAL = f"{LOGS_DIR}/raw_predictions.partial.parquet"
-PREDICTIONS_CSV_PARTIAL = f"{LOGS_DIR}/raw_predictions.partial.csv"
+# The CSV copy of the log, written in the same pass, per deployrun.<variant>.log_csv_compression
+# (the keys are the values allowed; contract.defaults holds the default): the name says how
+# it is compressed, so no reader guesses, and a file of the other setting is never current.
+PREDICTIONS_CSV = {"none": f"{LOGS_DIR}/raw_predictions.csv", "gzip": f"{LOGS_DIR}/raw_predictions.csv.gz"}
+PREDICTIONS_CSV_PARTIAL = {"none": f"{LOGS_DIR}/raw_predictions.partial.csv",
+                           "gzip": f"{LOGS_DIR}/raw_predictions.partial.csv.gz"}
+LOG_CSV_COMPRESSIONS = tuple(PREDICTIONS_CSV)
 RUN_SUMMARY = f"{LOGS_DIR}/run_summary.json"
 EQUIVALENCE = f"{LOGS_DIR}/equivalence.json"
 RUN_TIMING = f"{LOGS_DIR}/{TIMING}"

@@ -1,7 +1,8 @@
-"""The raw prediction log (F07 ``logs/raw_predictions.{parquet,csv}``): one row per window
-and model, windows in time order and models in manifest order within a window; a model
-is identified by its ``contract.model_key.KEY_COLUMNS``. ``y_pred`` is null where the
-model's output was not finite."""
+"""The raw prediction log (F07 ``logs/raw_predictions.parquet`` and its CSV copy, plain or
+gzip: ``contract.layout.PREDICTIONS_CSV``): one row per window and model, windows in time
+order and models in manifest order within a window; a model is identified by its
+``contract.model_key.KEY_COLUMNS``. ``y_pred`` is null where the model's output was not
+finite."""
 from __future__ import annotations
 
 import pyarrow as pa

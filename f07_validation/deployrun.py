@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract import layout
-from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_MIN_SCORED_SHARE, DEFAULT_PORT,
-                               DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE, DEFAULT_REQUEST_TIMEOUT)
+from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_MIN_SCORED_SHARE,
+                               DEFAULT_PORT, DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE,
+                               DEFAULT_REQUEST_TIMEOUT)
 from contract.errors import UserError
 from contract.manifest import Manifest, ModelEntry, load_manifest
 from contract.predictions import PREDICTION_SCHEMA
@@ -63,6 +64,7 @@ class Settings:
     reference_sample: int | None  # windows compared with the reference at least; None: all
     reference_tolerance: float
     min_scored_share: float
+    log_csv_compression: str      # how the log's CSV copy is written (contract.layout.PREDICTIONS_CSV)
 
 
 class DeployRun:
@@ -138,7 +140,8 @@ class DeployRun:
                         request_timeout=float(runtime.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
                         reference_sample=reference.get("sample_windows", DEFAULT_REFERENCE_SAMPLE),
                         reference_tolerance=float(reference.get("tolerance", DEFAULT_REFERENCE_TOLERANCE)),
-                        min_scored_share=float(entry.get("min_scored_share", DEFAULT_MIN_SCORED_SHARE)))
+                        min_scored_share=float(entry.get("min_scored_share", DEFAULT_MIN_SCORED_SHARE)),
+                        log_csv_compression=entry.get("log_csv_compression", DEFAULT_LOG_CSV_COMPRESSION))
 
     # ------------------------------------------------------------------ manifest and package
     @cached_property

@@ -7,6 +7,8 @@ memory does not grow with the replay. Wall-clock figures stay out of the tracked
 """
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import os
 import shutil
@@ -36,23 +38,49 @@ from f07_validation.overlap import Overlapped
 
 ROWS_PER_GROUP = 65_536
 STDERR_LINES = 20  # of the server's stderr, kept with a runtime fault
+# zlib's fastest level. At upstream's shape (bench/bench_csv_log.py) it makes the CSV ~12x
+# smaller for ~1.7x the plain CSV's write time (the whole log pass: ~1.3x); level 6 is ~18%
+# smaller again at ~3.6x, level 9 ~22% at ~5.7x.
+GZIP_LEVEL = 1
+
+
+def open_csv_sink(path: Path, compression: str, files: contextlib.ExitStack):
+    """Where the CSV copy of the log goes for ``deployrun.<v>.log_csv_compression``
+    (``contract.layout.LOG_CSV_COMPRESSIONS``), closed with ``files``.
+
+    gzip is Python's own gzip module (pyarrow's compressed stream has no level to choose:
+    it writes level 9), with the header's two varying fields pinned: no file name and
+    mtime 0, so the same rows give the same bytes on a re-run (with the same zlib)."""
+    if compression == "none":
+        return files.enter_context(pa.OSFile(str(path), "wb"))
+    if compression == "gzip":
+        raw = files.enter_context(open(path, "wb"))
+        return files.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                                                 compresslevel=GZIP_LEVEL))
+    raise ValueError(f"unknown CSV log compression {compression!r}; known: {', '.join(layout.LOG_CSV_COMPRESSIONS)}")
 
 
 class PredictionLog:
     """The raw prediction log, written as it arrives: a row per window and model,
-    windows in time order and models in manifest order within a window."""
+    windows in time order and models in manifest order within a window. The parquet file
+    and its CSV copy (``csv_compression``, see ``open_csv_sink``) are written in the same
+    pass, each under a temporary name until the log is closed without an error."""
 
-    def __init__(self, parquet_path: Path, csv_path: Path):
-        self._parquet = atomic_path(parquet_path)
-        self._csv = atomic_path(csv_path)
+    def __init__(self, parquet_path: Path, csv_path: Path, csv_compression: str):
+        self._paths = parquet_path, csv_path
+        self._csv_compression = csv_compression
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.rows = 0
 
     def __enter__(self):
-        parquet_path, csv_path = self._parquet.__enter__(), self._csv.__enter__()
-        self._parquet_writer = pq.ParquetWriter(parquet_path, PREDICTION_SCHEMA)
-        self._csv_writer = pacsv.CSVWriter(csv_path, PREDICTION_CSV_SCHEMA)
+        # closed in reverse: the writers, the files, then each file moved into place
+        with contextlib.ExitStack() as files:
+            parquet_path, csv_path = (files.enter_context(atomic_path(path)) for path in self._paths)
+            self._parquet_writer = files.enter_context(pq.ParquetWriter(parquet_path, PREDICTION_SCHEMA))
+            csv_sink = open_csv_sink(csv_path, self._csv_compression, files)
+            self._csv_writer = files.enter_context(pacsv.CSVWriter(csv_sink, PREDICTION_CSV_SCHEMA))
+            self._files = files.pop_all()
         return self
 
     def add(self, batch) -> None:
@@ -93,24 +121,24 @@ class PredictionLog:
         self._csv_writer.write_table(table.set_column(1, "OW_events", events))
 
     def __exit__(self, *exc_info):
-        try:
-            if exc_info[0] is None:
+        if exc_info[0] is None:
+            try:
                 self._flush()
-        finally:
-            self._parquet_writer.close()
-            self._csv_writer.close()
-            self._csv.__exit__(*exc_info)
-            self._parquet.__exit__(*exc_info)
+            except BaseException as error:  # nothing moves into place
+                self._files.__exit__(type(error), error, error.__traceback__)
+                raise
+        return self._files.__exit__(*exc_info)
 
 
 def discard_results(run: DeployRun) -> None:
     """Remove every result of an earlier run of this variant from its log on (the log,
     its summaries, the metrics, the reference comparison, the verdict, the report): a
     replay that then fails must not leave an earlier verdict or report beside logs it
-    no longer describes."""
-    for relative in (layout.PREDICTIONS, layout.PREDICTIONS_CSV, layout.PREDICTIONS_PARTIAL,
-                     layout.PREDICTIONS_CSV_PARTIAL, layout.RUN_SUMMARY, layout.EQUIVALENCE, layout.REFERENCE,
-                     layout.VERDICT, layout.RUN_METADATA):
+    no longer describes. The CSV copy goes under every name it has (both compressions):
+    after a change of ``log_csv_compression`` only the current setting's file remains."""
+    for relative in (layout.PREDICTIONS, layout.PREDICTIONS_PARTIAL, *layout.PREDICTIONS_CSV.values(),
+                     *layout.PREDICTIONS_CSV_PARTIAL.values(), layout.RUN_SUMMARY, layout.EQUIVALENCE,
+                     layout.REFERENCE, layout.VERDICT, layout.RUN_METADATA):
         run.path(relative).unlink(missing_ok=True)
     for relative in (layout.METRICS_DIR, layout.REPORT_DIR):
         shutil.rmtree(run.path(relative), ignore_errors=True)
@@ -174,12 +202,13 @@ def infer(run: DeployRun) -> dict:
     summary = {"windows_sent": 0, "windows_answered": 0, "batches": 0, "batch_size": settings.batch_size,
                "models": {m.key: {"non_finite": 0} for m in manifest.models}, "first_t0": None, "last_t0": None,
                "fault": None, "log": layout.PREDICTIONS}
-    partial = run.path(layout.PREDICTIONS_PARTIAL), run.path(layout.PREDICTIONS_CSV_PARTIAL)
+    compression = settings.log_csv_compression
+    partial = run.path(layout.PREDICTIONS_PARTIAL), run.path(layout.PREDICTIONS_CSV_PARTIAL[compression])
     with open_endpoint(manifest, settings.runtime, f"deployrun.{run.variant}") as endpoint:
         # Only now, with the server up (a configuration error has left every output as it
         # was): this replay replaces the earlier one and everything judged from it.
         discard_results(run)
-        with PredictionLog(*partial) as log:
+        with PredictionLog(*partial, compression) as log:
 
             def record(batch) -> None:  # on the worker thread, batch after batch, in order
                 log.add(batch)
@@ -217,7 +246,7 @@ def infer(run: DeployRun) -> dict:
                 summary["log"] = layout.PREDICTIONS_PARTIAL
     if summary["fault"] is None:  # only a complete log takes the complete log's name
         os.replace(partial[0], run.predictions_path)
-        os.replace(partial[1], run.path(layout.PREDICTIONS_CSV))
+        os.replace(partial[1], run.path(layout.PREDICTIONS_CSV[compression]))
     else:
         print(f"infer@{run.variant}: RUNTIME FAULT: {summary['fault']['reason']} at batch "
               f"{summary['fault']['batch']}; kept what was logged as {layout.PREDICTIONS_PARTIAL}; the verdict "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract import layout
+from contract.defaults import DEFAULT_LOG_CSV_COMPRESSION
 from contract.seal import verify_seal
 from lifecycle.project import F06, F07, Phase, Project
 from lifecycle.tools import is_dvc_repo, stale_stages
@@ -25,10 +26,17 @@ F06_TEMPORAL_KEYS = ("Tu", "OW", "LT", "PW", "origin_segs", "window_strategy")
 F06_MODEL_KEYS = ("objective", "prediction_name", "source_f05", "model_id", "model_family", "threshold",
                   "path", "vectorization", "input_shape", "probe")
 
-F07_FILES = (layout.MANIFEST, layout.PREDICTIONS, layout.PREDICTIONS_CSV, layout.METRICS_PER_MODEL,
-             layout.REPORT_HTML, layout.RUN_METADATA, layout.VERDICT)
+F07_FILES = (layout.MANIFEST, layout.PREDICTIONS, layout.METRICS_PER_MODEL, layout.REPORT_HTML, layout.RUN_METADATA,
+             layout.VERDICT)
 F07_METADATA_KEYS = ("phase", "variant", "parent_variant_f06", "package_digest", "lineage", "temporal", "models",
                      "run", "matching", "held_out", "equivalence", "verdict_passed", "outputs")
+
+
+def f07_files(entry: dict) -> tuple[str, ...]:
+    """The seed's files of an F07 variant: ``F07_FILES`` and the log's CSV copy under the
+    name its ``log_csv_compression`` gives (a copy of the other setting does not count)."""
+    compression = entry.get("log_csv_compression", DEFAULT_LOG_CSV_COMPRESSION)
+    return (*F07_FILES, layout.PREDICTIONS_CSV[compression])
 
 
 @dataclass
@@ -204,7 +212,7 @@ def check_deployrun(project: Project, variant: str) -> CheckResult:
     package's seal and that the run served that very package, the metadata, the verdict."""
     entry = project.entry(F07, variant)
     fix = f"run `make script7-run VARIANT={variant}`"
-    result, folder = _start_check(project, F07, variant, F07_FILES, fix)
+    result, folder = _start_check(project, F07, variant, f07_files(entry), fix)
     if folder is None:
         return result
     manifest = _read_json(folder / layout.MANIFEST, result, fix)

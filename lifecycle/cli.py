@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from contract import dvc_deps
-from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT
+from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_PORT
 from contract.errors import UserError
+from contract.layout import LOG_CSV_COMPRESSIONS
 from lifecycle import actions, define, deps, notebooks
 from lifecycle.checks import CHECKS
 from lifecycle.project import F06, F07, PHASES, Phase, Project
@@ -42,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--host", default="", help=f"default {DEFAULT_HOST}")
     sub.add_argument("--port", default="", help=f"default {DEFAULT_PORT} (0: a free port)")
     sub.add_argument("--batch-size", default="", help=f"default {DEFAULT_BATCH_SIZE}")
+    sub.add_argument("--log-csv-compression", default="",
+                     help=f"the log's CSV copy: {' or '.join(LOG_CSV_COMPRESSIONS)} "
+                          f"(default {DEFAULT_LOG_CSV_COMPRESSION})")
 
     commands.add_parser("deps", help="rewrite dvc_deps.yaml (the per-variant DVC dependency lists) from params.yaml")
     for phase in PHASES.values():
@@ -63,7 +67,8 @@ def _define(args, project: Project, phase: Phase) -> int:
         entry = define.packaging_entry(project, args.variant, args.parents, args.models, temporal,
                                        args.start, args.end)
     else:
-        entry = define.deployrun_entry(project, args.variant, args.parent, args.host, args.port, args.batch_size)
+        entry = define.deployrun_entry(project, args.variant, args.parent, args.host, args.port, args.batch_size,
+                                       args.log_csv_compression)
     define.add_variant(project, phase, args.variant, entry)
     deps.write(project)
     print(f"added {phase.section}.{args.variant} to params.yaml; "

@@ -11,9 +11,10 @@ from __future__ import annotations
 import yaml
 
 from contract.config import validate_params
-from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_PORT, MAX_BATCH_ITEMS
+from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_PORT,
+                               MAX_BATCH_ITEMS)
 from contract.files import write_text_atomic
-from contract.layout import F05
+from contract.layout import F05, LOG_CSV_COMPRESSIONS
 from f06_packaging.plan import PackagingError, build_plan
 from lifecycle.project import F06, F07, LifecycleError, Phase, Project, check_variant_id
 from lifecycle.yamledit import add_entry
@@ -160,9 +161,18 @@ def _whole_number(text: str, option: str, default: int, minimum: int, maximum: i
     return value
 
 
+def _choice(text: str, option: str, default: str, allowed) -> str:
+    value = text.strip() or default
+    if value not in allowed:
+        raise LifecycleError(f"{option}={text!r} must be one of: {', '.join(allowed)} (empty = {default})")
+    return value
+
+
 def deployrun_entry(project: Project, variant: str, parent: str, host: str = "", port: str = "",
-                    batch_size: str = "") -> dict:
-    """The ``deployrun.<variant>`` entry: the package to deploy and how to serve it."""
+                    batch_size: str = "", log_csv_compression: str = "") -> dict:
+    """The ``deployrun.<variant>`` entry: the package to deploy, how to serve it and how to
+    write the log's CSV copy (written out even at its default: DVC's ``infer`` stage
+    tracks the key, and DVC refuses a tracked parameter that is absent)."""
     _refuse_existing(project, F07, variant)
     check_variant_id(parent, "PARENT")
     packages = project.entries(F06)
@@ -176,6 +186,8 @@ def deployrun_entry(project: Project, variant: str, parent: str, host: str = "",
                     "port": _whole_number(port, "RUNTIME_PORT", DEFAULT_PORT, 0, 65535)},
         "batch_size": _whole_number(batch_size, "BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_ITEMS),
         "check_equivalence": True,
+        "log_csv_compression": _choice(log_csv_compression, "LOG_CSV_COMPRESSION", DEFAULT_LOG_CSV_COMPRESSION,
+                                       LOG_CSV_COMPRESSIONS),
     }
 
 

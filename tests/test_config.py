@@ -48,6 +48,9 @@ def test_the_project_params_follow_the_schema():
     (lambda p: p["deployrun"]["v701"].update(batch_size="256"), "deployrun.v701.batch_size: must be integer, got '256'"),
     (lambda p: p["deployrun"]["v701"].update(check_equivalence="yes"),
      "deployrun.v701.check_equivalence: must be boolean, got 'yes'"),
+    (lambda p: p["deployrun"]["v701"].update(log_csv_compression="bz2"),
+     "deployrun.v701.log_csv_compression: 'bz2' is not allowed; use one of: none, gzip; the CSV copy of the "
+     "prediction log is written as logs/raw_predictions.csv (none), logs/raw_predictions.csv.gz (gzip)"),
     (lambda p: p["packaging"]["v601"]["temporal"].update(OW="six"),
      "packaging.v601.temporal.OW: must be integer or null, got 'six'"),
     (lambda p: p["packaging"]["v601"]["replay"]["time_range"].update(stop=5),

@@ -20,7 +20,8 @@ FILE_NAMES = {
     "06_packaging", "07_deployrun", "07_scoreboard", "dataset.parquet", "metadata.json", "event_catalog.json",
     "model.h5", "model_summary.json", "replay_events.parquet", "06_packaging_metadata.json", "timing.json",
     "recovered_t0.parquet", "manifest.json", "serve.json", "raw_predictions.parquet", "raw_predictions.csv",
-    "run_summary.json", "equivalence.json", "metrics_per_model.csv", "metrics.json", "scoring.json",
+    "raw_predictions.csv.gz", "run_summary.json", "equivalence.json", "metrics_per_model.csv", "metrics.json",
+    "scoring.json",
     "verdict.json", "report.html", "runtime.js", "timeline.png", "07_deployrun_metadata.json", "dvc_deps.yaml",
 }
 # Folder names that are also ordinary words (a JSON key "models"): counted only as a path part.

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contract.layout import REPLAY
+from contract.layout import PREDICTIONS_CSV, REPLAY
 from f06_packaging.package import copy_models, write_package
 from f06_packaging.plan import build_plan
 from f06_packaging.probe import probe_models
 from f06_packaging.replay import materialize_replay
+from lifecycle.checks import F07_FILES
 from lifecycle.cli import _parser, main
 from lifecycle.project import F06, F07, Project
 from lifecycle.yamledit import YamlEditError, add_entry, copy_entries, remove_entries
@@ -267,14 +268,15 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
                     "--batch-size", "", capsys=capsys)
     assert code == 0, out
     code, out = cli(tiny, "variant7", "--variant", "v703", "--parent", "v601", "--host", "0.0.0.0", "--port", "0",
-                    "--batch-size", "64", capsys=capsys)
+                    "--batch-size", "64", "--log-csv-compression", "gzip", capsys=capsys)
     assert code == 0, out
     after = (tiny / "params.yaml").read_text()
     assert only_insertions(PARAMS, after)
     deployrun = params(tiny)["deployrun"]
     assert deployrun["v702"] == {"parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 5005},
-                                 "batch_size": 256, "check_equivalence": True}
+                                 "batch_size": 256, "check_equivalence": True, "log_csv_compression": "none"}
     assert deployrun["v703"]["runtime"] == {"host": "0.0.0.0", "port": 0} and deployrun["v703"]["batch_size"] == 64
+    assert deployrun["v703"]["log_csv_compression"] == "gzip"
     assert list(deployrun) == ["v701", "v702", "v703"]
 
 
@@ -290,6 +292,8 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
                                                                       "(empty = 256)"]),
     (["--variant", "v702", "--parent", "v601", "--batch-size", "8193"],  # more than the server accepts
      ["BATCH_SIZE='8193' must be a whole number 1..8192"]),
+    (["--variant", "v702", "--parent", "v601", "--log-csv-compression", "zip"],
+     ["LOG_CSV_COMPRESSION='zip' must be one of: none, gzip (empty = none)"]),
 ])
 def test_variant7_refuses_and_writes_nothing(tiny, capsys, args, expected):
     code, out = cli(tiny, "variant7", *args, capsys=capsys)
@@ -386,6 +390,23 @@ def test_check6_lists_everything_that_is_wrong(tiny, built_package, capsys):
         assert fragment in out
 
 
+def test_check7_asks_for_the_csv_copy_that_log_csv_compression_names(tiny, capsys):
+    """With gzip, a plain raw_predictions.csv (an earlier setting's) is not the run's CSV copy."""
+    edit_params(tiny, lambda p: {**p, "deployrun": {"v701": {**p["deployrun"]["v701"], "log_csv_compression": "gzip"}}})
+    folder = tiny / "executions/07_deployrun/v701"
+    for relative in (*F07_FILES, PREDICTIONS_CSV["none"]):
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_text("{}")
+    missing = f"{folder / PREDICTIONS_CSV['gzip']} is missing"
+    code, out = cli(tiny, "check7", "--variant", "v701", capsys=capsys)
+    assert code == 1 and missing in out
+    assert [line for line in out.splitlines() if "raw_predictions" in line] == [
+        f"  - {missing}; run `make script7-run VARIANT=v701`"]
+    (folder / PREDICTIONS_CSV["gzip"]).write_bytes(b"")
+    code, out = cli(tiny, "check7", "--variant", "v701", capsys=capsys)
+    assert "raw_predictions" not in out
+
+
 def test_check_refuses_an_unbuilt_or_undefined_variant(tiny, capsys):
     code, out = cli(tiny, "check6", "--variant", "v601", capsys=capsys)
     assert code == 1 and "06_packaging/v601 does not exist" in out and "make script6-run VARIANT=v601" in out
@@ -439,7 +460,8 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     models = f"{{{model['objective']}:[{{model_id:{model['model_id']},source_f05:v501}}]}}"  # the seed's syntax
     lifecycle(root, "variant6", "--variant", "v602", "--parents", "v501", "--models", models,
               "--start", str(first + (last - first) // 2), "--end", "")
-    lifecycle(root, "variant7", "--variant", "v702", "--parent", "v602", "--port", "0")
+    lifecycle(root, "variant7", "--variant", "v702", "--parent", "v602", "--port", "0",
+              "--log-csv-compression", "gzip")
     edit_params(root, lambda p: {**p, "deployrun": {**p["deployrun"], "v702": {
         **p["deployrun"]["v702"], "gates": {"min": {"TN": 10 ** 9}}}}})  # a gate no model meets
 
@@ -450,11 +472,15 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
 
     lifecycle(root, "run7", "--variant", "v702")
     assert {"seal_package@v602", "report@v702"} <= set(lock_stages(root))
+    logs = root / "executions/07_deployrun/v702/logs"
+    assert sorted(path.name for path in logs.glob("raw_predictions*")) == ["raw_predictions.csv.gz",
+                                                                           "raw_predictions.parquet"]
     assert "Data and pipelines are up to date" in lifecycle(root, "run6", "--variant", "v602").stdout
     assert "check6 v602: OK" in lifecycle(root, "check6", "--variant", "v602").stdout
     failed_gate = f"gate min TN {10 ** 9}: {model['objective']}/v501/{model['model_id']}: measured"
     checked = lifecycle(root, "check7", "--variant", "v702", check=False)
     assert checked.returncode == 1 and "the verdict did not pass" in checked.stderr and failed_gate in checked.stderr
+    assert "problem" not in checked.stderr  # the gzip CSV copy is the one check7 asks for
 
     lifecycle(root, "publish6", "--variant", "v602")
     # only v602 went into that commit: not v702's params entry, lock entries, verdict or outputs

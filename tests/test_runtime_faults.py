@@ -9,6 +9,7 @@ exists to catch it, and the check's detail says why.
 """
 from __future__ import annotations
 
+import gzip
 import importlib
 import json
 import os
@@ -140,14 +141,21 @@ def test_a_model_answering_nan_on_some_windows_fails_its_finite_check(project, m
 
 # --------------------------------------------------------------------------- runtime faults
 
-def assert_partial_log_only() -> None:
-    assert not (RUN / layout.PREDICTIONS).exists() and not (RUN / layout.PREDICTIONS_CSV).exists()
-    assert (RUN / layout.PREDICTIONS_PARTIAL).exists()
+def log_files() -> set[str]:
+    """The prediction log's files in the run's logs/ (parquet and CSV, complete or partial)."""
+    return {path.relative_to(RUN).as_posix() for path in (RUN / layout.LOGS_DIR).glob("raw_predictions*")}
+
+
+def assert_partial_log_only(csv_compression: str = "none") -> None:
+    """Only the partial log remains, its CSV copy named for ``csv_compression``: no
+    complete-looking log, and no CSV of another setting."""
+    assert log_files() == {layout.PREDICTIONS_PARTIAL, layout.PREDICTIONS_CSV_PARTIAL[csv_compression]}
 
 
 def test_a_server_killed_mid_replay_is_a_failed_verdict_naming_its_exit(project, monkeypatch):
-    judge(monkeypatch)  # an earlier, passing run of the same variant
-    assert (RUN / layout.PREDICTIONS).exists()
+    judge(monkeypatch)  # an earlier, passing run of the same variant, its CSV copy plain
+    assert log_files() == {layout.PREDICTIONS, layout.PREDICTIONS_CSV["none"]}
+    write_params(project, log_csv_compression="gzip")
     verdict = judge(monkeypatch, {"kind": "kill_after", "batches": 3})
     wrong = failed(verdict)
     assert "exited with code -9 (killed by SIGKILL)" in wrong["replay completed"]
@@ -156,7 +164,9 @@ def test_a_server_killed_mid_replay_is_a_failed_verdict_naming_its_exit(project,
     summary = json.loads((RUN / layout.RUN_SUMMARY).read_text())
     assert summary["windows_answered"] == 2 * 32 and summary["fault"]["exit_code"] == -9
     assert pq.read_metadata(RUN / layout.PREDICTIONS_PARTIAL).num_rows == 2 * 32 * 3
-    assert_partial_log_only()
+    assert_partial_log_only("gzip")  # the earlier run's plain CSV is gone too
+    csv = gzip.decompress((RUN / layout.PREDICTIONS_CSV_PARTIAL["gzip"]).read_bytes())
+    assert csv.count(b"\n") == 1 + 2 * 32 * 3  # the header and every row logged
 
 
 def test_a_server_dropping_a_window_is_a_failed_verdict(project, monkeypatch):
@@ -187,6 +197,31 @@ def test_a_configuration_error_still_stops_infer_and_leaves_the_earlier_run_whol
     with pytest.raises(UserError, match="seal does NOT verify"):
         run_stages("infer")
     assert {path: path.read_bytes() for path in RUN.rglob("*") if path.is_file()} == before
+
+
+# --------------------------------------------------------------------------- the CSV copy of the log
+
+def infer_with(project: Path, csv_compression: str) -> bytes:
+    """infer alone (no in-process comparison: only the log is looked at) with
+    ``log_csv_compression: csv_compression``; the bytes of the CSV copy it wrote."""
+    write_params(project, check_equivalence=False, log_csv_compression=csv_compression)
+    run_stages("infer")
+    assert log_files() == {layout.PREDICTIONS, layout.PREDICTIONS_CSV[csv_compression]}  # no file of the other
+    return (RUN / layout.PREDICTIONS_CSV[csv_compression]).read_bytes()
+
+
+def test_the_gzip_csv_copy_is_the_plain_one_compressed(project):
+    """Same replay, same server: the gzip copy decompresses to the plain CSV byte for
+    byte, and switching leaves only the current setting's file (the other way, and the
+    partial log, in the SIGKILL test above; the bytes on a re-run in
+    test_prediction_log.py)."""
+    compressed = infer_with(project, "gzip")
+    # the gzip header's fields that would vary between runs: no file name (flags 0), mtime 0
+    assert compressed[:4] == b"\x1f\x8b\x08\x00" and compressed[4:8] == bytes(4)
+    plain = infer_with(project, "none")
+    assert plain.count(b"\n") == 1 + pq.read_metadata(RUN / layout.PREDICTIONS).num_rows
+    assert gzip.decompress(compressed) == plain
+    assert len(compressed) < len(plain) / 4
 
 
 # --------------------------------------------------------------------------- the package and the replay

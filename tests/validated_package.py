@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders.packages import ModelDef, build_served_package, reseal_package, synthetic_event_rows, write_manifest
+from contract.defaults import DEFAULT_LOG_CSV_COMPRESSION
 from contract.layout import PACKAGE_METADATA, PREDICTIONS, PREDICTIONS_CSV, package_dataset
 from contract.manifest import load_manifest
 from contract.windows import Regime, f03_windows
@@ -68,16 +69,17 @@ def build_validated_package(root: Path, *, with_t0: bool = True, replay_rows: in
     return write_manifest(manifest, package)
 
 
-def serve_and_log(manifest_path: Path, monkeypatch, fault: dict | None = None, batch_size: int = 32) -> Path:
+def serve_and_log(manifest_path: Path, monkeypatch, fault: dict | None = None, batch_size: int = 32,
+                  csv_compression: str = DEFAULT_LOG_CSV_COMPRESSION) -> Path:
     """Replay the package through a real server process (with ``fault`` injected) into a
-    real prediction log; returns the log's path."""
+    real prediction log (its CSV copy as ``csv_compression`` says); returns the log's path."""
     if fault is not None:
         monkeypatch.setenv("PYTHONPATH", str(FAULTS))
         monkeypatch.setenv("F07_TEST_FAULT", json.dumps(fault))
     log_path = manifest_path.parent / PREDICTIONS
     manifest = load_manifest(manifest_path)
     with ServerProcess(manifest_path) as server, \
-            PredictionLog(log_path, manifest_path.parent / PREDICTIONS_CSV) as log:
+            PredictionLog(log_path, manifest_path.parent / PREDICTIONS_CSV[csv_compression], csv_compression) as log:
         for batch in replay(server.url, manifest, batch_size=batch_size, progress=None):
             log.add(batch)
     monkeypatch.delenv("F07_TEST_FAULT", raising=False)
