@@ -10,6 +10,15 @@ even a parent killed with SIGKILL does not leave it running.
 with ``contract.windows`` and sends the windows, exactly as read, in batches to
 ``POST /infer_batch``. It yields batch by batch, so memory does not grow with the length
 of the replay. Only HTTP here: the client never imports Flask or TensorFlow.
+
+The wire is an Arrow IPC stream both ways (``runtime.codecs.ARROW``, negotiated by
+``Content-Type`` and ``Accept``): the windows go as their flat code and offset arrays, and
+the answers are read column by column into numpy, with no Python object per window on
+either side. JSON, the server's default, stays available (``wire=codecs.JSON``); both
+answers pass the same checks (a count per model, the model's identity against the
+manifest, a probability in [0, 1] or null, null as "not answered" with the server's
+error kept). Two requests are kept in flight (``infer_in_order``), each on its own
+keep-alive connection, and the batches still come back strictly in order.
 """
 from __future__ import annotations
 
@@ -23,7 +32,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -519,43 +528,62 @@ def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeo
            token: str | None = None, progress=sys.stderr, progress_every: float = 10.0,
            in_flight: int = 2, wire: str = codecs.ARROW) -> Iterator[ReplayBatch]:
     """Replay the package through the server at ``url``, one ``ReplayBatch`` per request,
-    in order.
+    in order (``infer_in_order``: ``in_flight`` requests at once, ``wire`` both ways).
 
     ``batch_size`` defaults to the manifest's; ``timeout`` (s) bounds each request;
-    ``token`` is the server's bearer token, if it requires one. ``in_flight`` requests
-    are kept going at once, each on its own keep-alive connection (the server works on
-    the next batch while this one travels, is decoded and consumed); at most that many
-    batches are held, whatever the replay's length. The first batch, in order, without a
-    usable answer raises ``BatchFailed``; no request is left running after it, nor when
-    the consumer leaves early. A progress line with windows/s goes to ``progress`` every
-    ``progress_every`` seconds (long runs only).
+    ``token`` is the server's bearer token, if it requires one. The first batch, in
+    order, without a usable answer raises ``BatchFailed``. A progress line with
+    windows/s goes to ``progress`` every ``progress_every`` seconds (long runs only).
     """
     batch_size = batch_size or manifest.batch_size
-    path = manifest.replay_path()
+    with InferenceClient(url, manifest, timeout=timeout, token=token) as client:
+        limit = client.models()["limits"]["max_batch_items"]
+    if batch_size > limit:
+        raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
+                         f"per batch; lower deployrun.{manifest.variant}.batch_size")
+    started = last_report = time.monotonic()
+    sent = 0
+    for batch in infer_in_order(url, manifest, replay_windows(manifest.replay_path(), manifest.regime(), batch_size),
+                                timeout=timeout, token=token, in_flight=in_flight, wire=wire):
+        sent += len(batch.windows)
+        yield batch
+        now = time.monotonic()
+        if progress is not None and now - last_report >= progress_every:
+            print(f"replay: {sent} windows, {sent / (now - started):.0f} windows/s, "
+                  f"t0 {int(batch.windows.t0[-1])}", file=progress, flush=True)
+            last_report = now
+
+
+def infer_in_order(url: str, manifest: Manifest, batches: Iterable[Windows], *, timeout: float = 300.0,
+                   token: str | None = None, in_flight: int = 2,
+                   wire: str = codecs.ARROW) -> Iterator[ReplayBatch]:
+    """``POST /infer_batch`` each of ``batches``, ``in_flight`` requests at once, each on
+    its own keep-alive connection (the server works on the next batch while this one
+    travels, is decoded and consumed); answers yielded strictly in order. At most
+    ``in_flight`` batches are held, whatever the number of batches.
+
+    The first batch, in order, without a usable answer raises ``BatchFailed`` (``timeout``
+    bounds each request); no request is left running after it, nor when the consumer
+    leaves early: the connections under them are cut.
+    """
     clients = [InferenceClient(url, manifest, timeout=timeout, token=token, wire=wire)
                for _ in range(in_flight)]
+    numbered = enumerate(batches, start=1)
     pending: collections.deque = collections.deque()  # (number, windows, future), oldest first
     pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="replay-request")
+
+    def send_more() -> None:
+        """Fill the pipeline: batch k goes on client k mod in_flight, whose previous
+        request (batch k - in_flight) has been answered and taken off ``pending``."""
+        while len(pending) < in_flight:
+            item = next(numbered, None)
+            if item is None:
+                return
+            number, windows = item
+            client = clients[number % in_flight]
+            pending.append((number, windows, pool.submit(client.infer_batch, windows)))
+
     try:
-        limit = clients[0].models()["limits"]["max_batch_items"]
-        if batch_size > limit:
-            raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
-                             f"per batch; lower deployrun.{manifest.variant}.batch_size")
-        batches = enumerate(replay_windows(path, manifest.regime(), batch_size), start=1)
-        started = last_report = time.monotonic()
-        sent = 0
-
-        def send_more() -> None:
-            """Fill the pipeline: batch k goes on client k mod in_flight, whose previous
-            request (batch k - in_flight) has been answered and taken off ``pending``."""
-            while len(pending) < in_flight:
-                item = next(batches, None)
-                if item is None:
-                    return
-                number, windows = item
-                client = clients[number % in_flight]
-                pending.append((number, windows, pool.submit(client.infer_batch, windows)))
-
         send_more()
         while pending:
             number, windows, answer = pending.popleft()
@@ -564,13 +592,7 @@ def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeo
             except (requests.RequestException, ServerError) as error:
                 raise BatchFailed(number, int(windows.t0[0]), len(windows), timeout, error) from error
             send_more()  # before handing this batch on: the server is never left idle
-            sent += len(windows)
             yield ReplayBatch(windows, answers)
-            now = time.monotonic()
-            if progress is not None and now - last_report >= progress_every:
-                print(f"replay: {sent} windows, {sent / (now - started):.0f} windows/s, "
-                      f"t0 {int(windows.t0[-1])}", file=progress, flush=True)
-                last_report = now
     finally:
         _stop(pool, clients, [future for _, _, future in pending])
 

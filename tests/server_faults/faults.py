@@ -17,7 +17,8 @@ Faults (``kind``):
 - ``kill_after``: the server kills itself (SIGKILL) on its ``batches``-th POST
   /infer_batch, once every batch it received before that one has been answered (so the
   failing batch is that one however many requests the client keeps in flight).
-- ``hang_after``: the server stops answering from its ``batches``-th POST /infer_batch.
+- ``hang_after``: the server stops answering from its ``batches``-th POST /infer_batch
+  (and creates the file ``hung_file``, if given, when it does: a test's cue to act).
 - ``fail_after``: from its ``batches``-th POST /infer_batch the server answers 500 (a
   model raising on the batch).
 - ``nan``: model ``model_id`` answers null (a non-finite output, with its error) on every
@@ -136,6 +137,8 @@ def _answers(fault: dict) -> None:
                 lock.wait_for(lambda: answered >= set(range(1, batch)), timeout=60)
             os.kill(os.getpid(), signal.SIGKILL)
         if kind == "hang_after" and batch >= fault["batches"]:
+            if fault.get("hung_file"):
+                open(fault["hung_file"], "w").close()
             time.sleep(3600)
         if kind == "fail_after" and batch >= fault["batches"]:
             response.status_code = 500
