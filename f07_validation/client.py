@@ -437,22 +437,42 @@ def _arrow_answers(body: bytes) -> tuple[object, list[_Answered]]:
                           f"'models' in its schema metadata ({error!r})") from None
     if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
         raise ServerError(f"{_INFER_BATCH}: the Arrow answer's metadata 'models' is not a list of models")
+    columns = dict(zip(table.column_names, table.columns))
     decoded = []
     for got in models:
         key = got.get("key")
         probability, y_pred = f"{key}/probability", f"{key}/y_pred"
-        if probability not in table.column_names or y_pred not in table.column_names:
+        if probability not in columns or y_pred not in columns:
             raise ServerError(f"{_INFER_BATCH}: the Arrow answer has no columns '{probability}' and "
-                              f"'{y_pred}' (it has {table.column_names})")
-        values, labels = table.column(probability), table.column(y_pred)
+                              f"'{y_pred}' (it has {list(columns)})")
+        values, labels = _one_array(columns[probability]), _one_array(columns[y_pred])
         if not pa.types.is_floating(values.type) or not pa.types.is_integer(labels.type):
             raise ServerError(f"{_INFER_BATCH}: model {key} answered {values.type} probabilities and "
                               f"{labels.type} y_pred; expected floating point and integers")
-        null = values.is_null().to_numpy(zero_copy_only=False)
-        decoded.append(_Answered(got, values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
-                                 null, labels.fill_null(0).to_numpy(zero_copy_only=False),
-                                 got.get("errors", [])))
+        probabilities, null = _numpy(values)
+        probabilities = probabilities.astype(np.float64)  # a copy: the buffer is read-only
+        probabilities[null] = np.nan
+        decoded.append(_Answered(got, probabilities, null, _numpy(labels)[0], got.get("errors", [])))
     return claimed, decoded
+
+
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    if column.num_chunks == 1:  # the server sends one record batch
+        return column.chunk(0)
+    return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+
+
+def _numpy(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A primitive Arrow array's values (anything under a null) and null mask, read
+    straight from its buffers: Arrow's compute kernels (``is_null``, ``fill_null``) cost
+    ~0.1 ms a call, more than 256 values do."""
+    n, start = len(array), array.offset
+    validity, data = array.buffers()[:2]
+    values = np.frombuffer(data, dtype=array.type.to_pandas_dtype())[start:start + n]
+    if array.null_count == 0:
+        return values, np.zeros(n, dtype=bool)
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return values, bits[start:start + n] == 0
 
 
 def _model_answer(entry: ModelEntry, got: _Answered, n: int) -> ModelAnswer:
@@ -466,7 +486,7 @@ def _model_answer(entry: ModelEntry, got: _Answered, n: int) -> ModelAnswer:
         count = got.count if got.probabilities is None else f"{len(got.probabilities)} probabilities"
         raise ServerError(f"{_INFER_BATCH}: model {entry.key} answered {count} for {n} windows")
     probabilities = got.probabilities
-    bad = ~got.null & ~((probabilities >= 0) & (probabilities <= 1))  # NaN is not a probability
+    bad = ~(got.null | ((probabilities >= 0) & (probabilities <= 1)))  # NaN is not a probability
     if bad.any():
         window = int(np.argmax(bad))
         raise ServerError(f"{_INFER_BATCH}: model {entry.key} answered {float(probabilities[window])!r} "
