@@ -479,9 +479,12 @@ def _model_answer(entry: ModelEntry, got: _Answered, n: int) -> ModelAnswer:
     """The checks every answer passes, whatever its wire: the model the manifest has at
     this place, one probability in [0, 1] or null per window."""
     identity = {key: got.identity.get(key) for key in entry.identity()}
-    if identity != entry.identity():
+    expected = entry.identity()
+    if "key" in got.identity:  # an Arrow answer: the key names the model's columns
+        identity["key"], expected["key"] = got.identity["key"], entry.key
+    if identity != expected:
         raise ServerError(f"{_INFER_BATCH}: answer for {identity} where the manifest has "
-                          f"{entry.identity()}; the server serves another manifest")
+                          f"{expected}; the server serves another manifest")
     if got.probabilities is None or len(got.probabilities) != n:
         count = got.count if got.probabilities is None else f"{len(got.probabilities)} probabilities"
         raise ServerError(f"{_INFER_BATCH}: model {entry.key} answered {count} for {n} windows")

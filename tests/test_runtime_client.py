@@ -212,13 +212,15 @@ def test_a_pipelined_replay_yields_in_order_up_to_the_failing_batch(replay_manif
 
 
 def test_leaving_a_pipelined_replay_early_stops_its_requests(replay_manifest, faulty):
-    """Batches 2 and 3 are in flight on a server that never answers them: closing the
-    generator cuts both connections at once, rather than after the 300 s timeout."""
+    """Batches 3 and 4 are in flight on a server that never answers them: closing the
+    generator cuts both connections at once, rather than after the requests' timeout.
+    (The server stalls from the third batch it receives: batch 3 is sent only once batch
+    1 is answered, so the first two it receives are batches 1 and 2, in either order.)"""
     manifest = load_manifest(replay_manifest)
-    with faulty({"kind": "hang_after", "batches": 2}) as server:
-        batches = replay(server.url, manifest, batch_size=16, in_flight=2, timeout=300, progress=None)
-        next(batches)
-        time.sleep(0.5)  # both requests sent and hanging
+    with faulty({"kind": "hang_after", "batches": 3}) as server:
+        batches = replay(server.url, manifest, batch_size=16, in_flight=2, timeout=120, progress=None)
+        next(batches), next(batches)
+        time.sleep(0.5)  # batches 3 and 4 sent, and hanging
         assert len(replay_threads()) == 2
         started = time.monotonic()
         batches.close()
