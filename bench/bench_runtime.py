@@ -1,19 +1,23 @@
 """End-to-end serving throughput beside the in-process ceiling, per batch size.
 
-    python -m bench.bench_runtime [--windows 10240] [--batch-sizes 1 32 256 1024]
+    python -m bench.bench_runtime [--windows 10240] [--batch-sizes 1 32 256 1024] [--in-flight 2]
 
 Builds a sealed package of three real Keras models built as upstream's F05 builds them
 (dense_bow 122 inputs, sequence_embedding max_len 250, cnn1d max_len 330), starts the
 real server process on a loopback port, and scores the same synthetic windows (~57 codes
-each) two ways:
+each), held as the replay holds them (flat code and offset arrays), four ways, side by
+side in one run:
 
-- end-to-end: ``InferenceClient.infer_batch`` over HTTP (JSON both ways, the server
-  vectorizes and calls every model);
-- in-process: ``LoadedModel.predict`` on the same batches (vectorize from the window
-  lists + call the models), the ceiling the server is measured against.
+- HTTP JSON: ``InferenceClient.infer_batch`` with ``wire=codecs.JSON``, one request at a
+  time (the server's default wire);
+- HTTP Arrow: the same with ``wire=codecs.ARROW``, one request at a time;
+- HTTP as the replay sends it: ``infer_in_order`` (Arrow, ``--in-flight`` requests at
+  once, answers in order), the code the infer stage runs;
+- in-process: ``LoadedModel.predict`` on the same arrays, every model, the ceiling.
 
-Throughput is windows x models per second. Target (PERFORMANCE.md): end-to-end at batch
-256 at least 0.5x in-process.
+Every HTTP answer is decoded and checked as the replay decodes it. Throughput is windows
+x models per second. Target (issue 17): the replay's HTTP at batch 256 at least 0.8x
+in-process.
 """
 from __future__ import annotations
 
@@ -22,10 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from builders.packages import UPSTREAM_LARGEST_HP, ModelDef, build_package, synthetic_windows, write_manifest
 from contract import layout
 from contract.manifest import load_manifest
-from f07_validation.client import InferenceClient, ServerProcess
+from contract.windows import Windows
+from f07_validation.client import InferenceClient, ServerProcess, infer_in_order
+from runtime import codecs
 from runtime.models import load_models
 from runtime.vectorize import Ragged
 
@@ -45,24 +53,30 @@ def demo_shaped_models() -> list[ModelDef]:
     ]
 
 
-def _batches(windows: list, size: int) -> list:
-    return [windows[i:i + size] for i in range(0, len(windows), size)]
+def _batches(windows: list, size: int) -> list[Windows]:
+    """The windows in batches of ``size``, as the replay cuts them (arrays, not lists)."""
+    batches = []
+    for start in range(0, len(windows), size):
+        ragged = Ragged.from_lists(windows[start:start + size])
+        batches.append(Windows(t0=np.arange(start, start + len(ragged), dtype=np.int64),
+                               codes=ragged.codes, offsets=ragged.offsets))
+    return batches
 
 
 def _rates(runs: dict, batches: list, n_models: int, repeats: int) -> dict:
-    """Windows x models per second of each run, best of ``repeats`` passes.
+    """Windows x models per second of each run (``run(batches)`` scores them all), best
+    of ``repeats`` passes.
 
     The passes alternate between the runs, so that load from other processes on the
-    machine falls on both sides of the ratio alike.
+    machine falls on every side of the ratios alike.
     """
     for run in runs.values():
-        run(batches[0])  # first-call costs are not throughput
+        run(batches[:2])  # first-call costs are not throughput
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
         for name, run in runs.items():
             started = time.perf_counter()
-            for batch in batches:
-                run(batch)
+            run(batches)
             best[name] = min(best[name], time.perf_counter() - started)
     windows = sum(map(len, batches))
     return {name: windows * n_models / seconds for name, seconds in best.items()}
@@ -72,6 +86,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=10240)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 256, 1024])
+    parser.add_argument("--in-flight", type=int, default=2, help="the replay's requests at once")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
@@ -84,24 +99,40 @@ def main(argv=None) -> None:
         windows = synthetic_windows(args.windows, mean_len=57, codes=(1, 130), seed=7)
         n_models = len(models)
 
-        def in_process(batch):
-            ragged = Ragged.from_lists(batch)
-            for model in models:
-                model.predict(ragged)
+        def in_process(batches):
+            for batch in batches:
+                for model in models:
+                    model.predict(batch)
 
         print(f"{len(windows)} windows (~57 codes), {n_models} models "
               f"(dense_bow 122, sequence_embedding 250, cnn1d 330); windows x models per second")
-        print(f"{'batch':>6} {'end-to-end HTTP':>16} {'in-process':>12} {'ratio':>7}")
+        replay_column = f"Arrow x{args.in_flight}"
+        print(f"{'batch':>6} {'JSON x1':>9} {'Arrow x1':>9} {replay_column:>9} {'in-proc':>9}   "
+              f"{'JSON':>5} {'Arrow':>5} {replay_column:>9}  (ratios to in-process)")
         with ServerProcess(manifest_path, server_args=["--max-batch-items", max(args.batch_sizes)]) as server, \
-                InferenceClient(server.url, manifest) as client:
+                InferenceClient(server.url, manifest, wire=codecs.JSON) as json_client, \
+                InferenceClient(server.url, manifest, wire=codecs.ARROW) as arrow_client:
+
+            def one_at_a_time(client):
+                def run(batches):
+                    for batch in batches:
+                        client.infer_batch(batch)
+                return run
+
+            def as_the_replay(batches):
+                for _ in infer_in_order(server.url, manifest, batches, in_flight=args.in_flight):
+                    pass
+
             for size in args.batch_sizes:
                 # Batch 1 is a request per window: a tenth of the windows tells the same story.
                 sample = windows[:max(len(windows) // 10, 1)] if size == 1 else windows
-                batches = _batches(sample, size)
-                rates = _rates({"http": client.infer_batch, "local": in_process}, batches,
-                               n_models, args.repeats)
-                http, local = rates["http"], rates["local"]
-                print(f"{size:>6} {http:>16,.0f} {local:>12,.0f} {http / local:>6.2f}x", flush=True)
+                rates = _rates({"json": one_at_a_time(json_client), "arrow": one_at_a_time(arrow_client),
+                                "replay": as_the_replay, "local": in_process},
+                               _batches(sample, size), n_models, args.repeats)
+                local = rates["local"]
+                print(f"{size:>6} {rates['json']:>9,.0f} {rates['arrow']:>9,.0f} {rates['replay']:>9,.0f} "
+                      f"{local:>9,.0f}   {rates['json'] / local:>4.2f}x {rates['arrow'] / local:>4.2f}x "
+                      f"{rates['replay'] / local:>8.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,15 @@ even a parent killed with SIGKILL does not leave it running.
 with ``contract.windows`` and sends the windows, exactly as read, in batches to
 ``POST /infer_batch``. It yields batch by batch, so memory does not grow with the length
 of the replay. Only HTTP here: the client never imports Flask or TensorFlow.
+
+The wire is an Arrow IPC stream both ways (``runtime.codecs.ARROW``, negotiated by
+``Content-Type`` and ``Accept``): the windows go as their flat code and offset arrays, and
+the answers are read column by column into numpy, with no Python object per window on
+either side. JSON, the server's default, stays available (``wire=codecs.JSON``); both
+answers pass the same checks (a count per model, the model's identity against the
+manifest, a probability in [0, 1] or null, null as "not answered" with the server's
+error kept). Two requests are kept in flight (``infer_in_order``), each on its own
+keep-alive connection, and the batches still come back strictly in order.
 """
 from __future__ import annotations
 
@@ -17,21 +26,28 @@ import collections
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import HTTPConnectionPool
 
 from contract.defaults import DEFAULT_HOST
 from contract.errors import UserError
 from contract.manifest import Manifest, ModelEntry
 from contract.windows import EventRows, Regime, Windows, grid_starts, ow_windows
+from runtime import codecs
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -214,23 +230,72 @@ class ModelAnswer:
     errors: list
 
 
-class InferenceClient:
-    """Calls of one server through one ``requests.Session``, answers checked against the
-    manifest (a server on the port may be serving another package)."""
+class _AbortableAdapter(HTTPAdapter):
+    """requests' adapter, with ``abort()``: shut down the sockets of every connection it
+    opened, so that a request blocked on its answer in another thread fails at once.
+    requests has no way to cancel a request in flight; a pipelined replay that stops
+    (a failed batch, a consumer that leaves early) must not leave one running."""
 
-    def __init__(self, url: str, manifest: Manifest, timeout: float = 300.0, token: str | None = None):
+    def __init__(self):
+        self._connections: weakref.WeakSet = weakref.WeakSet()
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        connections = self._connections
+
+        class Pool(HTTPConnectionPool):
+            def _new_conn(self):
+                connection = super()._new_conn()
+                connections.add(connection)
+                return connection
+
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "http": Pool}
+
+    def abort(self) -> None:
+        for connection in list(self._connections):
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:  # already closed
+                    pass
+
+
+class InferenceClient:
+    """Calls of one server through one ``requests.Session`` (one keep-alive connection),
+    answers checked against the manifest (a server on the port may be serving another
+    package).
+
+    ``wire`` is the body of ``POST /infer_batch`` both ways: ``codecs.ARROW`` (an Arrow
+    IPC stream, the replay's: no Python object per window on either side) or
+    ``codecs.JSON`` (the server's default). Both answers pass the same checks.
+    """
+
+    def __init__(self, url: str, manifest: Manifest, timeout: float = 300.0, token: str | None = None,
+                 wire: str = codecs.ARROW):
+        if wire not in (codecs.ARROW, codecs.JSON):
+            raise ValueError(f"wire {wire!r}: the client speaks {codecs.ARROW} or {codecs.JSON}")
         self.url = url.rstrip("/")
         self.manifest = manifest
         self.timeout = timeout
+        self.wire = wire
         self.session = requests.Session()
         # The server is on this machine: no proxy or netrc applies, and looking them up
         # in the environment costs ~0.3 ms on every request.
         self.session.trust_env = False
+        self._adapter = _AbortableAdapter()
+        self.session.mount("http://", self._adapter)
         if token:  # a server run with runtime.token_env
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self.session.close()
+
+    def abort(self) -> None:
+        """Cut the connection under a request in flight in another thread (it fails with
+        ``requests.ConnectionError``); the session stays usable for new requests."""
+        self._adapter.abort()
 
     def __enter__(self) -> "InferenceClient":
         return self
@@ -238,15 +303,24 @@ class InferenceClient:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _check(self, response: requests.Response, what: str) -> dict:
+    @staticmethod
+    def _refuse(response: requests.Response, what: str) -> None:
+        """A ``ServerError`` for any status but 200, with the server's own error."""
+        if response.status_code == 200:
+            return
         try:
             body = response.json()
         except ValueError:
             body = None
-        if response.status_code != 200:
-            error = body.get("error") if isinstance(body, dict) else response.text[:500]
-            raise ServerError(f"{what}: the server answered {response.status_code}: {error}")
-        return body
+        error = body.get("error") if isinstance(body, dict) else response.text[:500]
+        raise ServerError(f"{what}: the server answered {response.status_code}: {error}")
+
+    def _check(self, response: requests.Response, what: str) -> dict:
+        self._refuse(response, what)
+        try:
+            return response.json()
+        except ValueError:
+            raise ServerError(f"{what}: the answer is not JSON: {response.text[:200]!r}") from None
 
     def ready(self) -> tuple[int, dict]:
         """``GET /ready`` as answered: its status code and body."""
@@ -260,38 +334,169 @@ class InferenceClient:
     def models(self) -> dict:
         return self._check(self.session.get(f"{self.url}/models", timeout=self.timeout), "GET /models")
 
-    def infer_batch(self, windows: list[list[int]]) -> list[ModelAnswer]:
+    def infer_batch(self, windows: Windows) -> list[ModelAnswer]:
         """Score a batch; answers come back in manifest order, checked against it."""
-        body = json.dumps({"windows": windows}, separators=(",", ":"))
+        n = len(windows)
+        if self.wire == codecs.ARROW:
+            body = _arrow_windows(windows)
+        else:
+            body = json.dumps({"windows": windows.lists()}, separators=(",", ":"))
         response = self.session.post(f"{self.url}/infer_batch", data=body, timeout=self.timeout,
-                                     headers={"Content-Type": "application/json"})
-        answer = self._check(response, "POST /infer_batch")
-        if answer.get("n") != len(windows) or len(answer["models"]) != len(self.manifest.models):
-            raise ServerError(f"POST /infer_batch: answers for {answer.get('n')} windows x "
-                               f"{len(answer['models'])} models, where {len(windows)} windows x "
-                               f"{len(self.manifest.models)} models were expected; the server is "
-                               f"not serving {self.manifest.path}")
-        return [self._model_answer(entry, got, len(windows))
-                for entry, got in zip(self.manifest.models, answer["models"])]
+                                     headers={"Content-Type": self.wire, "Accept": self.wire})
+        self._refuse(response, _INFER_BATCH)
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if kind != self.wire:
+            raise ServerError(f"{_INFER_BATCH}: the answer is {kind!r} where {self.wire} was asked for "
+                              "(Accept); the server does not speak this client's wire")
+        return self.answers(response.content, n)
 
-    @staticmethod
-    def _model_answer(entry: ModelEntry, got: dict, n: int) -> ModelAnswer:
-        identity = {key: got.get(key) for key in entry.identity()}
-        if identity != entry.identity():
-            raise ServerError(f"POST /infer_batch: answer for {identity} where the manifest has "
-                               f"{entry.identity()}; the server serves another manifest")
+    def answers(self, body: bytes, n: int) -> list[ModelAnswer]:
+        """The answers in an ``/infer_batch`` answer ``body`` (this client's wire) for
+        ``n`` windows, checked against the manifest."""
+        if self.wire == codecs.ARROW:
+            claimed, models = _arrow_answers(body)
+        else:
+            try:
+                claimed, models = _json_answers(json.loads(body))
+            except ValueError:
+                raise ServerError(f"{_INFER_BATCH}: the answer is not JSON: {body[:200]!r}") from None
+        if claimed != n or len(models) != len(self.manifest.models):
+            raise ServerError(f"{_INFER_BATCH}: answers for {claimed} windows x {len(models)} models, "
+                              f"where {n} windows x {len(self.manifest.models)} models were expected; "
+                              f"the server is not serving {self.manifest.path}")
+        return [_model_answer(entry, got, n) for entry, got in zip(self.manifest.models, models)]
+
+
+_INFER_BATCH = "POST /infer_batch"
+
+
+@dataclass(frozen=True)
+class _Answered:
+    """One model's answer as decoded from either wire, before it is checked: its
+    identity fields, probabilities (NaN where null), whether each was null, y_pred."""
+
+    identity: dict
+    probabilities: np.ndarray | None  # None: not one number or null per window
+    null: np.ndarray | None
+    y_pred: np.ndarray | None
+    errors: list
+    count: object = None  # what was answered instead, when ``probabilities`` is None
+
+
+def _arrow_windows(windows) -> bytes:
+    """The request body: one ``windows`` column of ``large_list<int64>`` over the flat
+    codes and offsets as they are (no copy, no Python object per window)."""
+    offsets = np.asarray(windows.offsets, dtype=np.int64)
+    column = pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0]),
+                                           pa.array(np.asarray(windows.codes, dtype=np.int64)
+                                                    [offsets[0]:offsets[-1]]))
+    batch = pa.record_batch([column], names=["windows"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def _json_answers(answer) -> tuple[object, list[_Answered]]:
+    """``{"n": N, "models": [...]}`` -> (N, decoded answers)."""
+    models = answer.get("models") if isinstance(answer, dict) else None
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise ServerError(f"{_INFER_BATCH}: the answer has no list 'models'")
+    decoded = []
+    for got in models:
         values, labels = got.get("probabilities"), got.get("y_pred")
-        if not isinstance(values, list) or not isinstance(labels, list) or len(values) != n or len(labels) != n:
-            count = len(values) if isinstance(values, list) else values
-            raise ServerError(f"POST /infer_batch: model {entry.key} answered {count} probabilities for {n} windows")
-        if any(v is not None and (type(v) not in (int, float) or not 0 <= v <= 1) for v in values):
-            bad = next(v for v in values if v is not None and (type(v) not in (int, float) or not 0 <= v <= 1))
-            raise ServerError(f"POST /infer_batch: model {entry.key} answered {bad!r}, not a probability or null")
+        if not (isinstance(values, list) and isinstance(labels, list) and len(values) == len(labels)):
+            count = (f"{len(values) if isinstance(values, list) else values!r} probabilities and "
+                     f"{len(labels) if isinstance(labels, list) else labels!r} y_pred")
+            decoded.append(_Answered(got, None, None, None, [], count))
+            continue
+        # The one per-element loop of the JSON wire: json gives Python objects, and True
+        # or "0.5" must not pass for a number.
+        bad = next((v for v in values if v is not None and type(v) not in (int, float)), None)
+        if bad is not None:
+            raise ServerError(f"{_INFER_BATCH}: model {got.get('model_id')} answered {bad!r}, "
+                              "not a probability or null")
         probabilities = np.array(values, dtype=np.float64)  # null -> NaN
-        answered = np.isfinite(probabilities)
-        y_pred = np.array(labels, dtype=np.float64)  # null -> NaN
-        y_pred = np.where(answered, np.nan_to_num(y_pred), 0).astype(np.int8)
-        return ModelAnswer(entry, probabilities, y_pred, answered, got.get("errors", []))
+        null = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+        y_pred = np.nan_to_num(np.array(labels, dtype=np.float64))  # null -> NaN -> 0
+        decoded.append(_Answered(got, probabilities, null, y_pred, got.get("errors", [])))
+    return answer.get("n"), decoded
+
+
+def _arrow_answers(body: bytes) -> tuple[object, list[_Answered]]:
+    """An Arrow answer -> (n from its metadata, decoded answers), column by column into
+    numpy: ``<key>/probability`` float64 and ``<key>/y_pred`` int8, null where the
+    model's output was not finite; identities and errors in the schema metadata."""
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+        metadata = table.schema.metadata or {}
+        claimed = int(metadata[b"n"])
+        models = json.loads(metadata[b"models"])
+    except (pa.ArrowException, OSError, KeyError, ValueError) as error:
+        raise ServerError(f"{_INFER_BATCH}: the answer is not an Arrow IPC stream with 'n' and "
+                          f"'models' in its schema metadata ({error!r})") from None
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise ServerError(f"{_INFER_BATCH}: the Arrow answer's metadata 'models' is not a list of models")
+    columns = dict(zip(table.column_names, table.columns))
+    decoded = []
+    for got in models:
+        key = got.get("key")
+        probability, y_pred = f"{key}/probability", f"{key}/y_pred"
+        if probability not in columns or y_pred not in columns:
+            raise ServerError(f"{_INFER_BATCH}: the Arrow answer has no columns '{probability}' and "
+                              f"'{y_pred}' (it has {list(columns)})")
+        values, labels = _one_array(columns[probability]), _one_array(columns[y_pred])
+        if not pa.types.is_floating(values.type) or not pa.types.is_integer(labels.type):
+            raise ServerError(f"{_INFER_BATCH}: model {key} answered {values.type} probabilities and "
+                              f"{labels.type} y_pred; expected floating point and integers")
+        probabilities, null = _numpy(values)
+        probabilities = probabilities.astype(np.float64)  # a copy: the buffer is read-only
+        probabilities[null] = np.nan
+        decoded.append(_Answered(got, probabilities, null, _numpy(labels)[0], got.get("errors", [])))
+    return claimed, decoded
+
+
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    if column.num_chunks == 1:  # the server sends one record batch
+        return column.chunk(0)
+    return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+
+
+def _numpy(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A primitive Arrow array's values (anything under a null) and null mask, read
+    straight from its buffers: Arrow's compute kernels (``is_null``, ``fill_null``) cost
+    ~0.1 ms a call, more than 256 values do."""
+    n, start = len(array), array.offset
+    validity, data = array.buffers()[:2]
+    values = np.frombuffer(data, dtype=array.type.to_pandas_dtype())[start:start + n]
+    if array.null_count == 0:
+        return values, np.zeros(n, dtype=bool)
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return values, bits[start:start + n] == 0
+
+
+def _model_answer(entry: ModelEntry, got: _Answered, n: int) -> ModelAnswer:
+    """The checks every answer passes, whatever its wire: the model the manifest has at
+    this place, one probability in [0, 1] or null per window."""
+    identity = {key: got.identity.get(key) for key in entry.identity()}
+    expected = entry.identity()
+    if "key" in got.identity:  # an Arrow answer: the key names the model's columns
+        identity["key"], expected["key"] = got.identity["key"], entry.key
+    if identity != expected:
+        raise ServerError(f"{_INFER_BATCH}: answer for {identity} where the manifest has "
+                          f"{expected}; the server serves another manifest")
+    if got.probabilities is None or len(got.probabilities) != n:
+        count = got.count if got.probabilities is None else f"{len(got.probabilities)} probabilities"
+        raise ServerError(f"{_INFER_BATCH}: model {entry.key} answered {count} for {n} windows")
+    probabilities = got.probabilities
+    bad = ~(got.null | ((probabilities >= 0) & (probabilities <= 1)))  # NaN is not a probability
+    if bad.any():
+        window = int(np.argmax(bad))
+        raise ServerError(f"{_INFER_BATCH}: model {entry.key} answered {float(probabilities[window])!r} "
+                          f"for window {window}, not a probability or null")
+    answered = ~got.null
+    y_pred = np.where(answered, got.y_pred, 0).astype(np.int8)
+    return ModelAnswer(entry, probabilities, y_pred, answered, got.errors)
 
 
 # --------------------------------------------------------------------------- replay
@@ -343,32 +548,88 @@ def replay_windows(path: Path, regime: Regime, batch_size: int, *,
 
 
 def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeout: float = 300.0,
-           token: str | None = None, progress=sys.stderr, progress_every: float = 10.0) -> Iterator[ReplayBatch]:
-    """Replay the package through the server at ``url``, one ``ReplayBatch`` per request.
+           token: str | None = None, progress=sys.stderr, progress_every: float = 10.0,
+           in_flight: int = 2, wire: str = codecs.ARROW) -> Iterator[ReplayBatch]:
+    """Replay the package through the server at ``url``, one ``ReplayBatch`` per request,
+    in order (``infer_in_order``: ``in_flight`` requests at once, ``wire`` both ways).
 
     ``batch_size`` defaults to the manifest's; ``timeout`` (s) bounds each request;
-    ``token`` is the server's bearer token, if it requires one. A
-    batch without a usable answer raises ``BatchFailed``. A progress line with
+    ``token`` is the server's bearer token, if it requires one. The first batch, in
+    order, without a usable answer raises ``BatchFailed``. A progress line with
     windows/s goes to ``progress`` every ``progress_every`` seconds (long runs only).
     """
     batch_size = batch_size or manifest.batch_size
-    path = manifest.replay_path()
     with InferenceClient(url, manifest, timeout=timeout, token=token) as client:
         limit = client.models()["limits"]["max_batch_items"]
-        if batch_size > limit:
-            raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
-                             f"per batch; lower deployrun.{manifest.variant}.batch_size")
-        started = last_report = time.monotonic()
-        sent = 0
-        for number, windows in enumerate(replay_windows(path, manifest.regime(), batch_size), start=1):
+    if batch_size > limit:
+        raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
+                         f"per batch; lower deployrun.{manifest.variant}.batch_size")
+    started = last_report = time.monotonic()
+    sent = 0
+    for batch in infer_in_order(url, manifest, replay_windows(manifest.replay_path(), manifest.regime(), batch_size),
+                                timeout=timeout, token=token, in_flight=in_flight, wire=wire):
+        sent += len(batch.windows)
+        yield batch
+        now = time.monotonic()
+        if progress is not None and now - last_report >= progress_every:
+            print(f"replay: {sent} windows, {sent / (now - started):.0f} windows/s, "
+                  f"t0 {int(batch.windows.t0[-1])}", file=progress, flush=True)
+            last_report = now
+
+
+def infer_in_order(url: str, manifest: Manifest, batches: Iterable[Windows], *, timeout: float = 300.0,
+                   token: str | None = None, in_flight: int = 2,
+                   wire: str = codecs.ARROW) -> Iterator[ReplayBatch]:
+    """``POST /infer_batch`` each of ``batches``, ``in_flight`` requests at once, each on
+    its own keep-alive connection (the server works on the next batch while this one
+    travels, is decoded and consumed); answers yielded strictly in order. At most
+    ``in_flight`` batches are held, whatever the number of batches.
+
+    The first batch, in order, without a usable answer raises ``BatchFailed`` (``timeout``
+    bounds each request); no request is left running after it, nor when the consumer
+    leaves early: the connections under them are cut.
+    """
+    clients = [InferenceClient(url, manifest, timeout=timeout, token=token, wire=wire)
+               for _ in range(in_flight)]
+    numbered = enumerate(batches, start=1)
+    pending: collections.deque = collections.deque()  # (number, windows, future), oldest first
+    pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="replay-request")
+
+    def send_more() -> None:
+        """Fill the pipeline: batch k goes on client k mod in_flight, whose previous
+        request (batch k - in_flight) has been answered and taken off ``pending``."""
+        while len(pending) < in_flight:
+            item = next(numbered, None)
+            if item is None:
+                return
+            number, windows = item
+            client = clients[number % in_flight]
+            pending.append((number, windows, pool.submit(client.infer_batch, windows)))
+
+    try:
+        send_more()
+        while pending:
+            number, windows, answer = pending.popleft()
             try:
-                answers = client.infer_batch(windows.lists())
+                answers = answer.result()
             except (requests.RequestException, ServerError) as error:
                 raise BatchFailed(number, int(windows.t0[0]), len(windows), timeout, error) from error
-            sent += len(windows)
+            send_more()  # before handing this batch on: the server is never left idle
             yield ReplayBatch(windows, answers)
-            now = time.monotonic()
-            if progress is not None and now - last_report >= progress_every:
-                print(f"replay: {sent} windows, {sent / (now - started):.0f} windows/s, "
-                      f"t0 {int(windows.t0[-1])}", file=progress, flush=True)
-                last_report = now
+    finally:
+        _stop(pool, clients, [future for _, _, future in pending])
+
+
+def _stop(pool: ThreadPoolExecutor, clients: list[InferenceClient], futures: list) -> None:
+    """End every request still in flight (cut its connection until it has returned) and
+    the threads that sent them, then close the connections."""
+    while True:
+        unfinished = [future for future in futures if not future.done()]
+        if not unfinished:
+            break
+        for client in clients:
+            client.abort()
+        wait(unfinished, timeout=0.2)  # a request caught before its socket existed: cut again
+    pool.shutdown(wait=True)
+    for client in clients:
+        client.close()

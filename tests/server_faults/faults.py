@@ -5,12 +5,20 @@ first ``sys.path`` entry holding one: a test puts this folder on ``PYTHONPATH`` 
 describes the fault in the environment variable ``F07_TEST_FAULT`` (JSON), and every
 Python process it starts (the server, or a stage that starts the server) gets the fault.
 
+Batches are counted in the order the server receives them (the replay keeps several
+requests in flight, which may finish in any order). Answers are rewritten in the format
+they were sent in, JSON or Arrow IPC (decoded, changed, encoded again), so a fault
+reaches the client on whichever wire it speaks.
+
 Faults (``kind``):
 - ``vocab_shift``: the runtime's vectorizer of ``family`` (``sequence`` or ``dense_bow``)
   builds inputs over a vocabulary shifted by one position: a wrong input that the
   runtime's own in-process comparison shares.
-- ``kill_after``: the server kills itself (SIGKILL) on its ``batches``-th POST /infer_batch.
-- ``hang_after``: the server stops answering from its ``batches``-th POST /infer_batch.
+- ``kill_after``: the server kills itself (SIGKILL) on its ``batches``-th POST
+  /infer_batch, once every batch it received before that one has been answered (so the
+  failing batch is that one however many requests the client keeps in flight).
+- ``hang_after``: the server stops answering from its ``batches``-th POST /infer_batch
+  (and creates the file ``hung_file``, if given, when it does: a test's cue to act).
 - ``fail_after``: from its ``batches``-th POST /infer_batch the server answers 500 (a
   model raising on the batch).
 - ``nan``: model ``model_id`` answers null (a non-finite output, with its error) on every
@@ -50,42 +58,107 @@ def install(fault: dict) -> None:
         _answers(fault)
 
 
+def _rewrite_json(fault: dict, body: dict, batch: int) -> dict:
+    kind = fault["kind"]
+    for model in body["models"]:
+        if kind == "nan" and model["model_id"] == fault["model_id"]:
+            for i in range(0, len(model["probabilities"]), fault["every"]):
+                model["probabilities"][i] = model["y_pred"][i] = None
+                model["errors"].append({"window": i, "error": "non-finite probability (nan)"})
+        if kind == "drop" and batch >= fault["after"]:
+            model["probabilities"], model["y_pred"] = model["probabilities"][:-1], model["y_pred"][:-1]
+        if kind == "reorder":
+            model["probabilities"].reverse()
+            model["y_pred"].reverse()
+    return body
+
+
+def _rewrite_arrow(fault: dict, body: bytes, batch: int) -> bytes:
+    """The same rewrites on an Arrow answer: columns ``<key>/probability`` and
+    ``<key>/y_pred``, the models' identities and errors in the schema metadata."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+    metadata = dict(table.schema.metadata)
+    models = json.loads(metadata[b"models"])
+    kind, n = fault["kind"], table.num_rows
+    if kind == "drop" and batch >= fault["after"]:
+        table = table.slice(0, n - 1)
+    if kind == "reorder":
+        table = table.take(pa.array(np.arange(n)[::-1]))
+    for model in models:
+        if kind == "nan" and model["model_id"] == fault["model_id"]:
+            nulls = np.zeros(n, dtype=bool)
+            nulls[::fault["every"]] = True
+            for name in (f"{model['key']}/probability", f"{model['key']}/y_pred"):
+                column = table.column(name)
+                index = table.column_names.index(name)
+                table = table.set_column(index, name, pa.compute.if_else(
+                    pa.array(nulls), pa.scalar(None, column.type), column))
+            model["errors"] += [{"window": int(i), "error": "non-finite probability (nan)"}
+                                for i in np.flatnonzero(nulls)]
+    metadata[b"models"] = json.dumps(models).encode()
+    table = table.replace_schema_metadata(metadata)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def _answers(fault: dict) -> None:
     import signal
+    import threading
     import time
 
     import flask
+    import pyarrow.compute  # noqa: F401  (pa.compute, for the Arrow rewrites)
 
+    original_preprocess = flask.Flask.preprocess_request
     original = flask.Flask.process_response
-    batches = [0]
+    lock = threading.Condition()
+    received, answered = [0], set()
+
+    def preprocess_request(self):
+        if flask.request.path == "/infer_batch":
+            with lock:
+                received[0] += 1
+                flask.g.fault_batch = received[0]
+        return original_preprocess(self)
 
     def process_response(self, response):
         response = original(self, response)
-        if flask.request.path != "/infer_batch" or response.status_code != 200:
+        batch = flask.g.get("fault_batch")
+        if batch is None or response.status_code != 200:
             return response
-        batches[0] += 1
         kind = fault["kind"]
-        if kind == "kill_after" and batches[0] >= fault["batches"]:
+        if kind == "kill_after" and batch >= fault["batches"]:
+            with lock:  # the batches received earlier are answered first
+                lock.wait_for(lambda: answered >= set(range(1, batch)), timeout=60)
             os.kill(os.getpid(), signal.SIGKILL)
-        if kind == "hang_after" and batches[0] >= fault["batches"]:
+        if kind == "hang_after" and batch >= fault["batches"]:
+            if fault.get("hung_file"):
+                open(fault["hung_file"], "w").close()
             time.sleep(3600)
-        if kind == "fail_after" and batches[0] >= fault["batches"]:
+        if kind == "fail_after" and batch >= fault["batches"]:
             response.status_code = 500
+            response.mimetype = "application/json"
             response.set_data(json.dumps({"error": "model v402/v503/obj_b raised on the batch: injected"}))
             return response
-        body = json.loads(response.get_data())
-        for model in body["models"]:
-            if kind == "nan" and model["model_id"] == fault["model_id"]:
-                for i in range(0, len(model["probabilities"]), fault["every"]):
-                    model["probabilities"][i] = model["y_pred"][i] = None
-                    model["errors"].append({"window": i, "error": "non-finite probability (nan)"})
-            if kind == "drop" and batches[0] >= fault["after"]:
-                model["probabilities"], model["y_pred"] = model["probabilities"][:-1], model["y_pred"][:-1]
-            if kind == "reorder":
-                model["probabilities"].reverse()
-                model["y_pred"].reverse()
-        response.set_data(json.dumps(body))
+        from runtime.codecs import ARROW  # imported here: only a server process gets this far
+
+        if response.mimetype == ARROW:
+            response.set_data(_rewrite_arrow(fault, response.get_data(), batch))
+        else:
+            response.set_data(json.dumps(_rewrite_json(fault, json.loads(response.get_data()), batch)))
+
+        def sent():  # once the server has written the whole answer
+            with lock:
+                answered.add(batch)
+                lock.notify_all()
+
+        response.call_on_close(sent)
         return response
 
+    flask.Flask.preprocess_request = preprocess_request
     flask.Flask.process_response = process_response
-
