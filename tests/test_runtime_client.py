@@ -100,7 +100,6 @@ def test_replay_through_the_server_answers_every_window_like_in_process(replay_m
             assert np.isnan(answer.probabilities[~answer.answered]).all()
         check.add(batch.windows, {a.entry.key: a.probabilities for a in batch.answers})
     assert check.summary()["passed"], check.summary()
-    assert sum(int((~a.answered).sum()) for b in batches for a in b.answers) > 0  # nulls went through
     assert "windows/s" in progress.getvalue()
 
 

@@ -75,9 +75,15 @@ def test_infer_batch_answers_one_array_per_model_with_thresholds_applied(server,
     for key, model in by_key(answer).items():
         if key == "v402/v504/broken":
             continue
-        p = np.array(model["probabilities"], dtype=np.float64)
-        assert len(p) == len(windows) and model["errors"] == []
-        assert model["y_pred"] == (p >= model["threshold"]).astype(int).tolist()
+        p = np.array(model["probabilities"], dtype=np.float64)  # null -> NaN
+        assert len(p) == len(windows)
+        # Only the empty window may go unanswered: a masked average of no events is 0/0,
+        # NaN or not as the CPU's TensorFlow kernels compute it; a null is then reported.
+        nulls = np.flatnonzero(np.isnan(p)).tolist()
+        assert nulls in ([], [len(windows) - 1]), (key, nulls)
+        assert [e["window"] for e in model["errors"]] == nulls
+        expected = [None if np.isnan(v) else int(v >= model["threshold"]) for v in p]
+        assert model["y_pred"] == expected
     cnn = by_key(answer)["v402/v503/obj_b"]
     assert cnn["threshold"] == 0.4
 
