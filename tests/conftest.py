@@ -124,6 +124,7 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
         if failed.exists():
             raise RuntimeError(f"building {name} failed in another worker:\n{failed.read_text()}")
         if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that died while building left
             folder.mkdir()
             try:
                 build(folder)
@@ -132,6 +133,19 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
                 raise
             built.touch()
     return folder
+
+
+@pytest.fixture(scope="session")
+def serving_manifest(tmp_path_factory) -> Path:
+    """The manifest of a sealed package of ``tests.served_models.serving_models()`` (one
+    small model of each family, a model with NaN weights, the real upstream model), built
+    once per run: the runtime tests' servers and in-process models read it, none changes it."""
+    from builders.packages import build_served_package
+    from contract import layout
+    from tests.served_models import serving_models
+
+    root = built_once(tmp_path_factory, "serving", lambda folder: build_served_package(folder, serving_models()))
+    return layout.variant_dir(layout.F07, "v701", root) / layout.MANIFEST
 
 
 @pytest.fixture(scope="session")
