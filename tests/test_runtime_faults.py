@@ -263,7 +263,9 @@ def test_server_killed_under_dvc_gives_a_failed_verdict_on_the_next_repro(projec
         server = int(found[0]) if found else None
         time.sleep(0.2)
     assert server is not None, "the infer stage did not start its server"
-    time.sleep(5)  # loaded, ready, and stalled at its third batch
+    # loaded, ready, and stalled at its third batch: the server loads TensorFlow and the
+    # models first, which takes over 5 s when the other test worker is busy too
+    time.sleep(15)
     os.kill(server, signal.SIGKILL)
     out, _ = infer.communicate(timeout=300)
     assert infer.returncode == 0, out
