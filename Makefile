@@ -39,8 +39,10 @@ deps: setup
 run: deps
 	dvc repro
 
+# Two workers (pytest-xdist), a test module each at a time: tests/conftest.py says why and in
+# which order.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 
 bench: setup
 	$(PY) -m bench.bench_runtime

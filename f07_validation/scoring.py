@@ -39,7 +39,6 @@ from contract.model_key import KEY_COLUMNS
 from console.progress import progress
 from contract.predictions import PREDICTION_SCHEMA
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
-from f07_validation.figures import confusion_png, timeline_png
 from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, NO_REFERENCE, REFERENCED, Reference, load_reference,
                                      match_windows, window_starts)
@@ -337,6 +336,9 @@ def figures(scoring: Scoring) -> dict[str, bytes]:
     """Run-relative `layout.metrics_image(...)` path -> PNG bytes of bounded size: the
     confusion matrices (one figure per prediction_name, a panel per model) and the
     timeline."""
+    # matplotlib (about a second to import) only here: every other F07 stage and the
+    # lifecycle commands import this module (gates, report) and never draw
+    from f07_validation.figures import confusion_png, timeline_png
     models = scoring.per_model.to_dict("records")
     drawn = {}
     for name in dict.fromkeys(row["prediction_name"] for row in models):

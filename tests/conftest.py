@@ -1,10 +1,12 @@
 """Shared fixtures: the project copied into a temporary git repo where DVC runs for real.
 
-``demo_project`` builds the whole pipeline once per test session on a small demo (the
-same stages as `make run`, smaller data); tests that change it take ``project_copy``.
+``built_demo`` builds the whole pipeline once per test run on a small demo (the same
+stages as `make run`, smaller data), shared by pytest-xdist's workers; tests that only
+read it take ``demo_project``, tests that change it take ``project_copy``.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -92,10 +94,8 @@ def upstream_root(pristine_upstream, tmp_path) -> Path:
     return Path(shutil.copytree(pristine_upstream, tmp_path / "executions"))
 
 
-@pytest.fixture(scope="session")
-def demo_project(tmp_path_factory) -> Path:
-    """A git + DVC repo holding this project, with the small demo built end to end."""
-    root = tmp_path_factory.mktemp("project") / "repo"
+def build_demo_project(root: Path) -> None:
+    """This project copied into ``root`` as a git + DVC repo, the small demo built end to end."""
     for relative in project_files():
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +106,62 @@ def demo_project(tmp_path_factory) -> Path:
     commit_all(root, "project")
     run([sys.executable, "-m", "dvc", "repro"], root, timeout=900)
     commit_all(root, "dvc repro")
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run once per test run, even with pytest-xdist's workers (each has
+    its own session): the first worker to ask builds in the run's common temporary folder
+    under a file lock, the others wait for it and get the same folder, to read or copy,
+    never to change. A failed build is recorded, so the others fail at once with it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent
+    folder, built, failed = shared / name, shared / f"{name}.built", shared / f"{name}.failed"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if failed.exists():
+            raise RuntimeError(f"building {name} failed in another worker:\n{failed.read_text()}")
+        if not built.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that died while building left
+            folder.mkdir()
+            try:
+                build(folder)
+            except BaseException as error:
+                failed.write_text(f"{type(error).__name__}: {error}")
+                raise
+            built.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def serving_manifest(tmp_path_factory) -> Path:
+    """The manifest of a sealed package of ``tests.served_models.serving_models()`` (one
+    small model of each family, a model with NaN weights, the real upstream model), built
+    once per run: the runtime tests' servers and in-process models read it, none changes it."""
+    from builders.packages import build_served_package
+    from contract import layout
+    from tests.served_models import serving_models
+
+    root = built_once(tmp_path_factory, "serving", lambda folder: build_served_package(folder, serving_models()))
+    return layout.variant_dir(layout.F07, "v701", root) / layout.MANIFEST
+
+
+@pytest.fixture(scope="session")
+def built_demo(tmp_path_factory) -> Path:
+    """The small demo project built end to end, once per test run; nothing runs in it."""
+    root = built_once(tmp_path_factory, "demo", lambda folder: build_demo_project(folder / "repo"))
+    return root / "repo"
+
+
+@pytest.fixture(scope="session")
+def demo_project(built_demo, tmp_path_factory) -> Path:
+    """A git + DVC repo holding this project, with the small demo built end to end: this
+    session's own copy of ``built_demo`` (its tests run read-only DVC commands in it, which
+    would race with another worker copying the same folder)."""
+    root = Path(shutil.copytree(built_demo, tmp_path_factory.mktemp("project") / "repo", symlinks=True))
+    use_storage(root)
     return root
 
 
@@ -116,3 +172,18 @@ def project_copy(demo_project, tmp_path) -> Path:
     root = Path(shutil.copytree(demo_project, tmp_path / "repo", symlinks=True))
     use_storage(root)
     return root
+
+
+# `make test` runs the suite on two pytest-xdist workers, a module at a time (`--dist
+# loadscope`: a module's fixtures, such as its server, start once), in this order. The
+# longest modules go first so that neither worker is left with one at the end, and the
+# first one builds the demo (``built_demo``) while the other worker works through modules
+# that need no demo. Modules not listed follow in their usual order.
+XDIST_ORDER = ("test_pipeline.py", "test_runtime_faults.py", "test_readme.py", "test_lifecycle.py",
+               "test_notebooks.py", "test_dvc_deps.py", "test_runtime_server_deployment.py")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        rank = {name: position for position, name in enumerate(XDIST_ORDER)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

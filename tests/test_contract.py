@@ -58,10 +58,11 @@ def _spells_a_file(part: str) -> bool:
     return any(part == name or part.endswith("_" + name) for name in FILE_NAMES)
 
 
-def contract_literals(path: Path) -> list[str]:
-    """``file:line: 'literal'`` for each literal in ``path`` that spells a contract name:
-    a file or phase folder name anywhere in a path-like string, or a folder name used as
-    a path part (``x / "logs"``, ``"logs/..."``). Routes (``"/models"``) are URLs, not files."""
+def contract_literals(path: Path, root: Path = PROJECT) -> list[str]:
+    """``file:line: 'literal'`` (``file`` relative to ``root``) for each literal in ``path``
+    that spells a contract name: a file or phase folder name anywhere in a path-like
+    string, or a folder name used as a path part (``x / "logs"``, ``"logs/..."``). Routes
+    (``"/models"``) are URLs, not files."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     skip = _docstrings(tree)
     in_fstring = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for v in node.values}
@@ -76,7 +77,7 @@ def contract_literals(path: Path) -> list[str]:
         parts = _path_parts(node.value)
         as_path = id(node) in divided or (len(parts) > 1 and id(node) not in in_fstring)
         if any(_spells_a_file(part) or (as_path and part in FOLDER_NAMES) for part in parts):
-            found.append((node.lineno, node.col_offset, f"{path.relative_to(PROJECT)}:{node.lineno}: {node.value!r}"))
+            found.append((node.lineno, node.col_offset, f"{path.relative_to(root)}:{node.lineno}: {node.value!r}"))
     return [hit for *_, hit in sorted(found)]
 
 
@@ -86,7 +87,8 @@ def test_contract_names_are_literals_in_contract_layout_only():
 
 
 def test_the_literal_check_finds_a_file_name_and_a_folder_used_as_a_path(tmp_path):
-    sample = PROJECT / "contract" / "_sample_for_test.py"
+    sample = tmp_path / "contract" / "_sample_for_test.py"  # beside the project, never in it
+    sample.parent.mkdir()
     sample.write_text('"""Mentions manifest.json in prose: fine."""\n'
                       'from pathlib import Path\n'
                       'MESSAGE = "run the serve stage to write manifest.json"\n'
@@ -95,10 +97,7 @@ def test_the_literal_check_finds_a_file_name_and_a_folder_used_as_a_path(tmp_pat
                       'a = Path("x") / "logs" / "run_summary.json"\n'
                       'b = f"{a}/metrics/{KEY}_metadata.json"\n'
                       'c = "models/v401"\n', encoding="utf-8")
-    try:
-        found = contract_literals(sample)
-    finally:
-        sample.unlink()
+    found = contract_literals(sample, tmp_path)
     assert [hit.split(": ", 1)[1] for hit in found] == ["'logs'", "'run_summary.json'", "'_metadata.json'",
                                                         "'models/v401'"]
 

@@ -62,12 +62,33 @@ def pristine(tmp_path_factory) -> Path:
     return served_project(tmp_path_factory.mktemp("served") / "project")
 
 
+@pytest.fixture(scope="module")
+def pristine_judged(pristine, tmp_path_factory) -> Path:
+    """The served project after one correct run (infer, score, reference, verdict): the
+    earlier, passing run the tests of a later failure start from, replayed once."""
+    root = Path(shutil.copytree(pristine, tmp_path_factory.mktemp("judged") / "project"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        judge(patch)
+    return root
+
+
+def working_copy(source: Path, tmp_path: Path, monkeypatch) -> Path:
+    root = Path(shutil.copytree(source, tmp_path / "project"))
+    monkeypatch.chdir(root)
+    return root
+
+
 @pytest.fixture
 def project(pristine, tmp_path, monkeypatch) -> Path:
     """A private copy of the served project, as the working directory."""
-    root = Path(shutil.copytree(pristine, tmp_path / "project"))
-    monkeypatch.chdir(root)
-    return root
+    return working_copy(pristine, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def judged_project(pristine_judged, tmp_path, monkeypatch) -> Path:
+    """A private copy of the project after a correct run, as the working directory."""
+    return working_copy(pristine_judged, tmp_path, monkeypatch)
 
 
 def judge(monkeypatch, fault: dict | None = None) -> dict:
@@ -91,8 +112,8 @@ def failed(verdict: dict) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- a correct run
 
-def test_a_correct_run_passes_every_check_and_measures_each(project, monkeypatch):
-    verdict = judge(monkeypatch)
+def test_a_correct_run_passes_every_check_and_measures_each(judged_project):
+    verdict = json.loads((RUN / layout.VERDICT).read_text())
     assert verdict["passed"], failed(verdict)
     checks = outcome(verdict)
     for key in (DENSE, EMBEDDING, CNN):
@@ -152,10 +173,10 @@ def assert_partial_log_only(csv_compression: str = "none") -> None:
     assert log_files() == {layout.PREDICTIONS_PARTIAL, layout.PREDICTIONS_CSV_PARTIAL[csv_compression]}
 
 
-def test_a_server_killed_mid_replay_is_a_failed_verdict_naming_its_exit(project, monkeypatch):
-    judge(monkeypatch)  # an earlier, passing run of the same variant, its CSV copy plain
+def test_a_server_killed_mid_replay_is_a_failed_verdict_naming_its_exit(judged_project, monkeypatch):
+    # the earlier, passing run of the same variant, its CSV copy plain
     assert log_files() == {layout.PREDICTIONS, layout.PREDICTIONS_CSV["none"]}
-    write_params(project, log_csv_compression="gzip")
+    write_params(judged_project, log_csv_compression="gzip")
     verdict = judge(monkeypatch, {"kind": "kill_after", "batches": 3})
     wrong = failed(verdict)
     assert "exited with code -9 (killed by SIGKILL)" in wrong["replay completed"]
@@ -187,11 +208,10 @@ def test_a_server_that_stops_answering_times_out_into_a_failed_verdict(project, 
     assert "did not answer within 2" in failed(verdict)["replay completed"]
 
 
-def test_a_configuration_error_still_stops_infer_and_leaves_the_earlier_run_whole(project, monkeypatch):
+def test_a_configuration_error_still_stops_infer_and_leaves_the_earlier_run_whole(judged_project):
     """A harness or configuration error (here a package that no longer verifies) is an
     error, not a verdict; it stops before the replay, so the earlier run's log, verdict and
     report still belong together."""
-    judge(monkeypatch)
     before = {path: path.read_bytes() for path in RUN.rglob("*") if path.is_file()}
     shutil.rmtree(Path("executions") / layout.F06 / "v601" / "models")
     with pytest.raises(UserError, match="seal does NOT verify"):
@@ -226,8 +246,7 @@ def test_the_gzip_csv_copy_is_the_plain_one_compressed(project):
 
 # --------------------------------------------------------------------------- the package and the replay
 
-def test_a_package_file_changed_after_serving_fails_the_verdict(project, monkeypatch):
-    judge(monkeypatch)
+def test_a_package_file_changed_after_serving_fails_the_verdict(judged_project):
     summary = next((Path("executions") / layout.F06 / "v601" / "models").rglob(layout.MODEL_SUMMARY))
     summary.write_text(summary.read_text() + " ")
     run_stages("verdict")

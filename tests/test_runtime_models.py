@@ -9,12 +9,12 @@ from builders.packages import ModelDef, build_served_package, synthetic_windows
 from contract.manifest import load_manifest
 from runtime.models import EquivalenceCheck, LoadedModel, ModelLoadError, load_models
 from runtime.vectorize import Ragged
-from tests.served_models import UPSTREAM_FIXTURE, serving_models
+from tests.served_models import UPSTREAM_FIXTURE
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    return load_manifest(build_served_package(tmp_path_factory.mktemp("models"), serving_models()))
+def manifest(serving_manifest):
+    return load_manifest(serving_manifest)
 
 
 @pytest.fixture(scope="module")

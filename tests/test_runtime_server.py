@@ -15,15 +15,14 @@ from contract.manifest import load_manifest
 from f07_validation.client import ServerProcess, ServerStartError
 from runtime.models import EquivalenceCheck, load_models
 from runtime.vectorize import Ragged
-from tests.served_models import serving_models
 
 MAX_ITEMS, MAX_BYTES = 300, 256 * 1024
 UPSTREAM_KEY = "v401/v505/battery_active_power_any-to-80_100"
 
 
 @pytest.fixture(scope="module")
-def manifest_path(tmp_path_factory):
-    return build_served_package(tmp_path_factory.mktemp("server"), serving_models())
+def manifest_path(serving_manifest):
+    return serving_manifest
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,16 @@ import numpy as np
 import pytest
 import requests
 
-from builders.packages import build_served_package, synthetic_windows
+from builders.packages import synthetic_windows
 from f07_validation.client import ServerProcess
-from tests.served_models import serving_models
 
 MAX_BYTES = 64 * 1024
 READ_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
-def manifest_path(tmp_path_factory):
-    return build_served_package(tmp_path_factory.mktemp("modes"), serving_models())
+def manifest_path(serving_manifest):
+    return serving_manifest
 
 
 @pytest.fixture(scope="module", params=["werkzeug", "gunicorn"])

@@ -7,18 +7,17 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from builders.packages import build_served_package, synthetic_windows
+from builders.packages import synthetic_windows
 from contract.manifest import load_manifest
 from f07_validation.client import ServerProcess
 from runtime.core import oip_name
-from tests.served_models import serving_models
 
 BROKEN = "v402__v504__broken"
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    return load_manifest(build_served_package(tmp_path_factory.mktemp("oip"), serving_models()))
+def manifest(serving_manifest):
+    return load_manifest(serving_manifest)
 
 
 @pytest.fixture(scope="module")

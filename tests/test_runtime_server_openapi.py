@@ -11,19 +11,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from builders.packages import build_served_package
 from f07_validation.client import ServerProcess
-from tests.served_models import serving_models
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance,response_headers_conformance")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    manifest_path = build_served_package(tmp_path_factory.mktemp("openapi"), serving_models())
+def server(serving_manifest):
     # Small limits, so that generated batches reach them.
-    with ServerProcess(manifest_path, server_args=["--max-batch-items", 32,
+    with ServerProcess(serving_manifest, server_args=["--max-batch-items", 32,
                                                     "--max-content-length", 16384]) as running:
         yield running
 
