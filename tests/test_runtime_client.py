@@ -264,8 +264,11 @@ def start_user(manifest_path, then: str) -> tuple[subprocess.Popen, int]:
             print("SERVER", server.pid, flush=True)
             {then}
     """)
+    # As at a terminal, Ctrl-C must reach the user: a suite started in the background
+    # (`cmd &` in a script) inherits SIGINT ignored, and so would the user.
     user = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = user.stdout.readline()
     assert line.startswith("SERVER"), user.stderr.read()
     return user, int(line.split()[1])
