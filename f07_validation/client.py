@@ -338,7 +338,7 @@ class InferenceClient:
         """Score a batch; answers come back in manifest order, checked against it."""
         n = len(windows)
         if self.wire == codecs.ARROW:
-            body = _arrow_windows(windows)
+            body = codecs.windows_to_arrow(windows.codes, windows.offsets)
         else:
             body = json.dumps({"windows": windows.lists()}, separators=(",", ":"))
         response = self.session.post(f"{self.url}/infer_batch", data=body, timeout=self.timeout,
@@ -381,20 +381,6 @@ class _Answered:
     y_pred: np.ndarray | None
     errors: list
     count: object = None  # what was answered instead, when ``probabilities`` is None
-
-
-def _arrow_windows(windows) -> bytes:
-    """The request body: one ``windows`` column of ``large_list<int64>`` over the flat
-    codes and offsets as they are (no copy, no Python object per window)."""
-    offsets = np.asarray(windows.offsets, dtype=np.int64)
-    column = pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0]),
-                                           pa.array(np.asarray(windows.codes, dtype=np.int64)
-                                                    [offsets[0]:offsets[-1]]))
-    batch = pa.record_batch([column], names=["windows"])
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue()
 
 
 def _json_answers(answer) -> tuple[object, list[_Answered]]:
@@ -441,7 +427,7 @@ def _arrow_answers(body: bytes) -> tuple[object, list[_Answered]]:
     decoded = []
     for got in models:
         key = got.get("key")
-        probability, y_pred = f"{key}/probability", f"{key}/y_pred"
+        probability, y_pred = codecs.arrow_answer_columns(key)
         if probability not in columns or y_pred not in columns:
             raise ServerError(f"{_INFER_BATCH}: the Arrow answer has no columns '{probability}' and "
                               f"'{y_pred}' (it has {list(columns)})")

@@ -176,6 +176,27 @@ def windows_from_arrow(body: bytes, max_items: int) -> Ragged:
     return Ragged(codes=codes.astype(np.int64, copy=False), offsets=offsets - offsets[0])
 
 
+def windows_to_arrow(codes: np.ndarray, offsets: np.ndarray) -> bytes:
+    """Windows as flat codes and offsets -> the Arrow request body ``windows_from_arrow``
+    reads: one ``windows`` column of ``large_list<int64>`` over the arrays as they are (no
+    Python object per window). The client's side of the same wire."""
+    import pyarrow as pa
+
+    offsets = np.asarray(offsets, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)[offsets[0]:offsets[-1]]
+    column = pa.LargeListArray.from_arrays(pa.array(offsets - offsets[0]), pa.array(codes))
+    batch = pa.record_batch([column], names=["windows"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def arrow_answer_columns(key: str) -> tuple[str, str]:
+    """The columns of model ``key`` in an Arrow answer: its probabilities and y_pred."""
+    return f"{key}/probability", f"{key}/y_pred"
+
+
 def batch_answer_arrow(n: int, results) -> bytes:
     import pyarrow as pa
 
@@ -186,7 +207,7 @@ def batch_answer_arrow(n: int, results) -> bytes:
         mask = None if valid.all() else ~valid
         columns += [pa.array(scores.probabilities, pa.float64(), mask=mask),
                     pa.array(scores.y_pred, pa.int8(), mask=mask)]
-        names += [f"{scores.entry.key}/probability", f"{scores.entry.key}/y_pred"]
+        names += arrow_answer_columns(scores.entry.key)
         models.append({**scores.entry.identity(), "key": scores.entry.key,
                        "threshold": scores.entry.threshold, "errors": scores.errors()})
     batch = pa.record_batch(columns, names=names)

@@ -79,6 +79,8 @@ def _rewrite_arrow(fault: dict, body: bytes, batch: int) -> bytes:
     import numpy as np
     import pyarrow as pa
 
+    from runtime import codecs
+
     table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
     metadata = dict(table.schema.metadata)
     models = json.loads(metadata[b"models"])
@@ -91,7 +93,7 @@ def _rewrite_arrow(fault: dict, body: bytes, batch: int) -> bytes:
         if kind == "nan" and model["model_id"] == fault["model_id"]:
             nulls = np.zeros(n, dtype=bool)
             nulls[::fault["every"]] = True
-            for name in (f"{model['key']}/probability", f"{model['key']}/y_pred"):
+            for name in codecs.arrow_answer_columns(model["key"]):
                 column = table.column(name)
                 index = table.column_names.index(name)
                 table = table.set_column(index, name, pa.compute.if_else(
