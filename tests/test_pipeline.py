@@ -98,16 +98,36 @@ def test_forced_packaging_gives_the_same_hashes(project_copy):
         assert demo_after[stage]["outs"] == demo_before[stage]["outs"], stage
 
 
-def test_exp_run_reruns_only_v601s_replay_and_seal(project_copy):
-    first = json.loads((project_copy / PACKAGE / "06_packaging_metadata.json").read_text())["replay"]["first_segs"]
-    start = first + 86_400
-    output = dvc(project_copy, "exp", "run", "-S", f"packaging.v601.replay.time_range.start={start}").stdout
+def test_exp_run_reruns_only_what_its_overrides_reach_and_exp_show_lists_them(project_copy):
+    """One `dvc exp run -S ...` (README) with three overrides of two variants: v601's replay
+    start and OW rerun its replay and seal but not its model selection (same models) nor
+    the demo upstream; v701's F07 stages rerun on the new package with the new batch size;
+    `dvc exp show` lists the experiment's params and its new metrics."""
+    root = project_copy
+    metadata = json.loads((root / PACKAGE / "06_packaging_metadata.json").read_text())
+    start = metadata["replay"]["first_segs"] + 86_400
+    new_ow = metadata["temporal"]["OW"]["value"] // 2
+    output = dvc(root, "exp", "run", "-S", f"packaging.v601.replay.time_range.start={start}",
+                 "-S", f"packaging.v601.temporal.OW={new_ow}", "-S", "deployrun.v701.batch_size=64").stdout
     assert "Running stage 'materialize_replay@v601'" in output
     assert "Running stage 'seal_package@v601'" in output
+    assert "Running stage 'infer@v701'" in output
     assert "Running stage 'select_models@v601'" not in output
     assert "Running stage 'demo/dvc.yaml:" not in output
-    metadata = json.loads((project_copy / PACKAGE / "06_packaging_metadata.json").read_text())
+    metadata = json.loads((root / PACKAGE / "06_packaging_metadata.json").read_text())
     assert metadata["replay"]["first_segs"] == start
+    assert metadata["temporal"]["OW"] == {"value": new_ow, "source": "user (packaging.v601.temporal.OW)"}
+
+    baseline = json.loads(dvc(root, "exp", "show", "--json").stdout)[1]
+    [experiment] = [rev for group in baseline["experiments"] for rev in group["revs"]]
+    params_ = experiment["data"]["params"]["params.yaml"]["data"]
+    assert params_["packaging"]["v601"]["temporal"]["OW"] == new_ow
+    assert params_["deployrun"]["v701"]["batch_size"] == 64
+    metrics = experiment["data"]["metrics"]
+    assert f"{DEPLOY}/metrics/metrics.json" in metrics
+    assert metrics != baseline["data"]["metrics"]  # other windows, other figures
+    # the verdict is an output, not a DVC metric (dvc metrics show stays narrow): the experiment wrote it
+    assert json.loads((root / DEPLOY / "verdict.json").read_text())["passed"] in (True, False)
 
 
 def test_verify_fails_after_one_byte_of_a_packaged_model_changes(project_copy):
