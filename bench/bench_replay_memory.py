@@ -30,6 +30,8 @@ reference: ``--base-rows`` is refused below it.
 """
 from __future__ import annotations
 
+import console.quiet_tensorflow  # noqa: F401  (first: TensorFlow's start-up noise off stderr)
+
 import argparse
 import json
 import os

@@ -1,6 +1,6 @@
 """End-to-end serving throughput beside the in-process ceiling, per batch size.
 
-    python -m bench.bench_runtime [--windows 10240] [--batch-sizes 1 32 256 1024] [--in-flight 2]
+    python -m bench.bench_runtime [--windows 10240] [--batch-sizes 1 32 256 1024] [--in-flight 4]
 
 Builds a sealed package of three real Keras models built as upstream's F05 builds them
 (dense_bow 122 inputs, sequence_embedding max_len 250, cnn1d max_len 330), starts the
@@ -21,6 +21,8 @@ in-process.
 """
 from __future__ import annotations
 
+import console.quiet_tensorflow  # noqa: F401  (first: TensorFlow's start-up noise off stderr)
+
 import argparse
 import tempfile
 import time
@@ -30,6 +32,7 @@ import numpy as np
 
 from builders.packages import UPSTREAM_LARGEST_HP, ModelDef, build_package, synthetic_windows, write_manifest
 from contract import layout
+from contract.defaults import REPLAY_IN_FLIGHT
 from contract.manifest import load_manifest
 from contract.windows import Windows
 from f07_validation.client import InferenceClient, ServerProcess, infer_in_order
@@ -86,7 +89,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--windows", type=int, default=10240)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32, 256, 1024])
-    parser.add_argument("--in-flight", type=int, default=2, help="the replay's requests at once")
+    parser.add_argument("--in-flight", type=int, default=REPLAY_IN_FLIGHT, help="the replay's requests at once")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 

@@ -6,6 +6,8 @@ DEFAULT_PORT = 5005            # 0 picks a free port
 DEFAULT_BATCH_SIZE = 256       # windows per POST /infer_batch
 MAX_BATCH_ITEMS = 8192         # the server refuses a larger batch (413)
 MAX_CONTENT_LENGTH = 32 * 1024 * 1024   # bytes of one request body
+REPLAY_IN_FLIGHT = 4           # replay requests at once: the server scores one batch while it
+                               # reads, decodes and answers the others (bench/bench_runtime.py)
 DEFAULT_REQUEST_TIMEOUT = 300.0  # s a replay request may take before it is a runtime fault
 DEFAULT_REFERENCE_SAMPLE = 20_000  # windows per model compared with the independent reference (at least)
 DEFAULT_REFERENCE_TOLERANCE = 1e-5  # largest |server - reference| accepted

@@ -17,8 +17,8 @@ the answers are read column by column into numpy, with no Python object per wind
 either side. JSON, the server's default, stays available (``wire=codecs.JSON``); both
 answers pass the same checks (a count per model, the model's identity against the
 manifest, a probability in [0, 1] or null, null as "not answered" with the server's
-error kept). Two requests are kept in flight (``infer_in_order``), each on its own
-keep-alive connection, and the batches still come back strictly in order.
+error kept). ``REPLAY_IN_FLIGHT`` requests are kept in flight (``infer_in_order``), each on
+its own keep-alive connection, and the batches still come back strictly in order.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import HTTPConnectionPool
 
-from contract.defaults import DEFAULT_HOST
+from contract.defaults import DEFAULT_HOST, REPLAY_IN_FLIGHT
 from contract.errors import UserError
 from contract.manifest import Manifest, ModelEntry
 from contract.windows import EventRows, Regime, Windows, grid_starts, ow_windows
@@ -535,7 +535,7 @@ def replay_windows(path: Path, regime: Regime, batch_size: int, *,
 
 def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeout: float = 300.0,
            token: str | None = None, progress=sys.stderr, progress_every: float = 10.0,
-           in_flight: int = 2, wire: str = codecs.ARROW) -> Iterator[ReplayBatch]:
+           in_flight: int = REPLAY_IN_FLIGHT, wire: str = codecs.ARROW) -> Iterator[ReplayBatch]:
     """Replay the package through the server at ``url``, one ``ReplayBatch`` per request,
     in order (``infer_in_order``: ``in_flight`` requests at once, ``wire`` both ways).
 
@@ -564,7 +564,7 @@ def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeo
 
 
 def infer_in_order(url: str, manifest: Manifest, batches: Iterable[Windows], *, timeout: float = 300.0,
-                   token: str | None = None, in_flight: int = 2,
+                   token: str | None = None, in_flight: int = REPLAY_IN_FLIGHT,
                    wire: str = codecs.ARROW) -> Iterator[ReplayBatch]:
     """``POST /infer_batch`` each of ``batches``, ``in_flight`` requests at once, each on
     its own keep-alive connection (the server works on the next batch while this one
