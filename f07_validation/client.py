@@ -334,15 +334,20 @@ class InferenceClient:
     def models(self) -> dict:
         return self._check(self.session.get(f"{self.url}/models", timeout=self.timeout), "GET /models")
 
-    def infer_batch(self, windows: Windows) -> list[ModelAnswer]:
-        """Score a batch; answers come back in manifest order, checked against it."""
+    def infer_batch(self, windows: Windows, request_id: str | None = None) -> list[ModelAnswer]:
+        """Score a batch; answers come back in manifest order, checked against it.
+        ``request_id`` goes as ``X-Request-ID``: with several requests in flight they
+        reach the server in any order, and the id says which batch each one is."""
         n = len(windows)
         if self.wire == codecs.ARROW:
             body = codecs.windows_to_arrow(windows.codes, windows.offsets)
         else:
             body = json.dumps({"windows": windows.lists()}, separators=(",", ":"))
+        headers = {"Content-Type": self.wire, "Accept": self.wire}
+        if request_id is not None:
+            headers[REQUEST_ID_HEADER] = request_id
         response = self.session.post(f"{self.url}/infer_batch", data=body, timeout=self.timeout,
-                                     headers={"Content-Type": self.wire, "Accept": self.wire})
+                                     headers=headers)
         self._refuse(response, _INFER_BATCH)
         kind = response.headers.get("Content-Type", "").split(";")[0].strip()
         if kind != self.wire:
@@ -368,6 +373,12 @@ class InferenceClient:
 
 
 _INFER_BATCH = "POST /infer_batch"
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def replay_request_id(batch: int) -> str:
+    """The ``X-Request-ID`` of the replay's ``batch``-th request (1-based)."""
+    return f"replay-batch-{batch}"
 
 
 @dataclass(frozen=True)
@@ -590,7 +601,7 @@ def infer_in_order(url: str, manifest: Manifest, batches: Iterable[Windows], *, 
                 return
             number, windows = item
             client = clients[number % in_flight]
-            pending.append((number, windows, pool.submit(client.infer_batch, windows)))
+            pending.append((number, windows, pool.submit(client.infer_batch, windows, replay_request_id(number))))
 
     try:
         send_more()

@@ -5,8 +5,9 @@ first ``sys.path`` entry holding one: a test puts this folder on ``PYTHONPATH`` 
 describes the fault in the environment variable ``F07_TEST_FAULT`` (JSON), and every
 Python process it starts (the server, or a stage that starts the server) gets the fault.
 
-Batches are counted in the order the server receives them (the replay keeps several
-requests in flight, which may finish in any order). Answers are rewritten in the format
+Batches are numbered as the replay numbers them (its ``X-Request-ID``: with several
+requests in flight they reach the server in any order), or in the order the server
+receives them from a client that sends no id. Answers are rewritten in the format
 they were sent in, JSON or Arrow IPC (decoded, changed, encoded again), so a fault
 reaches the client on whichever wire it speaks.
 
@@ -116,6 +117,8 @@ def _answers(fault: dict) -> None:
     import flask
     import pyarrow.compute  # noqa: F401  (pa.compute, for the Arrow rewrites)
 
+    from f07_validation.client import REQUEST_ID_HEADER, replay_request_id
+
     original_preprocess = flask.Flask.preprocess_request
     original = flask.Flask.process_response
     lock = threading.Condition()
@@ -125,7 +128,11 @@ def _answers(fault: dict) -> None:
         if flask.request.path == "/infer_batch":
             with lock:
                 received[0] += 1
-                flask.g.fault_batch = received[0]
+                # The replay's batch number (its requests in flight arrive in any order);
+                # the order of arrival for a client that sends none.
+                sent_as = flask.request.headers.get(REQUEST_ID_HEADER, "")
+                flask.g.fault_batch = (int(sent_as.rpartition("-")[2])
+                                       if sent_as.startswith(replay_request_id(0)[:-1]) else received[0])
         return original_preprocess(self)
 
     def process_response(self, response):
