@@ -17,9 +17,9 @@ a peak-memory ratio near 1.0, time linear in it as ~4.0.
 Infer also reports, from its untracked ``logs/timing.json``, its end-to-end rate (every
 window sent, answered, logged and compared in-process) beside a serving-only rate measured
 apart, right after it: the same replay through a fresh server of the same package, answers
-decoded and checked, nothing logged or compared; and their ratio. ``make bench`` (``bench.bench_runtime``) compares
-HTTP with the same models in-process at each batch size. The bench uses both cores; run
-it on an otherwise idle machine.
+decoded and checked, nothing logged or compared; and their ratio. ``make bench``
+(``bench.bench_runtime``) compares HTTP with the same models in-process at each batch
+size. The bench uses both cores; run it on an otherwise idle machine.
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ from pathlib import Path
 
 from bench.scale_upstream import DEFAULT_ROWS, generate
 from contract import layout
+from contract.manifest import load_manifest
+from f07_validation.client import ServerProcess, replay
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = [("select_models", "v601"), ("materialize_replay", "v601"), ("seal_package", "v601"),
@@ -83,9 +85,6 @@ def serving_only_rate(manifest_path: Path) -> float:
     """Windows/s of the same replay through a fresh server of the same package, answers
     decoded and checked, nothing logged or compared: the ceiling the infer stage's end to
     end rate is measured against, on the same machine, right after it."""
-    from contract.manifest import load_manifest
-    from f07_validation.client import ServerProcess, replay
-
     manifest = load_manifest(manifest_path)
     with ServerProcess(manifest_path) as server:
         started, windows = time.perf_counter(), 0

@@ -376,9 +376,18 @@ _INFER_BATCH = "POST /infer_batch"
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
+_REPLAY_REQUEST_PREFIX = "replay-batch-"
+
+
 def replay_request_id(batch: int) -> str:
     """The ``X-Request-ID`` of the replay's ``batch``-th request (1-based)."""
-    return f"replay-batch-{batch}"
+    return f"{_REPLAY_REQUEST_PREFIX}{batch}"
+
+
+def replay_batch_number(request_id: str) -> int | None:
+    """The batch number ``replay_request_id`` put in ``request_id``; None for any other id."""
+    number = request_id.removeprefix(_REPLAY_REQUEST_PREFIX)
+    return int(number) if number != request_id and number.isdigit() else None
 
 
 @dataclass(frozen=True)

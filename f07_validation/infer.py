@@ -239,7 +239,7 @@ def infer(run: DeployRun) -> dict:
                 replayed = time.perf_counter()
             seconds = time.perf_counter() - started  # every batch logged and compared
             # how long the replay waited for the log and the comparison (and for their tail)
-            local_seconds = worker.blocked_seconds + (seconds - (replayed - started))
+            waiting_for_log = worker.blocked_seconds + (seconds - (replayed - started))
             if failure is not None:
                 summary["windows_sent"] += failure.windows
                 summary["fault"] = runtime_fault(failure, endpoint)
@@ -263,7 +263,7 @@ def infer(run: DeployRun) -> dict:
         "windows_per_second": round(windows / seconds, 1) if seconds > 0 else None,
         "predictions_per_second": round(log.rows / seconds, 1) if seconds > 0 else None,
         "batch_size": settings.batch_size,
-        "waiting_for_log_seconds": round(local_seconds, 3),
+        "waiting_for_log_seconds": round(waiting_for_log, 3),
         "note": "end to end: every window sent, answered, logged and compared in-process; logging and "
                 "the comparison run on a worker thread beside the replay, and waiting_for_log_seconds is "
                 "how long the replay waited for them (time in which the client side, not serving, was "

@@ -117,7 +117,7 @@ def _answers(fault: dict) -> None:
     import flask
     import pyarrow.compute  # noqa: F401  (pa.compute, for the Arrow rewrites)
 
-    from f07_validation.client import REQUEST_ID_HEADER, replay_request_id
+    from f07_validation.client import REQUEST_ID_HEADER, replay_batch_number
 
     original_preprocess = flask.Flask.preprocess_request
     original = flask.Flask.process_response
@@ -130,9 +130,8 @@ def _answers(fault: dict) -> None:
                 received[0] += 1
                 # The replay's batch number (its requests in flight arrive in any order);
                 # the order of arrival for a client that sends none.
-                sent_as = flask.request.headers.get(REQUEST_ID_HEADER, "")
-                flask.g.fault_batch = (int(sent_as.rpartition("-")[2])
-                                       if sent_as.startswith(replay_request_id(0)[:-1]) else received[0])
+                sent_as = replay_batch_number(flask.request.headers.get(REQUEST_ID_HEADER, ""))
+                flask.g.fault_batch = received[0] if sent_as is None else sent_as
         return original_preprocess(self)
 
     def process_response(self, response):
