@@ -88,6 +88,9 @@ DEPLOYRUN_ENTRY = mapping({
     "batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_BATCH_ITEMS,
                    "description": f"windows per request; the server accepts at most {MAX_BATCH_ITEMS}"},
     "check_equivalence": {"type": "boolean"},
+    "equivalence_sample_windows": {"type": ["integer", "null"], "minimum": 1,
+                                   "description": "windows compared in-process at least (every k-th batch "
+                                                  "and the last); null: every window"},
     "gates": GATES,
     "reference": REFERENCE,
     "min_scored_share": {"type": "number", "minimum": 0, "maximum": 1,

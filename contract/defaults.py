@@ -11,5 +11,7 @@ REPLAY_IN_FLIGHT = 4           # replay requests at once: the server scores one 
 DEFAULT_REQUEST_TIMEOUT = 300.0  # s a replay request may take before it is a runtime fault
 DEFAULT_REFERENCE_SAMPLE = 20_000  # windows per model compared with the independent reference (at least)
 DEFAULT_REFERENCE_TOLERANCE = 1e-5  # largest |server - reference| accepted
+DEFAULT_EQUIVALENCE_SAMPLE = 20_000  # windows per model compared in-process with the server's answers (at
+                                     # least: whole batches, every k-th; all on a shorter replay)
 DEFAULT_MIN_SCORED_SHARE = 0.95  # of the predictions on F04 windows, the share that must get a label
 DEFAULT_LOG_CSV_COMPRESSION = "none"  # the CSV copy of the prediction log as the seeds ask (contract.layout)

@@ -1,9 +1,13 @@
 """Materialize the replay: the F02 rows inside the time range, in order, unchanged.
 
-The filter runs inside Arrow (predicate pushdown over the row groups, batches streamed
-to the writer), so a replay of months of events never passes through a Python loop or
-sits whole in memory. The row groups whose statistics may hold rows in the range are
-listed first, so the progress bar counts the rows still to scan.
+The row groups whose statistics may hold rows in the range are listed first (Arrow's
+predicate pushdown; the progress bar counts the rows still to scan), then read batch by
+batch and filtered inside Arrow, so a replay of months of events never passes through a
+Python loop or sits whole in memory. They are read with ``pq.ParquetFile`` and
+``pre_buffer`` off rather than by the dataset scanner, which buffers a whole row group
+(and reads ahead into the next one) before its first batch: at upstream size, with F02's
+row groups of a million rows, that made the peak grow with the number of row groups
+(bench/bench_scale.py).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import pyarrow.parquet as pq
 
 from console.progress import progress
 from contract.files import atomic_path
+from contract.row_stream import BATCH_ROWS
 from f06_packaging.plan import PackagingError, ReplaySpec
 
 
@@ -33,19 +38,26 @@ def materialize_replay(spec: ReplaySpec, out_path) -> int:
     source = spec.source.dataset_path
     dataset = ds.dataset(source, format="parquet")
     expression = _filter(spec)
-    row_groups = [group for fragment in dataset.get_fragments(filter=expression)
-                  for group in fragment.split_by_row_group(filter=expression)]
+    # per file, the row groups that may hold rows in the range
+    files = [(pq.ParquetFile(fragment.path, pre_buffer=False),
+              [group.id for piece in fragment.split_by_row_group(filter=expression) for group in piece.row_groups])
+             for fragment in dataset.get_fragments(filter=expression)]
     rows = 0
     with atomic_path(Path(out_path)) as scratch:
         with pq.ParquetWriter(scratch, dataset.schema) as writer, \
                 progress(desc=f"replay of F02 {spec.source.variant.id}", unit="row", unit_scale=True,
-                         total=sum(group.row_groups[0].num_rows for group in row_groups)) as bar:
-            for group in row_groups:
-                for batch in group.to_batches(filter=expression, batch_size=65_536, use_threads=False):
+                         total=sum(file.metadata.row_group(group).num_rows
+                                   for file, groups in files for group in groups)) as bar:
+            for file, groups in files:
+                if not groups:
+                    continue
+                for batch in file.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, use_threads=False):
+                    bar.update(batch.num_rows)
+                    if expression is not None:
+                        batch = batch.filter(expression)
                     if batch.num_rows:
                         writer.write_batch(batch)
                         rows += batch.num_rows
-                bar.update(group.row_groups[0].num_rows)
         if rows == 0:
             raise PackagingError(f"the replay of F02 {spec.source.variant.id} in {spec.requested} holds no rows; "
                                  "widen the time range")

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract import layout
-from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_MIN_SCORED_SHARE,
-                               DEFAULT_PORT, DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE,
-                               DEFAULT_REQUEST_TIMEOUT)
+from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EQUIVALENCE_SAMPLE, DEFAULT_HOST,
+                               DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_MIN_SCORED_SHARE, DEFAULT_PORT,
+                               DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE, DEFAULT_REQUEST_TIMEOUT)
 from contract.errors import UserError
 from contract.manifest import Manifest, ModelEntry, load_manifest
 from contract.predictions import PREDICTION_SCHEMA
@@ -59,6 +59,7 @@ class Settings:
     port: int
     batch_size: int
     check_equivalence: bool
+    equivalence_sample: int | None  # windows compared in-process at least; None: all
     runtime: dict  # the runtime block, host and port filled in unless a url is given (f07_validation.endpoint)
     request_timeout: float        # s a replay request may take (runtime.request_timeout)
     reference_sample: int | None  # windows compared with the reference at least; None: all
@@ -136,7 +137,9 @@ class DeployRun:
         return Settings(parent_variant_f06=parent, host=runtime.get("host", DEFAULT_HOST),
                         port=runtime.get("port", DEFAULT_PORT),
                         batch_size=entry.get("batch_size", DEFAULT_BATCH_SIZE),
-                        check_equivalence=entry.get("check_equivalence", True), runtime=runtime,
+                        check_equivalence=entry.get("check_equivalence", True),
+                        equivalence_sample=entry.get("equivalence_sample_windows", DEFAULT_EQUIVALENCE_SAMPLE),
+                        runtime=runtime,
                         request_timeout=float(runtime.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
                         reference_sample=reference.get("sample_windows", DEFAULT_REFERENCE_SAMPLE),
                         reference_tolerance=float(reference.get("tolerance", DEFAULT_REFERENCE_TOLERANCE)),

@@ -52,8 +52,8 @@ def phase_metadata(run: DeployRun, per_model: pd.DataFrame, scoring: dict) -> di
         "run": run.read_log_json(layout.RUN_SUMMARY),
         "matching": scoring["objectives"],
         "held_out": {"value": scoring["held_out"], "reason": scoring["held_out_reason"]},
-        "equivalence": {key: equivalence.get(key) for key in ("enabled", "passed", "tolerance",
-                                                               "windows_compared")},
+        "equivalence": {key: equivalence.get(key) for key in ("enabled", "passed", "tolerance", "windows_compared",
+                                                               "sample_windows", "stride_batches")},
         "verdict_passed": None if verdict is None else verdict.get("passed"),
         "outputs": run_outputs(run.root),
     }

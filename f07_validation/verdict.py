@@ -18,7 +18,8 @@ constant written by the code it judges:
 - the scored share (metrics_per_model.csv): the predictions on F04 windows that got a
   label, at least `min_scored_share`, so metrics over a biased subset fail;
 - transport: the server against the same runtime code in-process (equivalence.json), a
-  cheap check of the HTTP hop alone. A run with `check_equivalence: false` did not
+  check of the HTTP hop alone, on every k-th batch of a long replay
+  (``equivalence_sample_windows``). A run with `check_equivalence: false` did not
   measure it: that check is `passed: null` ("not measured") and does not fail the run;
 - the gates of params.yaml (f07_validation.gates), one check per gate and model.
 
@@ -198,6 +199,9 @@ def transport_checks(run: DeployRun, equivalence: dict, path: Path) -> list[dict
     fix = run.stage_fix("infer")
     _require(equivalence, ("tolerance", "windows_compared", "models"), path, fix)
     tolerance, compared = equivalence["tolerance"], equivalence["windows_compared"]
+    stride = equivalence.get("stride_batches", 1)
+    scope = (f"{compared} windows (every {stride}th batch and the last, "
+             f"deployrun.{run.variant}.equivalence_sample_windows)" if stride > 1 else f"{compared} windows")
     checks = []
     for model in run.models:
         name = model.key
@@ -211,9 +215,9 @@ def transport_checks(run: DeployRun, equivalence: dict, path: Path) -> list[dict
         if compared == 0:
             detail = "no window was compared"
         elif mismatch:
-            detail = f"{mismatch} windows non-finite on one side only; max |diff| {diff:.3g} over {compared} windows"
+            detail = f"{mismatch} windows non-finite on one side only; max |diff| {diff:.3g} over {scope}"
         else:
-            detail = f"max |server - in-process| {diff:.3g} over {compared} windows"
+            detail = f"max |server - in-process| {diff:.3g} over {scope}"
         checks.append(check(f"transport: {name}", passed, diff, f"<= {tolerance}", detail))
     return checks
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import yaml
 
 from contract.config import validate_params
-from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_PORT,
+from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EQUIVALENCE_SAMPLE, DEFAULT_HOST,
+                               DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_PORT,
                                MAX_BATCH_ITEMS)
 from contract.files import write_text_atomic
 from contract.layout import F05, LOG_CSV_COMPRESSIONS
@@ -170,9 +171,10 @@ def _choice(text: str, option: str, default: str, allowed) -> str:
 
 def deployrun_entry(project: Project, variant: str, parent: str, host: str = "", port: str = "",
                     batch_size: str = "", log_csv_compression: str = "") -> dict:
-    """The ``deployrun.<variant>`` entry: the package to deploy, how to serve it and how to
-    write the log's CSV copy (written out even at its default: DVC's ``infer`` stage
-    tracks the key, and DVC refuses a tracked parameter that is absent)."""
+    """The ``deployrun.<variant>`` entry: the package to deploy, how to serve it, how much
+    of the replay to compare in-process and how to write the log's CSV copy (written out
+    even at their defaults: DVC's ``infer`` stage tracks the keys, and DVC refuses a
+    tracked parameter that is absent)."""
     _refuse_existing(project, F07, variant)
     check_variant_id(parent, "PARENT")
     packages = project.entries(F06)
@@ -186,6 +188,7 @@ def deployrun_entry(project: Project, variant: str, parent: str, host: str = "",
                     "port": _whole_number(port, "RUNTIME_PORT", DEFAULT_PORT, 0, 65535)},
         "batch_size": _whole_number(batch_size, "BATCH_SIZE", DEFAULT_BATCH_SIZE, 1, MAX_BATCH_ITEMS),
         "check_equivalence": True,
+        "equivalence_sample_windows": DEFAULT_EQUIVALENCE_SAMPLE,
         "log_csv_compression": _choice(log_csv_compression, "LOG_CSV_COMPRESSION", DEFAULT_LOG_CSV_COMPRESSION,
                                        LOG_CSV_COMPRESSIONS),
     }

@@ -275,7 +275,8 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
     assert only_insertions(PARAMS, after)
     deployrun = params(tiny)["deployrun"]
     assert deployrun["v702"] == {"parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 5005},
-                                 "batch_size": 256, "check_equivalence": True, "log_csv_compression": "none"}
+                                 "batch_size": 256, "check_equivalence": True, "equivalence_sample_windows": 20000,
+                                 "log_csv_compression": "none"}
     assert deployrun["v703"]["runtime"] == {"host": "0.0.0.0", "port": 0} and deployrun["v703"]["batch_size"] == 64
     assert deployrun["v703"]["log_csv_compression"] == "gzip"
     assert list(deployrun) == ["v701", "v702", "v703"]

@@ -126,6 +126,9 @@ def test_a_correct_run_passes_every_check_and_measures_each(judged_project):
     reference = json.loads((RUN / layout.REFERENCE).read_text())
     windows = pq.read_metadata(RUN / layout.PREDICTIONS).num_rows // 3
     assert all(model["compared"] > 150 and model["compared"] <= windows for model in reference["models"].values())
+    # a replay shorter than the default equivalence sample: every window compared in-process
+    equivalence = json.loads((RUN / layout.EQUIVALENCE).read_text())
+    assert equivalence["stride_batches"] == 1 and equivalence["windows_compared"] == windows
     serve = json.loads((RUN / layout.SERVE_RECORD).read_text())
     assert serve["ready"]["status"] == 200 and serve["seal"]["verified"] is True
 
@@ -144,6 +147,42 @@ def test_a_vocabulary_shift_in_the_runtime_fails_the_reference_but_not_the_trans
     assert "windows differ" in wrong[f"reference equivalence: {CNN}"]
     assert "t0 " in wrong[f"reference equivalence: {CNN}"] and "server" in wrong[f"reference equivalence: {CNN}"]
     assert outcome(verdict)[f"transport: {CNN}"] is True
+
+
+@pytest.mark.parametrize("windows, sample, expected", [
+    (1000, None, 1), (1000, 1000, 1), (1000, 5000, 1),  # every batch
+    (1000, 200, 4),  # 32 batches of 32, 7 needed: batches 0, 4, ... 28 and the last (9 x 32 >= 200)
+    (40_300, 20_000, 2),  # the demo at batch 256: 158 batches, 79 needed
+])
+def test_the_equivalence_sample_compares_at_least_its_windows(windows, sample, expected):
+    from f07_validation.infer import equivalence_stride
+    stride = equivalence_stride(windows, 32 if windows == 1000 else 256, sample)
+    assert stride == expected
+    batch = 32 if windows == 1000 else 256
+    compared = sum(min(batch, windows - start) for index, start in enumerate(range(0, windows, batch))
+                   if index % stride == 0 or start + batch >= windows)
+    assert compared >= min(sample or windows, windows)
+
+
+@pytest.mark.parametrize("batch, caught_by", [(1, "transport"), (2, "reference equivalence")])
+def test_a_transport_altering_answers_fails_the_check_whose_sample_holds_its_batch(project, monkeypatch, batch,
+                                                                                  caught_by):
+    """Answers of one model scaled on one batch. With a transport sample of two batches'
+    worth, the first batch is compared in-process and the second is not: there the
+    transport check cannot see it, and the independent reference (every window here)
+    does."""
+    write_params(project, equivalence_sample_windows=64)
+    verdict = judge(monkeypatch, {"kind": "scale", "batch": batch, "model_id": "obj_b", "factor": 0.5})
+    wrong = failed(verdict)
+    equivalence = json.loads((RUN / layout.EQUIVALENCE).read_text())
+    summary = json.loads((RUN / layout.RUN_SUMMARY).read_text())
+    assert equivalence["stride_batches"] > 1 and 64 <= equivalence["windows_compared"] < summary["windows_answered"]
+    assert f"{caught_by}: {CNN}" in wrong, wrong
+    if caught_by == "transport":
+        assert "every " in wrong[f"transport: {CNN}"] and "equivalence_sample_windows" in wrong[f"transport: {CNN}"]
+    else:
+        assert outcome(verdict)[f"transport: {CNN}"] is True
+    assert f"transport: {DENSE}" not in wrong and f"reference equivalence: {DENSE}" not in wrong
 
 
 def test_a_server_answering_windows_out_of_order_fails_the_reference(project, monkeypatch):

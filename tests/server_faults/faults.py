@@ -27,6 +27,8 @@ Faults (``kind``):
 - ``drop``: from the ``after``-th batch on, every model's answer lacks the batch's
   last window (the count ``n`` still claims all of them).
 - ``reorder``: every model's answers come back in reverse window order.
+- ``scale``: on the ``batch``-th batch only, model ``model_id``'s probabilities come back
+  multiplied by ``factor`` (still probabilities): a transport that alters answers.
 """
 import json
 import os
@@ -71,6 +73,8 @@ def _rewrite_json(fault: dict, body: dict, batch: int) -> dict:
         if kind == "reorder":
             model["probabilities"].reverse()
             model["y_pred"].reverse()
+        if kind == "scale" and batch == fault["batch"] and model["model_id"] == fault["model_id"]:
+            model["probabilities"] = [None if p is None else p * fault["factor"] for p in model["probabilities"]]
     return body
 
 
@@ -101,6 +105,10 @@ def _rewrite_arrow(fault: dict, body: bytes, batch: int) -> bytes:
                     pa.array(nulls), pa.scalar(None, column.type), column))
             model["errors"] += [{"window": int(i), "error": "non-finite probability (nan)"}
                                 for i in np.flatnonzero(nulls)]
+        if kind == "scale" and batch == fault["batch"] and model["model_id"] == fault["model_id"]:
+            name = codecs.arrow_answer_columns(model["key"])[0]
+            table = table.set_column(table.column_names.index(name), name,
+                                     pa.compute.multiply(table.column(name), fault["factor"]))
     metadata[b"models"] = json.dumps(models).encode()
     table = table.replace_schema_metadata(metadata)
     sink = pa.BufferOutputStream()
