@@ -42,6 +42,11 @@ STDERR_LINES = 20  # of the server's stderr, kept with a runtime fault
 # smaller for ~1.7x the plain CSV's write time (the whole log pass: ~1.3x); level 6 is ~18%
 # smaller again at ~3.6x, level 9 ~22% at ~5.7x.
 GZIP_LEVEL = 1
+# Answered batches waiting for the log: the log writes a row group every ROWS_PER_GROUP
+# rows (~85 batches of 256 windows x 3 models), which takes ~0.1 s, and a sampled batch is
+# compared in-process; with a few slots the replay stopped for each (at upstream's size,
+# ~20% of infer's time). 64 batches of 256 windows of ~60 codes are ~8 MB.
+LOG_QUEUE_BATCHES = 64
 
 
 def open_csv_sink(path: Path, compression: str, files: contextlib.ExitStack):
@@ -70,6 +75,7 @@ class PredictionLog:
         self._paths = parquet_path, csv_path
         self._csv_compression = csv_compression
         self._pending: list[pa.Table] = []
+        self._pending_text: list[pa.Array] = []  # OW_events as the CSV writes them, row for row
         self._pending_rows = 0
         self.rows = 0
 
@@ -86,18 +92,21 @@ class PredictionLog:
     def add(self, batch) -> None:
         windows, answers = batch.windows, batch.answers
         n, m = len(windows), len(answers)
-        repeated = windows.select(np.repeat(np.arange(n), m))
+        # row i*m + j: window i, model j; each window's events are built (and, for the CSV,
+        # written out as text) once, then repeated for its models
+        repeat = pa.array(np.repeat(np.arange(n), m))
+        events = pa.ListArray.from_arrays(pa.array(windows.offsets, pa.int32()), pa.array(windows.codes, pa.int64()))
         probabilities = np.stack([a.probabilities for a in answers], axis=1).reshape(-1)
         answered = np.stack([a.answered for a in answers], axis=1).reshape(-1)
         y_pred = np.stack([a.y_pred for a in answers], axis=1).reshape(-1)
+        per_model_row = pa.array(np.tile(np.arange(m), n))
 
         def per_model(values):
-            return pa.array(np.tile(np.asarray(values, dtype=object), n), pa.string())
+            return pa.array(values, pa.string()).take(per_model_row)
 
         table = pa.Table.from_arrays([
-            pa.array(repeated.t0, pa.int64()),
-            pa.ListArray.from_arrays(pa.array(repeated.offsets, pa.int64()).cast(pa.int32()),
-                                     pa.array(repeated.codes, pa.int64())),
+            pa.array(windows.t0, pa.int64()).take(repeat),
+            events.take(repeat),
             per_model([a.entry.objective for a in answers]),
             per_model([a.entry.prediction_name for a in answers]),
             per_model([a.entry.source_f05 for a in answers]),
@@ -106,6 +115,7 @@ class PredictionLog:
             pa.array(y_pred, pa.int8(), mask=~answered),
         ], schema=PREDICTION_SCHEMA)
         self._pending.append(table)
+        self._pending_text.append(pc.binary_join(pc.cast(events, pa.list_(pa.string())), " ").take(repeat))
         self._pending_rows += table.num_rows
         self.rows += table.num_rows
         if self._pending_rows >= ROWS_PER_GROUP:
@@ -115,10 +125,10 @@ class PredictionLog:
         if not self._pending:
             return
         table = pa.concat_tables(self._pending)
-        self._pending, self._pending_rows = [], 0
+        events_text = pa.chunked_array(self._pending_text, pa.string())
+        self._pending, self._pending_text, self._pending_rows = [], [], 0
         self._parquet_writer.write_table(table, row_group_size=ROWS_PER_GROUP)
-        events = pc.binary_join(pc.cast(table.column("OW_events"), pa.list_(pa.string())), " ")
-        self._csv_writer.write_table(table.set_column(1, "OW_events", events))
+        self._csv_writer.write_table(table.set_column(1, "OW_events", events_text))
 
     def __exit__(self, *exc_info):
         if exc_info[0] is None:
@@ -248,7 +258,7 @@ def infer(run: DeployRun) -> dict:
 
             started = time.perf_counter()
             failure = None
-            with Overlapped(record) as worker, progress(desc=f"infer@{run.variant}", total=total,
+            with Overlapped(record, depth=LOG_QUEUE_BATCHES) as worker, progress(desc=f"infer@{run.variant}", total=total,
                                                         unit="window", unit_scale=True) as bar:
                 try:
                     for batch in replay(endpoint.url, manifest, batch_size=settings.batch_size,

@@ -467,7 +467,7 @@ def describe(result: dict) -> str:
     lines = []
     for key, model in result["models"].items():
         objective = result["objectives"][model["objective"]]
-        how = f"sample, every {objective['stride']}th" if objective["sampled"] else "all"
+        how = f"sample, 1 in {objective['stride']}" if objective["sampled"] else "all"
         coverage = model["coverage"]
         missing = f"{coverage['missing']} F04 windows of the replay missing" if coverage["measured"] \
             else "coverage not measured"

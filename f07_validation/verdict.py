@@ -200,7 +200,7 @@ def transport_checks(run: DeployRun, equivalence: dict, path: Path) -> list[dict
     _require(equivalence, ("tolerance", "windows_compared", "models"), path, fix)
     tolerance, compared = equivalence["tolerance"], equivalence["windows_compared"]
     stride = equivalence.get("stride_batches", 1)
-    scope = (f"{compared} windows (every {stride}th batch and the last, "
+    scope = (f"{compared} windows (1 batch in {stride} and the last, "
              f"deployrun.{run.variant}.equivalence_sample_windows)" if stride > 1 else f"{compared} windows")
     checks = []
     for model in run.models:
@@ -239,7 +239,7 @@ def reference_checks(run: DeployRun, reference: dict) -> list[dict]:
         objective = reference["objectives"][model.objective]
         compared, mismatches = result["compared"], result["mismatches"]
         scope = (f"a sample of {compared} of the {objective['matched']} F04 windows matched to the log "
-                 f"(every {objective['stride']}th, deployrun.{run.variant}.reference.sample_windows)"
+                 f"(1 in {objective['stride']}, deployrun.{run.variant}.reference.sample_windows)"
                  if objective["sampled"] else f"all {compared} F04 windows matched to the log")
         scope += f", joined by {objective['join']}"
         if compared == 0:
