@@ -48,6 +48,8 @@ def test_the_project_params_follow_the_schema():
     (lambda p: p["deployrun"]["v701"].update(batch_size="256"), "deployrun.v701.batch_size: must be integer, got '256'"),
     (lambda p: p["deployrun"]["v701"].update(check_equivalence="yes"),
      "deployrun.v701.check_equivalence: must be boolean, got 'yes'"),
+    (lambda p: p["deployrun"]["v701"].update(equivalence_sample_windows=0),
+     "deployrun.v701.equivalence_sample_windows: 0 is out of range (minimum 1)"),
     (lambda p: p["deployrun"]["v701"].update(log_csv_compression="bz2"),
      "deployrun.v701.log_csv_compression: 'bz2' is not allowed; use one of: none, gzip; the CSV copy of the "
      "prediction log is written as logs/raw_predictions.csv (none), logs/raw_predictions.csv.gz (gzip)"),
