@@ -55,8 +55,9 @@ MEAN_EVENTS = 2.0
 # the jitter of the log's flush peaks, and the fixture replay's row groups (as large as the
 # replay up to 1,048,576 rows; the reader holds a whole one).
 FLAT_WITHIN = 0.04
+# every window compared in-process (TensorFlow on every batch): the client's heaviest setting
 DEPLOYRUN = {"parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 0},
-             "batch_size": 256, "check_equivalence": True}
+             "batch_size": 256, "check_equivalence": True, "equivalence_sample_windows": None}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
 
@@ -79,11 +80,12 @@ def peak_rss_bytes() -> int:
 
 def measure(project: Path) -> dict:
     """Run the infer stage in ``project``, in this process; its figures and peak RSS."""
+    from f07_validation.deployrun import DeployRun
     from f07_validation.infer import infer
 
     os.chdir(project)
     started = time.perf_counter()
-    summary = infer("v701", DEPLOYRUN)
+    summary = infer(DeployRun("v701", DEPLOYRUN))
     return {"seconds": time.perf_counter() - started, "windows": summary["windows_sent"],
             "peak_bytes": peak_rss_bytes()}
 
@@ -117,7 +119,7 @@ def main(argv=None) -> None:
                      f"{ROWS_PER_GROUP:,} the log buffers; raise --base-rows")
 
     print(f"infer on replays of {args.base_rows:,} rows x {factors} (~{MEAN_EVENTS:g} codes a row, "
-          f"Tu={DEFAULT_REGIME.Tu} s, OW={DEFAULT_REGIME.OW}), {n_models} models, equivalence check on; "
+          f"Tu={DEFAULT_REGIME.Tu} s, OW={DEFAULT_REGIME.OW}), {n_models} models, every window compared in-process; "
           f"peak RSS of the client process (server excluded)")
     print(f"{'length':>6} {'rows':>10} {'windows':>9} {'infer s':>8} {'peak MiB':>9} {'vs 1x':>7} {'+MiB':>7}")
     peaks = []
