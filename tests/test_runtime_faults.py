@@ -26,6 +26,7 @@ import yaml
 
 from contract import layout
 from contract.errors import UserError
+from f07_validation.infer import equivalence_stride
 from tests.server_faults.faults import vocab_shift
 from tests.validated_package import CNN, DENSE, EMBEDDING, FAULTS, build_validated_package
 
@@ -149,16 +150,14 @@ def test_a_vocabulary_shift_in_the_runtime_fails_the_reference_but_not_the_trans
     assert outcome(verdict)[f"transport: {CNN}"] is True
 
 
-@pytest.mark.parametrize("windows, sample, expected", [
-    (1000, None, 1), (1000, 1000, 1), (1000, 5000, 1),  # every batch
-    (1000, 200, 4),  # 32 batches of 32, 7 needed: batches 0, 4, ... 28 and the last (9 x 32 >= 200)
-    (40_300, 20_000, 2),  # the demo at batch 256: 158 batches, 79 needed
+@pytest.mark.parametrize("windows, batch, sample, expected", [
+    (1000, 32, None, 1), (1000, 32, 1000, 1), (1000, 32, 5000, 1),  # every batch
+    (1000, 32, 200, 4),  # 32 batches, 7 needed: batches 0, 4, ... 28 and the last (9 x 32 >= 200)
+    (40_300, 256, 20_000, 2),  # the full demo: 158 batches, 79 needed
 ])
-def test_the_equivalence_sample_compares_at_least_its_windows(windows, sample, expected):
-    from f07_validation.infer import equivalence_stride
-    stride = equivalence_stride(windows, 32 if windows == 1000 else 256, sample)
+def test_the_equivalence_sample_compares_at_least_its_windows(windows, batch, sample, expected):
+    stride = equivalence_stride(windows, batch, sample)
     assert stride == expected
-    batch = 32 if windows == 1000 else 256
     compared = sum(min(batch, windows - start) for index, start in enumerate(range(0, windows, batch))
                    if index % stride == 0 or start + batch >= windows)
     assert compared >= min(sample or windows, windows)
