@@ -49,8 +49,6 @@ def materialize_replay(spec: ReplaySpec, out_path) -> int:
                          total=sum(file.metadata.row_group(group).num_rows
                                    for file, groups in files for group in groups)) as bar:
             for file, groups in files:
-                if not groups:
-                    continue
                 for batch in file.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, use_threads=False):
                     bar.update(batch.num_rows)
                     if expression is not None:

@@ -22,11 +22,12 @@ class Overlapped:
     ``put`` and is raised again from there (or on leaving the block); leaving the block
     early (an exception in the replay) stops the worker after the item it is on.
     ``blocked_seconds`` is how long ``put`` waited for the worker: the replay's own time
-    is the wall time minus it."""
+    is the wall time minus it. ``depth`` has no default: how many items may wait is the
+    caller's trade of memory against stalls (the infer stage's: ``LOG_QUEUE_BATCHES``)."""
 
     _END = object()
 
-    def __init__(self, consume, depth: int = 4):
+    def __init__(self, consume, depth: int):
         self._consume = consume
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
