@@ -1,7 +1,7 @@
 # The project's commands. `make run` installs and runs the whole pipeline on the embedded
 # demo; `make test` runs the tests. The other targets are the seeds' variant lifecycle;
 # their optional variables (TU OW LT PW REPLAY_START REPLAY_END, RUNTIME_HOST RUNTIME_PORT
-# BATCH_SIZE LOG_CSV_COMPRESSION, FORCE=1 for publish7) carry prefixes where a shell
+# BATCH_SIZE LOG_CSV_COMPRESSION BASELINE, FORCE=1 for publish7) carry prefixes where a shell
 # variable could leak in.
 # `make setup DVC_REMOTE_URL=<url>` points this clone's DVC remote elsewhere (README).
 VENV   ?= .venv
@@ -68,7 +68,7 @@ clean6: setup
 # ---------------------------------------------------------------- F07 lifecycle
 variant7: setup
 	$(LIFECYCLE) variant7 --variant "$(VARIANT)" --parent "$(PARENT)" --host "$(RUNTIME_HOST)" --port "$(RUNTIME_PORT)" \
-	    --batch-size "$(BATCH_SIZE)" --log-csv-compression "$(LOG_CSV_COMPRESSION)"
+	    --batch-size "$(BATCH_SIZE)" --log-csv-compression "$(LOG_CSV_COMPRESSION)" --baseline "$(BASELINE)"
 script7-run: setup
 	$(LIFECYCLE) run7 --variant "$(VARIANT)"
 nb7-run: setup

@@ -25,8 +25,8 @@ VARIANT = {"type": "string", "pattern": f"^{VARIANT_ID.pattern}\\Z",
 NAME = {"type": "string", "minLength": 1, "pattern": "^[^/\\\\]+\\Z", "not": {"enum": [".", ".."]},
         "description": "a name that can be a folder name"}
 TIME = {"type": ["integer", "string", "null"], "description": "epoch seconds or an ISO-8601 time"}
-BOUNDS = {"type": "object", "additionalProperties": {"type": "number"},
-          "description": "metric name (as in metrics_per_model.csv) -> bound"}
+BOUNDS = {"type": "object", "additionalProperties": {"type": ["number", "null"]},
+          "description": "metric name (as in metrics_per_model.csv) -> bound (null: the gate is off)"}
 
 
 def mapping(properties: dict, *, required=(), description: str = "") -> dict:

@@ -75,6 +75,8 @@ METRICS_TIMELINE = f"{METRICS_DIR}/timeline.csv"   # predictions binned over rep
 METRICS_IMAGES = f"{METRICS_DIR}/plots/images"   # the score stage's figures (dvclive images)
 REFERENCE = "reference.json"              # the server against the independent reference
 VERDICT = "verdict.json"
+VERDICT_METRICS = "verdict_metrics.json"  # passed (1/0) and failed checks, for dvc metrics show (not in
+                                          # metrics/, which the score stage replaces whole)
 REPORT_DIR = "report"
 REPORT_HTML = f"{REPORT_DIR}/report.html"
 FIGURES_DIR = f"{REPORT_DIR}/figures"

@@ -15,8 +15,10 @@ precursors, so the trained models genuinely predict something:
   the variant's files and a ``python -m demo.fNN <variant>`` entry that ``demo/dvc.yaml``
   runs; ``artifacts``: parameters in, files out.
 
-F03's windows come from ``contract.windows`` and the model inputs from
-``runtime.vectorize``, the implementations the runtime itself uses.
+F03's windows come from ``contract.windows``. The model inputs are built by the demo's own
+implementation of the F05 contract (``families.encode``), never by ``runtime/``: the demo
+is the upstream the runtime is judged against, and a change to the runtime leaves every
+demo stage up to date.
 
 Every demo stage process starts here, so TensorFlow's start-up noise is filtered before
 F05 loads it.

@@ -1,8 +1,10 @@
 """The three upstream model families: their input encoding and their Keras networks.
 
-Inputs are built by ``runtime.vectorize`` from the same ``vectorization`` block that is
-written to ``model_summary.json``, so a demo model is trained on exactly the input the
-runtime will rebuild when serving it; there is no second encoder to drift.
+Inputs are built here (``encode``) from the same ``vectorization`` block that is written
+to ``model_summary.json``, by the demo's own implementation of the F05 contract, as
+upstream's F05 has its own: the demo is the upstream the runtime is judged against, so
+it must not be built by the code under judgement (an edit to ``runtime/`` would retrain
+the demo's models, and a bug there would be trained into them and pass unseen).
 
 The networks are upstream's (``scripts/05_modeling.py``): dense_bow is an MLP over event
 counts; sequence_embedding averages the embeddings of the event sequence; cnn1d runs a
@@ -23,7 +25,6 @@ import keras
 import numpy as np
 
 from demo.artifacts import DemoError
-from runtime.vectorize import Ragged, from_spec
 
 FAMILIES = ("dense_bow", "sequence_embedding", "cnn1d")
 ENCODING = {"dense_bow": "dense_bow", "sequence_embedding": "sequence", "cnn1d": "sequence"}
@@ -43,8 +44,32 @@ def vectorization(family: str, codes: np.ndarray, offsets: np.ndarray, max_len_p
 
 
 def encode(spec: dict, codes: np.ndarray, offsets: np.ndarray, where: str) -> np.ndarray:
-    """Model input for windows, by the runtime's own vectorizer."""
-    return from_spec(spec, where)(Ragged(codes=codes, offsets=offsets))
+    """Model input for windows (flat ``codes``, window i = ``codes[offsets[i]:offsets[i+1]]``)
+    as the F05 contract defines it: ``dense_bow`` float32 ``[n, input_dim]``, column i
+    counting ``vocab[i]``; ``sequence`` int32 ``[n, max_len]``, a code as 1 + its position
+    in ``vocab``, unknown codes dropped, the last ``max_len`` kept, zeros padding the left."""
+    kind = spec.get("vectorization")
+    if kind not in ("dense_bow", "sequence"):
+        raise DemoError(f"{where}: unknown vectorization {kind!r}")
+    codes, offsets = np.asarray(codes, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
+    n = len(offsets) - 1
+    vocab = np.asarray(spec["vocab"], dtype=np.int64)
+    order = np.argsort(vocab, kind="stable")
+    at = np.minimum(np.searchsorted(vocab[order], codes), max(len(vocab) - 1, 0))
+    known = (vocab[order][at] == codes) if len(vocab) else np.zeros(len(codes), bool)
+    position = order[at][known]                                     # index in vocab of each known code
+    window = np.repeat(np.arange(n), np.diff(offsets))[known]
+    if kind == "dense_bow":
+        out = np.zeros((n, spec["input_dim"]), dtype=np.float32)
+        np.add.at(out, (window, position), 1)
+        return out
+    width = spec["max_len"]
+    per_window = np.bincount(window, minlength=n)
+    from_end = np.cumsum(per_window)[window] - 1 - np.arange(len(window))  # 0 for a window's last known code
+    keep = from_end < width
+    out = np.zeros((n, width), dtype=np.int32)
+    out[window[keep], width - 1 - from_end[keep]] = position[keep] + 1
+    return out
 
 
 def build(family: str, spec: dict, hp: dict, where: str) -> keras.Model:

@@ -55,6 +55,9 @@ def confusion_png(prediction_name: str, models: list[dict]) -> bytes:
         return _png(figure)
 
 
+_LAST_CALENDAR_S = 253_402_300_799  # 9999-12-31T23:59:59 UTC: matplotlib's dates end there
+
+
 def timeline_png(timeline: pd.DataFrame, models: list[dict], bin_seconds: int) -> bytes:
     """One row per model (rows of metrics_per_model.csv) over replay time, from the
     binned timeline (at most a few hundred bins, so the figure's size does not depend on
@@ -62,6 +65,13 @@ def timeline_png(timeline: pd.DataFrame, models: list[dict], bin_seconds: int) -
     and the threshold, the share of the reference's positive windows shaded, and a strip
     at the bottom marking bins that hold windows without a reference, ambiguous ones or
     non-finite outputs."""
+    # A log whose t0s are no calendar time (milliseconds read as seconds, say) is drawn on
+    # plain seconds: the score stage must still finish, so that the verdict can name it.
+    calendar = timeline.empty or bool(timeline["bin_t0"].between(0, _LAST_CALENDAR_S - bin_seconds).all())
+
+    def when(t0):
+        return pd.to_datetime(t0, unit="s").to_numpy() if calendar else np.asarray(t0, dtype=float)
+
     with matplotlib.style.context("default"):
         figure = Figure(figsize=(11, 0.8 + 1.9 * len(models)), layout="constrained")
         all_axes = figure.subplots(len(models), 1, sharex=True, squeeze=False)[:, 0]
@@ -76,8 +86,7 @@ def timeline_png(timeline: pd.DataFrame, models: list[dict], bin_seconds: int) -
             if mine is None:
                 axes.text(0.5, 0.5, "no prediction logged", transform=axes.transAxes, ha="center")
                 continue
-            start = pd.to_datetime(mine["bin_t0"].to_numpy(), unit="s").to_numpy()
-            end = pd.to_datetime(mine["bin_t0"].to_numpy() + bin_seconds, unit="s").to_numpy()
+            start, end = when(mine["bin_t0"].to_numpy()), when(mine["bin_t0"].to_numpy() + bin_seconds)
             windows = mine["windows"].to_numpy()
             x = np.stack([start, end], axis=1).ravel()
 
@@ -96,11 +105,13 @@ def timeline_png(timeline: pd.DataFrame, models: list[dict], bin_seconds: int) -
             axes.plot(x, steps(mine["mean_probability"]), linewidth=0.8, color="tab:blue",
                       label="predicted probability: mean")
             axes.axhline(model["threshold"], linestyle="--", linewidth=0.8, color="0.3", label="threshold")
-        all_axes[-1].set_xlabel(f"window start t0 (UTC), bins of {bin_seconds} s")
+        all_axes[-1].set_xlabel(f"window start t0 ({'UTC' if calendar else 's, not a calendar time'}), "
+                                f"bins of {bin_seconds} s")
         if by_model:
-            locator = mdates.AutoDateLocator()
-            all_axes[-1].xaxis.set_major_locator(locator)
-            all_axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            if calendar:
+                locator = mdates.AutoDateLocator()
+                all_axes[-1].xaxis.set_major_locator(locator)
+                all_axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
             plotted = next(axes for axes in all_axes if axes.get_legend_handles_labels()[0])
             figure.legend(*plotted.get_legend_handles_labels(), loc="outside lower center",
                           ncols=3, fontsize=8)

@@ -12,7 +12,12 @@ variant in params.yaml, optionally against another F07 variant (the baseline):
 
 Metric names are those of metrics_per_model.csv (`f07_validation.scoring.METRICS`).
 Absolute bounds apply to every gated model; a drop is measured per model against the
-baseline's model with the same `<objective>/<source_f05>/<model_id>`.
+baseline's model with the same `<objective>/<source_f05>/<model_id>`. A bound written as
+`null` is a gate switched off: the verdict shows it as off, not as passed.
+
+`make variant7` writes the quality floors of `contract.defaults.DEFAULT_QUALITY_FLOORS`
+(and, given a baseline, `DEFAULT_MAX_DROP`); a run whose gates leave one of those
+metrics unset gets a "not judged" check for it (`unjudged_quality`), never a pass.
 
 `validate_gates` is the one place that reads this configuration. It needs nothing but
 params.yaml and the package's model list, so the serve stage and `make variant7` call
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract import dvc_deps, layout
+from contract.defaults import DEFAULT_QUALITY_FLOORS
 from contract.errors import UserError
 from contract.model_key import KEY_COLUMNS, key_of
 from f07_validation.deployrun import DeployRunError
@@ -54,11 +60,16 @@ class GateError(UserError):
 
 @dataclass(frozen=True)
 class Bound:
-    """One gate: `kind` is min, max or max_drop, `limit` as written in params.yaml."""
+    """One gate: `kind` is min, max or max_drop, `limit` as written in params.yaml (None:
+    switched off)."""
 
     kind: str
     metric: str
-    limit: int | float
+    limit: int | float | None
+
+    @property
+    def off(self) -> bool:
+        return self.limit is None
 
     def label(self, baseline: str | None) -> str:
         against = f" vs {baseline}" if self.kind == "max_drop" else ""
@@ -89,6 +100,19 @@ class Gates:
 
     def applies_to(self, name: str) -> bool:
         return self.models is None or name in self.models
+
+    def unjudged_quality(self, model_names: Iterable[str]) -> list[tuple[str, str | None, str]]:
+        """(metric, model or None for every model, why) for each quality floor of
+        DEFAULT_QUALITY_FLOORS that these gates do not judge: not set at all, or set but
+        not applied to a model left out of ``models``."""
+        unjudged = []
+        for metric in DEFAULT_QUALITY_FLOORS:
+            if not any(bound.kind == "min" and bound.metric == metric for bound in self.bounds):
+                unjudged.append((metric, None, "not set"))
+                continue
+            unjudged += [(metric, name, "this model is left out of gates.models")
+                         for name in model_names if not self.applies_to(name)]
+        return unjudged
 
 
 def validate_gates(variant: str, entry: dict, deployrun_section: dict,
@@ -140,7 +164,8 @@ def _bounds(where: str, kind: str, section) -> list[Bound]:
         if kind == "max_drop" and metric not in RATES:
             raise GateError(f"{key}: max_drop compares rates ({', '.join(RATES)}); {metric} is a count, "
                             f"which depends on the replay's length: bound it with min or max instead")
-        _check_limit(key, metric, limit)
+        if limit is not None:
+            _check_limit(key, metric, limit)
         bounds.append(Bound(kind, metric, limit))
     return sorted(bounds, key=lambda bound: METRICS.index(bound.metric))
 
@@ -165,7 +190,7 @@ def _check_limit(key: str, metric: str, limit) -> None:
 
 def _refuse_contradictions(where: str, bounds: list[Bound]) -> None:
     """A min above the max of the same metric fails every model: surely a typo."""
-    limits = {(bound.kind, bound.metric): bound.limit for bound in bounds}
+    limits = {(bound.kind, bound.metric): bound.limit for bound in bounds if not bound.off}
     for (kind, metric), low in limits.items():
         high = limits.get(("max", metric))
         if kind == "min" and high is not None and low > high:

@@ -148,7 +148,7 @@ def discard_results(run: DeployRun) -> None:
     after a change of ``log_csv_compression`` only the current setting's file remains."""
     for relative in (layout.PREDICTIONS, layout.PREDICTIONS_PARTIAL, *layout.PREDICTIONS_CSV.values(),
                      *layout.PREDICTIONS_CSV_PARTIAL.values(), layout.RUN_SUMMARY, layout.EQUIVALENCE,
-                     layout.REFERENCE, layout.VERDICT, layout.RUN_METADATA):
+                     layout.REFERENCE, layout.VERDICT, layout.VERDICT_METRICS, layout.RUN_METADATA):
         run.path(relative).unlink(missing_ok=True)
     for relative in (layout.METRICS_DIR, layout.REPORT_DIR):
         shutil.rmtree(run.path(relative), ignore_errors=True)
@@ -253,7 +253,8 @@ def infer(run: DeployRun) -> dict:
                 for answer in batch.answers:
                     summary["models"][answer.entry.key]["non_finite"] += int((~answer.answered).sum())
                 if equivalence is not None and (index % stride == 0 or summary["windows_sent"] == total):
-                    equivalence.add(windows, {a.entry.key: a.probabilities for a in batch.answers})
+                    equivalence.add(windows, {a.entry.key: a.probabilities for a in batch.answers},
+                                    {a.entry.key: np.where(a.answered, a.y_pred, -1) for a in batch.answers})
                     compared["batches_compared"] += 1
 
             started = time.perf_counter()

@@ -19,6 +19,18 @@ recovered) or, without one, by OW content. Per model, |server - reference| must 
 within the tolerance on every compared window; the first mismatching windows are kept
 (t0, events, both probabilities).
 
+Decisions are judged too, since every metric of the report is computed from the logged
+``y_pred``: the reference decides ``probability >= threshold`` with the threshold read
+here from the model's ``model_summary.json`` (the F05 contract's default where it
+declares none, and the result says so) and compares that decision with the logged one on
+every compared window. And every row of the log (all of them, not a sample) must carry
+the decision its own logged probability and that threshold give, null where the
+probability is null.
+
+When logged predictions miss the F04 windows (coverage, or the scored share, collapses),
+the join is diagnosed (``diagnose_join``): an empty log, ``t0``s off the replay's time
+grid, a constant offset from the F04 ``t0``s, another time unit; the verdict names it.
+
 The same join measures coverage: every F04 window whose OW lies in the replay must have a
 logged prediction from every model (``t0`` joins only: without a time nothing says which
 F04 rows the replay should have reached).
@@ -43,6 +55,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from console.progress import progress
+from contract.defaults import F05_DEFAULT_THRESHOLD
 from contract.errors import UserError
 from contract import layout
 
@@ -80,7 +93,8 @@ def sequence_input(events: list[int], vocab: list[int], max_len: int) -> np.ndar
 
 class ReferenceModel:
     """One packaged model as the reference sees it: its summary and ``model.h5`` read
-    from the package, the input built per window from the summary's vectorization."""
+    from the package, the input built per window from the summary's vectorization, the
+    decision taken at the summary's threshold (``threshold_source`` says where it came from)."""
 
     def __init__(self, key: str, model_path: Path, summary_path: Path):
         self.key = key
@@ -90,12 +104,23 @@ class ReferenceModel:
             self.kind = vectorization["vectorization"]
             self.vocab = [int(code) for code in vectorization["vocab"]]
             self.width = int(vectorization["input_dim"] if self.kind == "dense_bow" else vectorization["max_len"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            declared = summary.get("threshold")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise ReferenceComparisonError(f"model {key}: cannot read its vectorization from {summary_path} "
                                  f"({error!r}); the package is incomplete") from None
         if self.kind not in ("dense_bow", "sequence"):
             raise ReferenceComparisonError(f"model {key}: {summary_path} names vectorization {self.kind!r}; the "
                                  "contract defines dense_bow and sequence")
+        if declared is None:
+            self.threshold = F05_DEFAULT_THRESHOLD
+            self.threshold_source = (f"the F05 contract's default {F05_DEFAULT_THRESHOLD}: "
+                                     f"{layout.MODEL_SUMMARY} declares no threshold")
+        elif isinstance(declared, bool) or not isinstance(declared, (int, float)) or not 0 <= declared <= 1:
+            raise ReferenceComparisonError(f"model {key}: {summary_path} declares threshold {declared!r}, not a "
+                                           "number in [0, 1]; the package is corrupt: rebuild it")
+        else:
+            self.threshold = float(declared)
+            self.threshold_source = f"{layout.MODEL_SUMMARY} of the package"
         import keras  # TensorFlow, loaded only by the stage that needs it
 
         self.model = keras.models.load_model(model_path, compile=False)
@@ -138,11 +163,14 @@ class ReferenceDataset:
 @dataclass(frozen=True)
 class ReplaySpan:
     """The replay's first and last instants and the OW length in seconds: an F04 window
-    lies in the replay when ``first <= t0`` and ``t0 + ow_seconds <= last``."""
+    lies in the replay when ``first <= t0`` and ``t0 + ow_seconds <= last``. Its windows
+    start on the package's time grid, ``origin + k * tu`` (tu: the time unit in seconds)."""
 
     first: int
     last: int
     ow_seconds: int
+    origin: int
+    tu: int
 
     def holds(self, t0: np.ndarray) -> np.ndarray:
         return (t0 >= self.first) & (t0 <= self.last - self.ow_seconds)  # no int64 temporary of t0's length
@@ -157,7 +185,8 @@ def run_inputs(manifest) -> tuple[list[ModelUnderTest], dict[str, ReferenceDatas
         metadata = json.loads(path.read_text(encoding="utf-8"))
         replay, temporal = metadata["replay"], metadata["temporal"]
         span = ReplaySpan(int(replay["first_segs"]), int(replay["last_segs"]),
-                          int(round(float(temporal["OW"]["value"]) * float(temporal["Tu"]["value"]))))
+                          int(round(float(temporal["OW"]["value"]) * float(temporal["Tu"]["value"]))),
+                          int(temporal["origin_segs"]), int(float(temporal["Tu"]["value"])))
         datasets = {}
         for model in manifest.models:
             entry = metadata["datasets"][model.objective]
@@ -279,10 +308,10 @@ class _Dataset:
         return index_in(self.unique, keys)
 
 
-def _log_batches(log_path: Path, models: list[ModelUnderTest], with_events: bool, with_probability: bool):
+def _log_batches(log_path: Path, models: list[ModelUnderTest], with_events: bool, with_answers: bool):
     """The prediction log by record batch: per model, the row positions of its rows."""
     columns = ["t0", "objective", "source_f05", "model_id"]
-    columns += ["probability"] if with_probability else []
+    columns += ["probability", "y_pred"] if with_answers else []
     columns += ["OW_events"] if with_events else []
     file = pq.ParquetFile(log_path, pre_buffer=False)
     missing = sorted(set(columns) - set(file.schema_arrow.names))
@@ -299,11 +328,149 @@ def _log_batches(log_path: Path, models: list[ModelUnderTest], with_events: bool
 
 # --------------------------------------------------------------------------- the comparison
 
+class _Decisions:
+    """One model's logged decisions, judged on every row of the log: ``y_pred`` must be
+    ``probability >= threshold`` where the probability is finite and null where it is
+    not (``probability`` as logged, null read as NaN)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.rows = 0
+        self.inconsistent = 0
+        self.first: list[dict] = []
+
+    def add(self, t0: np.ndarray, probability: np.ndarray, y_pred: np.ndarray, y_valid: np.ndarray) -> None:
+        finite = np.isfinite(probability)
+        wanted = probability >= self.threshold  # False where NaN: only read where finite
+        wrong = np.where(finite, ~y_valid | (y_pred != wanted), y_valid)
+        self.rows += len(t0)
+        self.inconsistent += int(wrong.sum())
+        for i in np.flatnonzero(wrong)[:FIRST_SHOWN - len(self.first)]:
+            self.first.append({"t0": int(t0[i]), "probability": _number(probability[i]),
+                               "y_pred": int(y_pred[i]) if y_valid[i] else None,
+                               "expected": int(wanted[i]) if finite[i] else None})
+
+    def summary(self) -> dict:
+        return {"rows": self.rows, "inconsistent": self.inconsistent, "first_inconsistent": self.first}
+
+
+class _JoinTrace:
+    """What pass 1 keeps of one model's logged ``t0``s to explain a join that misses:
+    how many lie off the replay's time grid (by residue), how many match no F04 key,
+    and a sample spread over the whole log (every ``stride``-th of its rows). Bounded
+    whatever the log's length."""
+
+    def __init__(self, span: ReplaySpan, stride: int):
+        self.span = span
+        self.stride = stride
+        self.off_grid = 0
+        self.residues: dict[int, int] = {}
+        self.unmatched = 0
+        self._seen = 0
+        self._sample: list[np.ndarray] = []
+        self.first_t0: int | None = None
+        self.last_t0: int | None = None
+
+    def add(self, t0: np.ndarray, matched: np.ndarray) -> None:
+        if len(t0) == 0:
+            return
+        self.first_t0 = int(t0.min()) if self.first_t0 is None else min(self.first_t0, int(t0.min()))
+        self.last_t0 = int(t0.max()) if self.last_t0 is None else max(self.last_t0, int(t0.max()))
+        residue = (t0 - self.span.origin) % self.span.tu
+        off = residue != 0
+        self.off_grid += int(off.sum())
+        for value, count in zip(*np.unique(residue[off], return_counts=True)):
+            self.residues[int(value)] = self.residues.get(int(value), 0) + int(count)
+        self.unmatched += int((~matched).sum())
+        self._sample.append(t0[(-self._seen) % self.stride::self.stride])
+        self._seen += len(t0)
+
+    @property
+    def sample(self) -> np.ndarray:
+        return np.concatenate(self._sample) if self._sample else np.zeros(0, np.int64)
+
+
+# a logged t0 read in another unit: the unit's name and how to bring it back to seconds
+_UNITS = (("milliseconds", lambda t: t // 1_000, 1_000), ("microseconds", lambda t: t // 1_000_000, 1_000_000),
+          ("nanoseconds", lambda t: t // 1_000_000_000, 1_000_000_000), ("minutes", lambda t: t * 60, 1))
+_TRACE_SAMPLE = 256  # logged t0s per model kept to test an explanation on
+_COLLAPSED = 0.5  # the join has collapsed when fewer than this share of the logged t0s match
+_EXPLAINS = 0.9  # an explanation must bring at least this share of them onto F04 t0s
+_OFFSET_SEARCH_S = 2 * 86_400  # offsets tried: up to two days either way (time zones, a day's shift)
+
+
+def _share_found(keys: np.ndarray, candidates: np.ndarray) -> float:
+    return float((index_in(keys, candidates) >= 0).mean()) if len(candidates) else 0.0
+
+
+def _best_offset(keys: np.ndarray, sample: np.ndarray) -> tuple[int, float]:
+    """The constant ``d`` for which most of ``sample + d`` are F04 keys. Each of 32 of the
+    sampled t0s votes for its offsets to the keys within ``_OFFSET_SEARCH_S`` of it; the
+    ten most voted are measured on the whole sample, the best share wins (the smaller
+    shift on a tie)."""
+    probes = sample[::max(1, len(sample) // 32)]
+    votes = []
+    for t0 in probes:
+        lo, hi = np.searchsorted(keys, [t0 - _OFFSET_SEARCH_S, t0 + _OFFSET_SEARCH_S + 1])
+        votes.append(keys[lo:hi] - t0)
+    offsets, counts = np.unique(np.concatenate(votes), return_counts=True)
+    if not len(offsets):
+        return 0, 0.0
+    shares = [(_share_found(keys, sample + int(d)), -abs(int(d)), int(d)) for d in offsets[np.argsort(-counts)[:10]]]
+    share, _, best = max(shares)
+    return best, share
+
+
+def diagnose_join(trace: _JoinTrace, logged: int, keys: np.ndarray, objective: str) -> dict | None:
+    """Why this model's logged ``t0``s miss the F04 ``t0``s (``keys``, sorted), from its
+    ``trace``: ``{"cause", "detail", ...}`` with the numbers, or None when the join holds
+    (every logged t0 on the grid, most of them F04 t0s: a few at the replay's ends that
+    F04 has no row for are normal). Tried in order: an empty log; t0s off the replay's
+    time grid; when the join has collapsed, another time unit, a constant offset, else
+    the two ranges."""
+    span = trace.span
+    if logged == 0:
+        return {"cause": "empty_log", "detail": "the prediction log holds no row of this model"}
+    sample = trace.sample
+    base = f"{trace.unmatched} of the {logged} logged t0s match no t0 of the F04 dataset of {objective}"
+    collapsed = _share_found(keys, sample) < _COLLAPSED
+    if trace.off_grid:
+        residue = max(trace.residues, key=lambda r: (trace.residues[r], -r))
+        by = residue if residue <= span.tu // 2 else residue - span.tu
+        back = _share_found(keys, sample - by)
+        shifted = f"; shifted by {-by:+d} s, {back:.0%} of them are F04 t0s" if back >= _EXPLAINS else ""
+        return {"cause": "off_grid", "off_grid": trace.off_grid, "most_off_by_s": by,
+                "detail": f"{base}: {trace.off_grid} of the {logged} logged t0s are off the replay's time grid "
+                          f"(origin {span.origin} + k x {span.tu} s), most by {by:+d} s{shifted}"}
+    if not collapsed:
+        return None
+    for unit, to_seconds, divisor in _UNITS:
+        if np.all(sample % divisor == 0) and _share_found(keys, to_seconds(sample)) >= _EXPLAINS:
+            return {"cause": "time_unit", "unit": unit,
+                    "detail": f"{base}: they are in {unit}, not epoch seconds ({sample[0]} is "
+                              f"{to_seconds(sample[:1])[0]} in seconds)"}
+    offset, share = _best_offset(keys, sample)
+    if offset and share >= _EXPLAINS:
+        steps = f" ({-offset // span.tu:+d} x Tu)" if offset % span.tu == 0 else ""
+        return {"cause": "offset", "offset_s": -offset,
+                "detail": f"{base}: they are the F04 t0s shifted by a constant {-offset:+d} s{steps} "
+                          f"({share:.0%} of those sampled match once shifted back)"}
+    f04 = f"{keys[0]}..{keys[-1]}" if len(keys) else "empty"
+    return {"cause": "unexplained",
+            "detail": f"{base} (no time unit, grid offset or constant shift explains them): logged t0s span "
+                      f"{trace.first_t0}..{trace.last_t0}, F04 t0s {f04}"}
+
+
 def compare_with_reference(log_path: Path, models: list[ModelUnderTest], datasets: dict[str, ReferenceDataset],
                            span: ReplaySpan, *, sample_windows: int | None, tolerance: float) -> dict:
     """The content of ``reference.json``: per objective how it was joined and sampled, per
-    model the comparison (``compared``, ``max_abs_diff``, ``mismatches``,
-    ``first_mismatches``) and the coverage of the F04 windows in the replay.
+    model the comparison of probabilities (``compared``, ``max_abs_diff``, ``mismatches``,
+    ``first_mismatches``) and of decisions at the summary's threshold
+    (``decision_mismatches``, ``first_decision_mismatches``; ``decision_borderline``: the
+    windows whose reference probability is within the tolerance of the threshold, where
+    either decision is right), the consistency of every logged decision with its logged
+    probability (``decisions``), the coverage of the F04 windows in the replay, and when
+    the join misses, its diagnosis.
     ``sample_windows``: compare every k-th matched F04 window, at least that many
     (None: all of them); ``tolerance``: the largest |server - reference| accepted."""
     log_path = Path(log_path)
@@ -314,11 +481,14 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
             raise ReferenceComparisonError(f"model {model.key}: no F04 dataset for objective {model.objective}")
     data = {objective: _Dataset(spec) for objective, spec in datasets.items()}
     needs_events = any(not d.by_t0 for d in data.values())
+    loaded = {m.key: ReferenceModel(m.key, m.model_path, m.summary_path) for m in models}
 
     # Pass 1 over the log: which F04 keys did each model get a prediction for.
     seen = {m.key: np.zeros(len(data[m.objective].unique), dtype=bool) for m in models}
     logged = {m.key: 0 for m in models}
-    for batch, rows in _log_batches(log_path, models, needs_events, with_probability=False):
+    stride = max(1, pq.ParquetFile(log_path).metadata.num_rows // (len(models) * _TRACE_SAMPLE))
+    traces = {m.key: _JoinTrace(span, stride) for m in models}
+    for batch, rows in _log_batches(log_path, models, needs_events, with_answers=False):
         t0 = batch.column("t0").to_numpy(zero_copy_only=False).astype(np.int64)
         hashes = content_hashes(batch.column("OW_events")) if needs_events else None
         for model in models:
@@ -327,6 +497,8 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
             dataset = data[model.objective]
             at = dataset.locate(t0[mine] if dataset.by_t0 else hashes[mine])
             seen[model.key][at[at >= 0]] = True
+            if dataset.by_t0:
+                traces[model.key].add(t0[mine], at >= 0)
 
     # The sample: every k-th F04 key a model of its objective was matched to.
     objectives, samples = {}, {}
@@ -352,19 +524,28 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
         }
 
     # The reference probabilities of the sample, from the F04 rows' own OW events.
-    reference, events = _score_samples(data, samples, models)
+    reference, events = _score_samples(data, samples, models, loaded)
 
-    # Pass 2 over the log: the server's probabilities at the sampled keys.
+    # Pass 2 over the log, every row: each decision against its own probability; at the
+    # sampled keys, the server's probability and decision against the reference's.
     compared = {m.key: np.zeros(len(samples[m.objective]), dtype=bool) for m in models}
     max_diff = {m.key: 0.0 for m in models}
     bad = {m.key: 0 for m in models}
     first_bad = {m.key: [] for m in models}
-    for batch, rows in _log_batches(log_path, models, needs_events, with_probability=True):
+    decided_wrong = {m.key: 0 for m in models}
+    borderline = {m.key: 0 for m in models}
+    first_decided_wrong = {m.key: [] for m in models}
+    decisions = {m.key: _Decisions(loaded[m.key].threshold) for m in models}
+    for batch, rows in _log_batches(log_path, models, needs_events, with_answers=True):
         t0 = batch.column("t0").to_numpy(zero_copy_only=False).astype(np.int64)
         probability = batch.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
+        y_column = batch.column("y_pred")
+        y_valid = y_column.is_valid().to_numpy(zero_copy_only=False)
+        y_pred = y_column.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int8)
         hashes = content_hashes(batch.column("OW_events")) if needs_events else None
         for model in models:
             mine, dataset, sample = rows[model.key], data[model.objective], samples[model.objective]
+            decisions[model.key].add(t0[mine], probability[mine], y_pred[mine], y_valid[mine])
             at = dataset.locate(t0[mine] if dataset.by_t0 else hashes[mine])
             slot = index_in(sample, at)
             hit = (at >= 0) & (slot >= 0)
@@ -386,6 +567,24 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
                     "server": _number(served[i]),
                     "reference": _number(expected[i]),
                 })
+            # the decision: null (no decision) where the probability is not finite
+            threshold = loaded[model.key].threshold
+            server_decides, server_decision = y_valid[mine], y_pred[mine]
+            reference_decision = (expected >= threshold).astype(np.int8)
+            # both decide, and the reference is within the tolerance of the threshold: either is right
+            near = finite_r & server_decides & (np.abs(expected - threshold) <= tolerance)
+            differ = (server_decides != finite_r) | (finite_r & (server_decision != reference_decision))
+            borderline[model.key] += int((differ & near).sum())
+            differ &= ~near
+            decided_wrong[model.key] += int(differ.sum())
+            for i in np.flatnonzero(differ)[:FIRST_SHOWN - len(first_decided_wrong[model.key])]:
+                first_decided_wrong[model.key].append({
+                    "t0": int(t0[mine[i]]),
+                    "server_probability": _number(served[i]),
+                    "reference_probability": _number(expected[i]),
+                    "server_decision": int(server_decision[i]) if server_decides[i] else None,
+                    "reference_decision": int(reference_decision[i]) if finite_r[i] else None,
+                })
 
     result_models = {}
     for model in models:
@@ -401,6 +600,8 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
                         "missing": int(missing.sum()),
                         "first_missing_t0": [int(t) for t in np.sort(dataset.keys[missing])[:FIRST_SHOWN]],
                         "reason": ""}
+        diagnosis = (diagnose_join(traces[model.key], logged[model.key], dataset.unique, model.objective)
+                     if dataset.by_t0 or logged[model.key] == 0 else None)
         result_models[model.key] = {
             "objective": model.objective,
             "logged": logged[model.key],
@@ -411,10 +612,18 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
             "mismatches": bad[model.key],
             "first_mismatches": first_bad[model.key],
             "reference_non_finite": int((~np.isfinite(reference[model.key])).sum()),
+            "threshold": loaded[model.key].threshold,
+            "threshold_source": loaded[model.key].threshold_source,
+            "decision_mismatches": decided_wrong[model.key],
+            "decision_borderline": borderline[model.key],
+            "first_decision_mismatches": first_decided_wrong[model.key],
+            "decisions": decisions[model.key].summary(),
             "coverage": coverage,
+            "join_diagnosis": diagnosis,
         }
     return {"tolerance": tolerance, "sample_windows": sample_windows,
-            "replay_span": {"first": span.first, "last": span.last, "ow_seconds": span.ow_seconds},
+            "replay_span": {"first": span.first, "last": span.last, "ow_seconds": span.ow_seconds,
+                            "origin": span.origin, "tu": span.tu},
             "objectives": objectives, "models": result_models}
 
 
@@ -422,7 +631,8 @@ def _number(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _score_samples(data: dict[str, _Dataset], samples: dict[str, np.ndarray], models: list[ModelUnderTest]):
+def _score_samples(data: dict[str, _Dataset], samples: dict[str, np.ndarray], models: list[ModelUnderTest],
+                   loaded: dict[str, ReferenceModel]):
     """Per model the reference probability of each sampled key, and per objective the
     sampled windows' events (for naming a mismatch)."""
     reference, events = {}, {}
@@ -442,7 +652,7 @@ def _score_samples(data: dict[str, _Dataset], samples: dict[str, np.ndarray], mo
             start = stop
         events[objective] = windows
         for model in (m for m in models if m.objective == objective):
-            reference[model.key] = ReferenceModel(model.key, model.model_path, model.summary_path).predict(windows)
+            reference[model.key] = loaded[model.key].predict(windows)
     return reference, events
 
 
@@ -471,6 +681,12 @@ def describe(result: dict) -> str:
         coverage = model["coverage"]
         missing = f"{coverage['missing']} F04 windows of the replay missing" if coverage["measured"] \
             else "coverage not measured"
+        decisions = model["decisions"]
         lines.append(f"  {key}: {model['compared']} windows compared ({how}, join {objective['join']}), "
-                     f"{model['mismatches']} differ, max |diff| {model['max_abs_diff']:.3g}; {missing}")
+                     f"{model['mismatches']} differ, max |diff| {model['max_abs_diff']:.3g}, "
+                     f"{model['decision_mismatches']} decisions differ at threshold {model['threshold']}; "
+                     f"{decisions['inconsistent']} of {decisions['rows']} logged decisions disagree with their "
+                     f"probability; {missing}")
+        if model["join_diagnosis"]:
+            lines.append(f"    join: {model['join_diagnosis']['detail']}")
     return "\n".join(lines)

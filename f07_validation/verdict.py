@@ -35,10 +35,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from contract import layout
+from contract.defaults import DEFAULT_QUALITY_FLOORS
 from contract.files import write_json_atomic
+from contract.model_key import KEY_COLUMNS
 from contract.seal import verify_seal
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.gates import Gates, drop, read_model_metrics, validate_gates
@@ -211,14 +214,20 @@ def transport_checks(run: DeployRun, equivalence: dict, path: Path) -> list[dict
                                 f"{layout.EQUIVALENCE} has no max_abs_diff for this model"))
             continue
         diff, mismatch = result["max_abs_diff"], result.get("non_finite_mismatch", 0)
-        passed = compared > 0 and diff <= tolerance and mismatch == 0
+        decisions = result.get("decision_mismatch")
+        passed = compared > 0 and diff <= tolerance and mismatch == 0 and decisions == 0
         if compared == 0:
             detail = "no window was compared"
-        elif mismatch:
-            detail = f"{mismatch} windows non-finite on one side only; max |diff| {diff:.3g} over {scope}"
+        elif decisions is None:
+            detail = f"{layout.EQUIVALENCE} has no decision comparison for this model: {run.stage_fix('infer')}"
+        elif mismatch or decisions:
+            detail = "; ".join(part for part in (
+                f"{mismatch} windows non-finite on one side only" if mismatch else "",
+                f"{decisions} windows with another y_pred than in-process at threshold {model.threshold}"
+                if decisions else "") if part) + f"; max |diff| {diff:.3g} over {scope}"
         else:
-            detail = f"max |server - in-process| {diff:.3g} over {scope}"
-        checks.append(check(f"transport: {name}", passed, diff, f"<= {tolerance}", detail))
+            detail = f"max |server - in-process| {diff:.3g}, same y_pred, over {scope}"
+        checks.append(check(f"transport: {name}", passed, diff, f"<= {tolerance}, same y_pred", detail))
     return checks
 
 
@@ -254,8 +263,90 @@ def reference_checks(run: DeployRun, reference: dict) -> list[dict]:
     return checks
 
 
+def _threshold(result: dict) -> str:
+    return f"threshold {result['threshold']} ({result['threshold_source']})"
+
+
+def reference_decision_checks(run: DeployRun, reference: dict) -> list[dict]:
+    """Per model: on the windows compared with the reference, the logged ``y_pred``
+    against the reference's own decision, taken at the threshold it read from the
+    model's summary. Every metric of the report is computed from ``y_pred``: a server
+    deciding with another rule or threshold, or decisions logged against the wrong
+    windows, fail here even when every probability is right."""
+    checks = []
+    for model in run.models:
+        name = f"reference decisions: {model.key}"
+        result = reference["models"].get(model.key)
+        expected = "0 windows whose logged y_pred differs from the reference's decision"
+        if not isinstance(result, dict) or "decision_mismatches" not in result:
+            checks.append(check(name, False, None, expected,
+                                f"{layout.REFERENCE} has no decision comparison for this model: "
+                                f"{run.stage_fix('reference')}"))
+            continue
+        compared, wrong = result["compared"], result["decision_mismatches"]
+        borderline = (f"; {result['decision_borderline']} windows within the tolerance of the threshold, where "
+                      "either decision is right" if result["decision_borderline"] else "")
+        if compared == 0:
+            detail = "no window was compared with the reference"
+        elif wrong:
+            first = "; ".join(f"t0 {m['t0']}: server p={m['server_probability']} y_pred={m['server_decision']}, "
+                              f"reference p={m['reference_probability']} decides {m['reference_decision']}"
+                              for m in result["first_decision_mismatches"][:3])
+            detail = f"{wrong} of {compared} windows decided otherwise at {_threshold(result)}; first: {first}"
+        else:
+            detail = f"all {compared} compared windows decided as the reference at {_threshold(result)}{borderline}"
+        checks.append(check(name, compared > 0 and wrong == 0, wrong, expected, detail))
+    return checks
+
+
+def decision_consistency_checks(run: DeployRun, reference: dict, logged: dict[str, int]) -> list[dict]:
+    """Per model, every row of the log (not a sample: the reference stage streams them
+    all): ``y_pred`` is ``probability >= threshold`` (the summary's), and null exactly
+    where the probability is. ``logged`` counts the model's rows as the verdict read
+    them, so a pass over fewer rows fails."""
+    checks = []
+    for model in run.models:
+        name = f"logged decisions: {model.key}"
+        result = reference["models"].get(model.key)
+        decisions = result.get("decisions") if isinstance(result, dict) else None
+        rows = logged.get(model.key, 0)
+        expected = f"0 of {rows} logged rows with a y_pred other than probability >= threshold"
+        if not isinstance(decisions, dict):
+            checks.append(check(name, False, None, expected, f"{layout.REFERENCE} has no decision consistency for "
+                                                             f"this model: {run.stage_fix('reference')}"))
+            continue
+        wrong, checked = decisions["inconsistent"], decisions["rows"]
+        if checked != rows:
+            detail = f"{checked} rows checked, but the log holds {rows} of this model: {run.stage_fix('reference')}"
+        elif wrong:
+            first = "; ".join(f"t0 {m['t0']}: probability {m['probability']}, y_pred {m['y_pred']}, expected "
+                              f"{m['expected']}" for m in decisions["first_inconsistent"][:3])
+            detail = f"{wrong} of {checked} logged rows disagree with {_threshold(result)}; first: {first}"
+        else:
+            detail = f"all {checked} logged rows agree with {_threshold(result)}"
+        checks.append(check(name, checked == rows and checked > 0 and wrong == 0, wrong, expected, detail))
+    return checks
+
+
+def logged_per_model(path: Path) -> dict[str, int]:
+    """The log's rows per model key, counted here in the file, so that the consistency
+    check cannot pass on a pass over fewer rows than were logged."""
+    counts: dict[str, int] = {}
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=65_536, columns=KEY_COLUMNS):
+        keys = pc.binary_join_element_wise(*(batch.column(column) for column in KEY_COLUMNS), "/")
+        for item in pc.value_counts(keys).to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+    return counts
+
+
+def _join_cause(reference: dict, key: str) -> str:
+    diagnosis = (reference["models"].get(key) or {}).get("join_diagnosis")
+    return f"; cause: {diagnosis['detail']}" if isinstance(diagnosis, dict) else ""
+
+
 def coverage_checks(run: DeployRun, reference: dict) -> list[dict]:
-    """Per model: every F04 window whose OW lies in the replay got a logged prediction."""
+    """Per model: every F04 window whose OW lies in the replay got a logged prediction;
+    when some did not, the reference's diagnosis of the join says why."""
     checks = []
     for model in run.models:
         name = f"coverage: {model.key}"
@@ -270,7 +361,8 @@ def coverage_checks(run: DeployRun, reference: dict) -> list[dict]:
         missing, in_replay = coverage["missing"], coverage["in_replay"]
         detail = (f"all {in_replay} F04 windows of the replay got a prediction" if missing == 0 else
                   f"{missing} of the {in_replay} F04 windows of the replay got no prediction from this model "
-                  f"(first t0: {', '.join(utc_iso(t) for t in coverage['first_missing_t0'])})")
+                  f"(first t0: {', '.join(utc_iso(t) for t in coverage['first_missing_t0'])})"
+                  + _join_cause(reference, model.key))
         checks.append(check(name, missing == 0, missing, f"== 0 of {in_replay} F04 windows in the replay", detail))
     return checks
 
@@ -300,6 +392,8 @@ def scored_share_checks(run: DeployRun, metrics: dict, scoring: dict, reference:
                        f"({contents} ambiguous contents) and could not be scored")
         detail = (f"{referenced} of {held} predictions on F04 windows scored ({share:.1%}); " if held else
                   "no prediction fell on a window of the F04 dataset: nothing was scored; ") + "; ".join(why)
+        if not (held > 0 and share >= floor):
+            detail += _join_cause(reference, model.key)
         checks.append(check(name, held > 0 and share >= floor, round(share, 6),
                             f">= {floor} (deployrun.{run.variant}.min_scored_share)", detail))
     return checks
@@ -311,9 +405,11 @@ def _fmt(value: int | float) -> str:
 
 def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | None) -> list[dict]:
     """One check per gate and gated model, gates in KINDS then metric order, models in
-    manifest order. A model the baseline did not score fails its drop gates: the
-    comparison asked for cannot be made."""
+    manifest order; a gate switched off (null) is shown as off, not measured. A model the
+    baseline did not score fails its drop gates: the comparison asked for cannot be made.
+    Then a "not judged" check per quality floor the gates leave out (Gates.unjudged_quality)."""
     checks = []
+    where = f"deployrun.{run.variant}.gates"
     for bound in gates.bounds:
         for name in filter(gates.applies_to, (model.key for model in run.models)):
             if name not in metrics:
@@ -321,7 +417,11 @@ def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | No
                                      f"{run.stage_fix('score')}")
             value = metrics[name][bound.metric]
             label = f"{bound.label(gates.baseline)}: {name}"
-            if bound.kind != "max_drop":
+            if bound.off:
+                checks.append(check(label, None, value, "off",
+                                    f"off: {where}.{bound.kind}.{bound.metric} is null; {bound.metric} = "
+                                    f"{_fmt(value)} is not judged"))
+            elif bound.kind != "max_drop":
                 checks.append(check(label, bound.holds(value), value, bound.expected,
                                     f"{bound.metric} = {_fmt(value)}"))
             elif name not in baseline:
@@ -335,6 +435,12 @@ def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | No
                 checks.append(check(label, bound.holds(fell), fell, bound.expected,
                                     f"{bound.metric} {_fmt(value)} here, {_fmt(reference)} in "
                                     f"{gates.baseline} (drop {_fmt(fell)})"))
+    for metric, name, why in gates.unjudged_quality([model.key for model in run.models]):
+        floor = DEFAULT_QUALITY_FLOORS[metric]
+        checks.append(check(f"gate min {metric}" + (f": {name}" if name else ""), None, None, "not judged",
+                            f"not judged: {where}.min.{metric} is not set; quality at the declared threshold "
+                            f"is unchecked (make variant7 sets {metric}: {floor}; README, 'Quality gates')"
+                            if name is None else f"not judged: {why} ({where}.models)"))
     return checks
 
 
@@ -364,17 +470,18 @@ def judge(run: DeployRun, deployrun_section: dict) -> dict:
     scoring = read_json(run.path(layout.SCORING), run.stage_fix("score"))
     checks = [*seal_checks(run, serve), *readiness_checks(run, serve),
               *delivery_checks(run, summary, logged, replay_window_count(run.package_metadata())),
-              *reference_checks(run, reference), *coverage_checks(run, reference),
+              *reference_checks(run, reference), *reference_decision_checks(run, reference),
+              *decision_consistency_checks(run, reference, logged_per_model(run.predictions_path)),
+              *coverage_checks(run, reference),
               *scored_share_checks(run, metrics, scoring, reference, run.settings.min_scored_share),
               *transport_checks(run, equivalence, equivalence_path)]
-    if gates.bounds:
-        baseline = None
-        if gates.baseline is not None:
-            baseline = read_model_metrics(
-                DeployRun(gates.baseline, {}, run.executions).path(layout.METRICS_PER_MODEL),
-                f"deployrun.{run.variant}.gates.baseline {gates.baseline} has not been scored; "
-                f"run `dvc repro score@{gates.baseline}`")
-        checks += gate_checks(run, gates, metrics, baseline)
+    baseline = None
+    if gates.baseline is not None:
+        baseline = read_model_metrics(
+            DeployRun(gates.baseline, {}, run.executions).path(layout.METRICS_PER_MODEL),
+            f"deployrun.{run.variant}.gates.baseline {gates.baseline} has not been scored; "
+            f"run `dvc repro score@{gates.baseline}`")
+    checks += gate_checks(run, gates, metrics, baseline)
     return verdict_document(run.variant, gates.baseline, checks)
 
 
@@ -392,7 +499,13 @@ def verdict_document(variant: str, baseline: str | None, checks: list[dict]) -> 
 
 
 def write_verdict(run: DeployRun, verdict: dict) -> None:
+    """``verdict.json``, and its headline (passed 1/0, failed checks) as the DVC metric
+    ``verdict_metrics.json``, so that `dvc metrics show` lists each variant's verdict
+    beside its models' metrics (verdict.json itself, with its list of checks and its
+    variant name, would widen that table past a terminal)."""
     write_json_atomic(run.path(layout.VERDICT), verdict)
+    write_json_atomic(run.path(layout.VERDICT_METRICS),
+                      {"verdict": {"passed": int(verdict["passed"]), "failed": verdict["failed_checks"]}})
 
 
 def describe(verdict: dict) -> str:

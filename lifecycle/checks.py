@@ -27,7 +27,7 @@ F06_MODEL_KEYS = ("objective", "prediction_name", "source_f05", "model_id", "mod
                   "path", "vectorization", "input_shape", "probe")
 
 F07_FILES = (layout.MANIFEST, layout.PREDICTIONS, layout.METRICS_PER_MODEL, layout.REPORT_HTML, layout.RUN_METADATA,
-             layout.VERDICT)
+             layout.VERDICT, layout.VERDICT_METRICS)
 F07_METADATA_KEYS = ("phase", "variant", "parent_variant_f06", "package_digest", "lineage", "temporal", "models",
                      "run", "matching", "held_out", "equivalence", "verdict_passed", "outputs")
 

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--log-csv-compression", default="",
                      help=f"the log's CSV copy: {' or '.join(LOG_CSV_COMPRESSIONS)} "
                           f"(default {DEFAULT_LOG_CSV_COMPRESSION})")
+    sub.add_argument("--baseline", default="",
+                     help="BASELINE: an F07 variant whose models' f1 and recall this one may not fall below "
+                          "by more than the default max_drop (empty: no baseline)")
 
     commands.add_parser("deps", help="rewrite dvc_deps.yaml (the per-variant DVC dependency lists) from params.yaml")
     for phase in PHASES.values():
@@ -68,7 +71,7 @@ def _define(args, project: Project, phase: Phase) -> int:
                                        args.start, args.end)
     else:
         entry = define.deployrun_entry(project, args.variant, args.parent, args.host, args.port, args.batch_size,
-                                       args.log_csv_compression)
+                                       args.log_csv_compression, args.baseline)
     define.add_variant(project, phase, args.variant, entry)
     deps.write(project)
     print(f"added {phase.section}.{args.variant} to params.yaml; "

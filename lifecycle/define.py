@@ -12,7 +12,7 @@ import yaml
 
 from contract.config import validate_params
 from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EQUIVALENCE_SAMPLE, DEFAULT_HOST,
-                               DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_PORT,
+                               DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_MAX_DROP, DEFAULT_PORT, DEFAULT_QUALITY_FLOORS,
                                MAX_BATCH_ITEMS)
 from contract.files import write_text_atomic
 from contract.layout import F05, LOG_CSV_COMPRESSIONS
@@ -170,11 +170,13 @@ def _choice(text: str, option: str, default: str, allowed) -> str:
 
 
 def deployrun_entry(project: Project, variant: str, parent: str, host: str = "", port: str = "",
-                    batch_size: str = "", log_csv_compression: str = "") -> dict:
+                    batch_size: str = "", log_csv_compression: str = "", baseline: str = "") -> dict:
     """The ``deployrun.<variant>`` entry: the package to deploy, how to serve it, how much
     of the replay to compare in-process and how to write the log's CSV copy (written out
     even at their defaults: DVC's ``infer`` stage tracks the keys, and DVC refuses a
-    tracked parameter that is absent)."""
+    tracked parameter that is absent), and the quality gates: the floors of
+    ``DEFAULT_QUALITY_FLOORS`` and, with a ``baseline`` run, ``DEFAULT_MAX_DROP`` against it
+    (written out too, so that params.yaml shows what is judged, and a user can edit them)."""
     _refuse_existing(project, F07, variant)
     check_variant_id(parent, "PARENT")
     packages = project.entries(F06)
@@ -182,6 +184,14 @@ def deployrun_entry(project: Project, variant: str, parent: str, host: str = "",
         raise LifecycleError(f"PARENT={parent} is not an F06 variant of params.yaml (known: "
                              f"{', '.join(packages) or 'none'}); create it first with `make variant6 "
                              f"VARIANT={parent} ...` or choose a known one")
+    gates = {"min": dict(DEFAULT_QUALITY_FLOORS)}
+    if baseline.strip():
+        check_variant_id(baseline.strip(), "BASELINE")
+        runs = project.entries(F07)
+        if baseline.strip() not in runs:
+            raise LifecycleError(f"BASELINE={baseline.strip()} is not an F07 variant of params.yaml (known: "
+                                 f"{', '.join(runs) or 'none'}); name the run to compare with, or leave it empty")
+        gates.update(baseline=baseline.strip(), max_drop=dict(DEFAULT_MAX_DROP))
     return {
         "parent_variant_f06": parent,
         "runtime": {"host": host.strip() or DEFAULT_HOST,
@@ -191,6 +201,7 @@ def deployrun_entry(project: Project, variant: str, parent: str, host: str = "",
         "equivalence_sample_windows": DEFAULT_EQUIVALENCE_SAMPLE,
         "log_csv_compression": _choice(log_csv_compression, "LOG_CSV_COMPRESSION", DEFAULT_LOG_CSV_COMPRESSION,
                                        LOG_CSV_COMPRESSIONS),
+        "gates": gates,
     }
 
 

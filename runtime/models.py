@@ -148,28 +148,36 @@ def load_models(manifest: Manifest) -> dict[str, LoadedModel]:
 
 
 class EquivalenceCheck:
-    """Functional equivalence, measured: the server's probabilities against the same
-    models in-process on the same windows (CONTRACT.md, F07).
+    """Functional equivalence, measured: the server's probabilities, and its decisions,
+    against the same models in-process on the same windows (CONTRACT.md, F07).
 
     Fed batch by batch (``add``) so that a long replay is compared without being held in
     memory. Both sides non-finite at the same window counts as equal; one side only is a
-    mismatch, counted apart because no finite difference describes it.
+    mismatch, counted apart because no finite difference describes it. A decision is
+    ``probability >= threshold`` (the manifest's), none where the probability is not
+    finite; the server's differs when it is another one, except where the in-process
+    probability lies within the tolerance of the threshold (either decision is right there).
     """
 
-    def __init__(self, models: Mapping[str, LoadedModel], tolerance: float = 1e-6):
+    def __init__(self, models: Mapping[str, LoadedModel], tolerance: float = 1e-6,
+                 thresholds: Mapping[str, float] | None = None):
         self.models = dict(models)
         self.tolerance = tolerance
+        self.thresholds = dict(thresholds or {})
         self.windows_compared = 0
         self._max_diff = {key: 0.0 for key in self.models}
         self._mismatch = {key: 0 for key in self.models}
+        self._decision_mismatch = {key: 0 for key in self.models}
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, tolerance: float = 1e-6) -> "EquivalenceCheck":
-        return cls(load_models(manifest), tolerance)
+        return cls(load_models(manifest), tolerance, {entry.key: entry.threshold for entry in manifest.models})
 
-    def add(self, windows, served: Mapping[str, np.ndarray]) -> None:
+    def add(self, windows, served: Mapping[str, np.ndarray],
+            decisions: Mapping[str, np.ndarray] | None = None) -> None:
         """Compare one batch; ``served[key]`` holds the server's probabilities (NaN where
-        it answered null), one per window."""
+        it answered null), one per window, and ``decisions[key]`` (when given, for the
+        models with a threshold) its ``y_pred``, -1 where it answered null."""
         for key, model in self.models.items():
             server = np.asarray(served[key], dtype=np.float64)
             local = model.predict(windows).astype(np.float64)
@@ -182,16 +190,23 @@ class EquivalenceCheck:
             if both.any():
                 diff = float(np.max(np.abs(server[both] - local[both])))
                 self._max_diff[key] = max(self._max_diff[key], diff)
+            if decisions is not None and key in self.thresholds:
+                threshold = self.thresholds[key]
+                wanted = np.where(finite_local, local >= threshold, -1)
+                got = np.asarray(decisions[key], dtype=np.int64)
+                either = finite_local & (got >= 0) & (np.abs(local - threshold) <= self.tolerance)
+                self._decision_mismatch[key] += int(np.count_nonzero((got != wanted) & ~either))
         self.windows_compared += len(windows.offsets) - 1
 
     def summary(self) -> dict:
         """The content of ``logs/equivalence.json``."""
-        models = {
-            key: {"max_abs_diff": self._max_diff[key],
-                  "non_finite_mismatch": self._mismatch[key],
-                  "passed": self._max_diff[key] <= self.tolerance and self._mismatch[key] == 0}
-            for key in self.models
-        }
+        models = {}
+        for key in self.models:
+            models[key] = {"max_abs_diff": self._max_diff[key], "non_finite_mismatch": self._mismatch[key]}
+            if key in self.thresholds:
+                models[key]["decision_mismatch"] = self._decision_mismatch[key]
+            models[key]["passed"] = (self._max_diff[key] <= self.tolerance and self._mismatch[key] == 0
+                                     and self._decision_mismatch[key] == 0)
         return {"enabled": True, "tolerance": self.tolerance,
                 "windows_compared": self.windows_compared, "models": models,
                 "passed": all(m["passed"] for m in models.values())}

@@ -148,7 +148,7 @@ def write_run(root: Path, *, timing: dict | None = None, verdict: dict | None = 
     })
     _json(run / "logs" / "equivalence.json", {
         "enabled": True, "tolerance": 1e-6, "windows_compared": 8, "passed": True,
-        "models": {key: {"max_abs_diff": 0.0, "passed": True} for key in keys},
+        "models": {key: {"max_abs_diff": 0.0, "decision_mismatch": 0, "passed": True} for key in keys},
     })
     _json(run / layout.REFERENCE, reference_record(keys))
     if timing is not None:
@@ -179,9 +179,12 @@ def reference_record(keys: list[str]) -> dict:
         compared = objectives[objective]["compared"]
         models[key] = {"objective": objective, "logged": 8, "matched": compared, "sample": compared,
                        "compared": compared, "max_abs_diff": 0.0, "mismatches": 0, "first_mismatches": [],
-                       "reference_non_finite": 0, "coverage": coverage}
+                       "reference_non_finite": 0, "threshold": 0.5, "threshold_source": "model_summary.json",
+                       "decision_mismatches": 0, "decision_borderline": 0, "first_decision_mismatches": [],
+                       "decisions": {"rows": 8, "inconsistent": 0, "first_inconsistent": []},
+                       "coverage": coverage, "join_diagnosis": None}
     return {"tolerance": 1e-5, "sample_windows": 20000, "replay_span": {"first": ORIGIN, "last": ORIGIN + 90,
-            "ow_seconds": 20}, "objectives": objectives, "models": models}
+            "ow_seconds": 20, "origin": ORIGIN, "tu": 10}, "objectives": objectives, "models": models}
 
 
 def write_everything(root: Path, **run_options) -> Path:

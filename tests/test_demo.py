@@ -266,3 +266,24 @@ def test_missing_params_entry_is_named(tmp_path):
     (tmp_path / "params.yaml").write_text("demo:\n  f02: {v201: {}}\n", encoding="utf-8")
     with pytest.raises(DemoError, match=r"no entry 'demo\.f05\.v509'.*known f05 variants: none"):
         demo_params("f05", "v509", tmp_path / "params.yaml")
+
+
+def test_the_demo_builds_model_inputs_as_the_runtime_rebuilds_them():
+    """Two implementations of the F05 contract, the demo's (its own, so that the runtime is
+    judged against an upstream it did not build) and the runtime's: the same input for
+    random windows, vocabularies in any order, codes outside them, short and long windows."""
+    from demo.families import encode
+    from runtime.vectorize import Ragged, from_spec
+
+    rng = np.random.default_rng(23)
+    for _ in range(40):
+        offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 15, rng.integers(0, 40)))])
+        codes = rng.integers(0, 30, offsets[-1])
+        vocab = [int(code) for code in rng.permutation(40)[:rng.integers(1, 25)]]
+        for spec in ({"vectorization": "dense_bow", "vocab": vocab, "input_dim": len(vocab) + int(rng.integers(0, 3))},
+                     {"vectorization": "sequence", "vocab": vocab, "vocab_size": len(vocab),
+                      "max_len": int(rng.integers(1, 12))}):
+            demo = encode(spec, codes, offsets, "test")
+            runtime = from_spec(spec, "test")(Ragged(codes=codes, offsets=offsets))
+            assert demo.dtype == runtime.dtype and demo.shape == runtime.shape
+            np.testing.assert_array_equal(demo, runtime)

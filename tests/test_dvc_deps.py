@@ -171,3 +171,15 @@ def test_an_unrelated_upstream_variant_leaves_every_f06_and_f07_stage_up_to_date
     changed = set(dvc_status(root))
     assert "lineage@v601-05_modeling-v501" in changed
     assert not changed & {"lineage@v601-05_modeling-v502", "serve@v701", "verdict@v701"}
+
+
+def test_a_change_to_the_runtime_leaves_every_demo_stage_up_to_date(project_copy):
+    """The demo is the upstream the runtime is judged against, so it is not built by the
+    runtime: an edit to the runtime's vectorizer changes the F06/F07 stages that run it
+    and no demo stage (whose F05 has its own implementation of the contract)."""
+    assert any(name.startswith("demo/dvc.yaml:f05_models@") for name in pipeline_stages(project_copy))
+    with open(project_copy / "runtime/vectorize.py", "a", encoding="utf-8") as handle:
+        handle.write("\n# touched\n")
+    changed = set(dvc_status(project_copy))
+    assert {"infer@v701", "reference@v701"} <= changed
+    assert not [name for name in changed if name.startswith("demo/dvc.yaml:")], changed

@@ -27,6 +27,7 @@ import yaml
 from contract import layout
 from contract.errors import UserError
 from f07_validation.infer import equivalence_stride
+from tests.server_faults.faults import log_writer as log_writer_patch
 from tests.server_faults.faults import vocab_shift
 from tests.validated_package import CNN, DENSE, EMBEDDING, FAULTS, build_validated_package
 
@@ -103,6 +104,12 @@ def judge(monkeypatch, fault: dict | None = None) -> dict:
     return json.loads((RUN / layout.VERDICT).read_text())
 
 
+def log_writer_fault(kind: str, **options) -> tuple:
+    """(PredictionLog, "add", a faulty add) for ``monkeypatch.setattr``."""
+    cls, add = log_writer_patch(kind, **options)
+    return cls, "add", add
+
+
 def outcome(verdict: dict) -> dict[str, bool | None]:
     return {check["name"]: check["passed"] for check in verdict["checks"]}
 
@@ -118,7 +125,8 @@ def test_a_correct_run_passes_every_check_and_measures_each(judged_project):
     assert verdict["passed"], failed(verdict)
     checks = outcome(verdict)
     for key in (DENSE, EMBEDDING, CNN):
-        for name in ("reference equivalence", "coverage", "scored share", "finite outputs", "model ready"):
+        for name in ("reference equivalence", "reference decisions", "logged decisions", "coverage",
+                     "scored share", "finite outputs", "model ready"):
             assert checks[f"{name}: {key}"] is True
     for name in ("replay completed", "every replay window sent", "every window answered",
                  "every prediction logged", "seal verified when served", "server ready",
@@ -132,6 +140,14 @@ def test_a_correct_run_passes_every_check_and_measures_each(judged_project):
     assert equivalence["stride_batches"] == 1 and equivalence["windows_compared"] == windows
     serve = json.loads((RUN / layout.SERVE_RECORD).read_text())
     assert serve["ready"]["status"] == 200 and serve["seal"]["verified"] is True
+    # every logged decision checked, and the reference's taken at the summary's threshold
+    for model in reference["models"].values():
+        assert model["decisions"] == {"rows": windows, "inconsistent": 0, "first_inconsistent": []}
+        assert model["threshold"] == 0.5 and model["threshold_source"] == "model_summary.json of the package"
+    assert all(m["decision_mismatch"] == 0 for m in equivalence["models"].values())
+    # this variant sets no gates: quality is shown as not judged, never as passed
+    assert {name: passed for name, passed in checks.items() if name.startswith("gate")} == {
+        "gate min recall": None, "gate min f1": None}
 
 
 # --------------------------------------------------------------------------- wrong answers
@@ -196,6 +212,91 @@ def test_a_model_answering_nan_on_some_windows_fails_its_finite_check(project, m
     wrong = failed(verdict)
     assert f"finite outputs: {CNN}" in wrong and "NaN or infinite" in wrong[f"finite outputs: {CNN}"]
     assert f"finite outputs: {DENSE}" not in wrong
+
+
+# --------------------------------------------------------------------------- wrong decisions
+
+def test_a_server_deciding_with_its_comparison_inverted_fails_every_decision_check(project, monkeypatch):
+    """`probability < threshold` in the server's core: every probability is right, every
+    decision wrong. The reference, the whole-log consistency and the transport each say so."""
+    verdict = judge(monkeypatch, {"kind": "decision", "rule": "inverted"})
+    wrong = failed(verdict)
+    for key in (DENSE, EMBEDDING, CNN):
+        assert "decided otherwise at threshold 0.5 (model_summary.json" in wrong[f"reference decisions: {key}"]
+        assert "logged rows disagree with threshold 0.5" in wrong[f"logged decisions: {key}"]
+        assert "another y_pred than in-process" in wrong[f"transport: {key}"]
+        assert f"reference equivalence: {key}" not in wrong
+
+
+def test_a_log_writer_stacking_decisions_model_major_fails_the_decision_checks(project, monkeypatch):
+    """The server answers right, the log writer puts each y_pred on another row (one
+    `axis=1` forgotten): the logged decisions disagree with the logged probabilities and
+    with the reference; the transport (the answers as received) still agrees."""
+    monkeypatch.setattr(*log_writer_fault("y_pred_model_major"))
+    verdict = judge(monkeypatch)
+    wrong = failed(verdict)
+    for key in (DENSE, EMBEDDING, CNN):
+        assert "logged rows disagree" in wrong[f"logged decisions: {key}"]
+        assert "windows decided otherwise" in wrong[f"reference decisions: {key}"]
+        assert f"transport: {key}" not in wrong and f"reference equivalence: {key}" not in wrong
+
+
+def test_a_server_ignoring_the_declared_threshold_fails_naming_the_declared_one(tmp_path, monkeypatch):
+    """Every model's summary declares 0.3; the server decides at 0.5 regardless. The
+    models whose probabilities fall in [0.3, 0.5) fail, naming the declared threshold, the
+    others (no window decided differently) do not."""
+    root = served_project(tmp_path / "project", threshold=0.3)
+    monkeypatch.chdir(root)
+    wrong = failed(judge(monkeypatch, {"kind": "decision", "threshold": 0.5}))
+    log = pq.read_table(RUN / layout.PREDICTIONS).to_pandas()
+    between = log[(log.probability >= 0.3) & (log.probability < 0.5)]
+    affected = set(between.objective + "/" + between.source_f05 + "/" + between.model_id)
+    assert EMBEDDING in affected
+    for key in (DENSE, EMBEDDING, CNN):
+        assert (f"logged decisions: {key}" in wrong) == (key in affected)
+        if key in affected:
+            assert "threshold 0.3 (model_summary.json of the package)" in wrong[f"logged decisions: {key}"]
+            assert "threshold 0.3" in wrong[f"reference decisions: {key}"]
+
+
+@pytest.mark.parametrize("transform, cause", [
+    (lambda t0: t0 + 1, "off the replay's time grid (origin 1700000000 + k x 10 s), most by +1 s; shifted by -1 s"),
+    (lambda t0: t0 + 3600, "they are the F04 t0s shifted by a constant +3600 s (+360 x Tu)"),
+    (lambda t0: t0 * 1000, "they are in milliseconds, not epoch seconds"),
+], ids=["off-grid", "offset", "milliseconds"])
+def test_logged_t0s_that_miss_the_f04_windows_fail_naming_the_cause(project, monkeypatch, transform, cause):
+    """Every prediction logged, under t0s that miss the F04 windows: coverage and the
+    scored share fail, and say why instead of 'no prediction'."""
+    monkeypatch.setattr(*log_writer_fault("t0", transform=transform))
+    wrong = failed(judge(monkeypatch))
+    for key in (DENSE, EMBEDDING, CNN):
+        assert cause in wrong[f"coverage: {key}"], wrong[f"coverage: {key}"]
+        assert cause in wrong[f"scored share: {key}"], wrong[f"scored share: {key}"]
+    assert "every prediction logged" not in wrong
+
+
+def test_an_empty_log_fails_naming_it(project, monkeypatch):
+    monkeypatch.setattr(*log_writer_fault("nothing"))
+    wrong = failed(judge(monkeypatch))
+    assert "every prediction logged" in wrong
+    for key in (DENSE, EMBEDDING, CNN):
+        assert "the prediction log holds no row of this model" in wrong[f"coverage: {key}"]
+
+
+def test_quality_gates_breached_or_switched_off_say_so(judged_project):
+    """A floor the models miss fails per model with the measured value; a gate written as
+    null is shown as off (not measured), never as passed."""
+    write_params(judged_project, gates={"min": {"f1": 0.99, "recall": None}})
+    run_stages("verdict")
+    verdict = json.loads((RUN / layout.VERDICT).read_text())
+    wrong = failed(verdict)
+    for key in (DENSE, EMBEDDING, CNN):
+        assert wrong[f"gate min f1 0.99: {key}"].startswith("f1 = ")
+    off = {c["name"]: c for c in verdict["checks"] if c["name"].startswith("gate min recall")}
+    assert len(off) == 3 and all(c["passed"] is None and "off: deployrun.v701.gates.min.recall is null"
+                                 in c["detail"] for c in off.values())
+    metrics = json.loads((RUN / layout.VERDICT_METRICS).read_text())
+    assert metrics == {"verdict": {"passed": 0, "failed": 3}}
 
 
 # --------------------------------------------------------------------------- runtime faults

@@ -24,6 +24,7 @@ import yaml
 
 from builders.packages import reseal_package
 from contract.files import write_json_atomic
+from contract import layout
 from contract.layout import PACKAGE_METADATA
 from contract.seal import seal_package
 from f07_validation.deployrun import DeployRunError, load_deployrun
@@ -43,9 +44,13 @@ ALWAYS = ["seal verified when served", "server loaded the package", "package unc
           "replay completed", "every replay window sent", "every window answered", "every prediction logged",
           *(f"finite outputs: {m}" for m in MODELS),
           *(f"reference equivalence: {m}" for m in MODELS),
+          *(f"reference decisions: {m}" for m in MODELS),
+          *(f"logged decisions: {m}" for m in MODELS),
           *(f"coverage: {m}" for m in MODELS),
           *(f"scored share: {m}" for m in MODELS),
           *(f"transport: {m}" for m in MODELS)]
+# quality floors a run without gates leaves unset: shown as not judged, never as passed
+UNJUDGED = ["gate min recall", "gate min f1"]
 # v402 has no t0: which of its windows the replay should reach cannot be measured
 NOT_MEASURED = [f"coverage: {V503}"]
 
@@ -140,10 +145,11 @@ def named(verdict: dict, name: str) -> dict:
 
 def test_a_complete_run_without_gates_passes_every_check(root):
     verdict = verdict_of(root)
-    assert [c["name"] for c in verdict["checks"]] == ALWAYS
+    assert [c["name"] for c in verdict["checks"]] == ALWAYS + UNJUDGED
     assert (verdict["passed"], verdict["failed_checks"], verdict["passed_checks"], verdict["not_measured"]) == (
-        True, 0, len(ALWAYS) - len(NOT_MEASURED), len(NOT_MEASURED))
-    assert [c["name"] for c in verdict["checks"] if c["passed"] is None] == NOT_MEASURED
+        True, 0, len(ALWAYS) - len(NOT_MEASURED), len(NOT_MEASURED) + len(UNJUDGED))
+    assert [c["name"] for c in verdict["checks"] if c["passed"] is None] == NOT_MEASURED + UNJUDGED
+    assert "not judged: deployrun.v701.gates.min.f1 is not set" in named(verdict, "gate min f1")["detail"]
     assert "no t0" in named(verdict, f"coverage: {V503}")["detail"]
     assert verdict["variant"] == "v701" and verdict["baseline"] is None
     assert all(set(c) == {"name", "passed", "measured", "expected", "detail"} for c in verdict["checks"])
@@ -219,8 +225,43 @@ def test_rows_missing_from_the_log_file_fail_even_when_the_writer_counted_them(r
     log = run_dir(root) / "logs" / "raw_predictions.parquet"
     pq.write_table(pq.read_table(log).slice(0, 23), log)
     verdict = verdict_of(root)
-    assert failed(verdict) == ["every prediction logged"]
+    # the decisions were checked on the 8 rows of v503 the log held then: the 7 it holds now
+    # are counted here, so that check fails too
+    assert failed(verdict) == ["every prediction logged", f"logged decisions: {V503}"]
     assert "has 23 rows instead of 24" in named(verdict, "every prediction logged")["detail"]
+    assert "8 rows checked, but the log holds 7" in named(verdict, f"logged decisions: {V503}")["detail"]
+
+
+def test_decisions_other_than_the_references_fail_naming_the_windows(root):
+    def differ(reference):
+        reference["models"][V501].update(decision_mismatches=1, first_decision_mismatches=[
+            {"t0": synthetic.T0[1], "server_probability": 0.8, "reference_probability": 0.8, "server_decision": 0,
+             "reference_decision": 1}])
+    edit_json(run_dir(root) / "reference.json", differ)
+    verdict = verdict_of(root)
+    assert failed(verdict) == [f"reference decisions: {V501}"]
+    detail = named(verdict, f"reference decisions: {V501}")["detail"]
+    assert "1 of 6 windows decided otherwise at threshold 0.5 (model_summary.json)" in detail
+    assert f"t0 {synthetic.T0[1]}: server p=0.8 y_pred=0, reference p=0.8 decides 1" in detail
+
+
+def test_logged_decisions_inconsistent_with_their_probability_fail(root):
+    def inconsistent(reference):
+        reference["models"][V502]["decisions"].update(inconsistent=2, first_inconsistent=[
+            {"t0": synthetic.T0[0], "probability": 0.9, "y_pred": 0, "expected": 1}])
+    edit_json(run_dir(root) / "reference.json", inconsistent)
+    verdict = verdict_of(root)
+    assert failed(verdict) == [f"logged decisions: {V502}"]
+    assert named(verdict, f"logged decisions: {V502}")["measured"] == 2
+    assert "2 of 8 logged rows disagree" in named(verdict, f"logged decisions: {V502}")["detail"]
+
+
+def test_a_transport_deciding_otherwise_fails_its_model(root):
+    edit_json(run_dir(root) / "logs" / "equivalence.json",
+              lambda data: data["models"][V501].update(decision_mismatch=3, passed=False))
+    verdict = verdict_of(root)
+    assert failed(verdict) == [f"transport: {V501}"]
+    assert "3 windows with another y_pred than in-process" in named(verdict, f"transport: {V501}")["detail"]
 
 
 def test_a_server_differing_from_the_reference_fails_naming_the_windows(root):
@@ -269,14 +310,14 @@ def test_equivalence_beyond_tolerance_fails_its_model(root, result):
     edit_json(run_dir(root) / "logs" / "equivalence.json", lambda data: data["models"][V503].update(result))
     verdict = verdict_of(root)
     assert failed(verdict) == [f"transport: {V503}"]
-    assert named(verdict, f"transport: {V503}")["expected"] == "<= 1e-06"
+    assert named(verdict, f"transport: {V503}")["expected"] == "<= 1e-06, same y_pred"
 
 
 def test_equivalence_not_measured_is_said_and_does_not_fail(root):
     set_params(root, check_equivalence=False)
     write_json_atomic(run_dir(root) / "logs" / "equivalence.json", {"enabled": False})
     verdict = verdict_of(root)
-    assert verdict["passed"] is True and verdict["not_measured"] == len(NOT_MEASURED) + 1
+    assert verdict["passed"] is True and verdict["not_measured"] == len(NOT_MEASURED) + len(UNJUDGED) + 1
     check = named(verdict, "transport")
     assert check["passed"] is None and "not measured: deployrun.v701.check_equivalence is false" in check["detail"]
 
@@ -308,7 +349,8 @@ def gate_checks(verdict: dict) -> list[dict]:
 def test_min_gate_fails_the_model_below_it_only(root):
     set_params(root, gates={"min": {"recall": 0.5}})
     verdict = verdict_of(root)
-    assert [c["name"] for c in gate_checks(verdict)] == [f"gate min recall 0.5: {m}" for m in (V501, V502, V503)]
+    assert [c["name"] for c in gate_checks(verdict)] == [f"gate min recall 0.5: {m}" for m in (V501, V502, V503)] + [
+        "gate min f1"]
     assert failed(verdict) == [f"gate min recall 0.5: {V502}"]
     check = named(verdict, f"gate min recall 0.5: {V502}")
     assert (check["measured"], check["expected"], check["detail"]) == (0.0, ">= 0.5", "recall = 0")
@@ -318,7 +360,26 @@ def test_gates_restricted_to_some_models_skip_the_others(root):
     set_params(root, gates={"min": {"recall": 0.5}, "models": [V501, V503]})
     verdict = verdict_of(root)
     assert verdict["passed"] is True
-    assert [c["name"] for c in gate_checks(verdict)] == [f"gate min recall 0.5: {m}" for m in (V501, V503)]
+    assert [c["name"] for c in gate_checks(verdict)] == [f"gate min recall 0.5: {m}" for m in (V501, V503)] + [
+        f"gate min recall: {V502}", "gate min f1"]
+    left_out = named(verdict, f"gate min recall: {V502}")
+    assert left_out["passed"] is None and "left out of gates.models" in left_out["detail"]
+
+
+def test_a_gate_switched_off_is_shown_off_never_passed(root):
+    set_params(root, gates={"min": {"recall": None, "f1": 0.5}})
+    verdict = verdict_of(root)
+    off = [c for c in gate_checks(verdict) if c["name"].startswith("gate min recall")]
+    assert [c["name"] for c in off] == [f"gate min recall None: {m}" for m in (V501, V502, V503)]
+    assert all(c["passed"] is None and c["expected"] == "off" and "off: deployrun.v701.gates.min.recall is null"
+               in c["detail"] for c in off)
+    assert failed(verdict) == [f"gate min f1 0.5: {V502}"]
+
+
+def test_the_stage_writes_the_verdicts_headline_as_a_dvc_metric(root):
+    set_params(root, gates={"min": {"recall": 0.5}})
+    assert run_f07_stage("verdict", root).returncode == 0
+    assert json.loads((run_dir(root) / layout.VERDICT_METRICS).read_text()) == {"verdict": {"passed": 0, "failed": 1}}
 
 
 def test_max_gate_on_a_count_fails_the_models_above_it(root):
@@ -344,7 +405,7 @@ def test_every_gate_passing_passes_the_verdict(root):
                             "max_drop": {"f1": 0.34, "precision": 0.5}, "models": [V501, V503]})
     verdict = verdict_of(root)
     assert verdict["passed"] is True and verdict["failed_checks"] == 0
-    assert [c["name"] for c in gate_checks(verdict)][::2] == [  # kinds in order, then metrics in order
+    assert [c["name"] for c in gate_checks(verdict)][:10:2] == [  # kinds in order, then metrics in order
         f"gate min recall 0.5: {V501}", f"gate min referenced 5: {V501}", f"gate max FP 1: {V501}",
         f"gate max_drop precision 0.5 vs v700: {V501}", f"gate max_drop f1 0.34 vs v700: {V501}"]
 

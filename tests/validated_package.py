@@ -8,6 +8,7 @@ Faults are injected through ``tests/server_faults/sitecustomize.py``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -36,14 +37,16 @@ DENSE, EMBEDDING, CNN = "v401/v501/obj_a", "v401/v502/obj_a", "v402/v503/obj_b"
 
 
 def build_validated_package(root: Path, *, with_t0: bool = True, replay_rows: int | None = None,
-                            contradicting_labels: bool = False) -> Path:
+                            contradicting_labels: bool = False, threshold: float | None = None) -> Path:
     """A sealed package (replay of 1,800 s, ~170 windows) whose F04 datasets are the F03
     windows of the replay's events, labelled at random; returns the manifest path.
     ``replay_rows`` cuts the replay file short while the package still declares the
     whole span (a replay that misses F04 windows of its range). ``contradicting_labels``
-    writes every window twice, once with each label (every content ambiguous)."""
+    writes every window twice, once with each label (every content ambiguous).
+    ``threshold``: the decision threshold every model's summary declares (default 0.5)."""
     rows = synthetic_event_rows(1800, start=ORIGIN, mean_events=0.6, seed=7)
-    manifest = build_served_package(root, MODELS, replay=rows, regime=REGIME)
+    models = MODELS if threshold is None else [dataclasses.replace(m, threshold=threshold) for m in MODELS]
+    manifest = build_served_package(root, models, replay=rows, regime=REGIME)
     package = manifest.parents[2] / "06_packaging" / "v601"
     ow, _ = f03_windows(rows, REGIME)
     rng = np.random.default_rng(0)

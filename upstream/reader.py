@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from contract.defaults import F05_DEFAULT_THRESHOLD
 from contract.errors import UserError
 from contract.layout import (DATASET, EVENT_CATALOG, F02, F03, F04, F05, F05_EXPERIMENTS, F05_MODELS, METADATA,
                              MODEL_FILE, MODEL_SUMMARY, PARAMS_FILE, PHASE_LABEL, is_variant_id, phase_file)
@@ -293,7 +294,7 @@ def read_model_summary(path: Path, context: str) -> ModelSummary:
     for key in ("prediction_name", "model_family", "vectorization"):
         if key not in data:
             raise UpstreamError(f"{where}: key '{key}' is missing")
-    threshold = data.get("threshold", 0.5)
+    threshold = data.get("threshold", F05_DEFAULT_THRESHOLD)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
         raise UpstreamError(f"{where}: key 'threshold' must be a number in [0, 1], got {threshold!r}")
     vec = data["vectorization"]

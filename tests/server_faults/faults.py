@@ -29,6 +29,13 @@ Faults (``kind``):
 - ``reorder``: every model's answers come back in reverse window order.
 - ``scale``: on the ``batch``-th batch only, model ``model_id``'s probabilities come back
   multiplied by ``factor`` (still probabilities): a transport that alters answers.
+- ``decision``: the server's core decides ``y_pred`` otherwise than ``probability >= the
+  model's threshold``: with ``rule: inverted``, ``probability < threshold`` (the one-token
+  slip); with ``threshold: t``, ``probability >= t`` whatever the model declares.
+
+Faults of the client side, the prediction log's writer, are patched into the test's own
+process (where the infer stage runs) with ``monkeypatch.setattr``: ``log_writer(kind,
+...)`` gives the patched ``PredictionLog.add``.
 """
 import json
 import os
@@ -53,10 +60,67 @@ def vocab_shift(family: str):
     return cls, shifted
 
 
+def log_writer(kind: str, **options):
+    """``PredictionLog`` and an ``add`` for it that logs each batch wrongly, as a slip in
+    the log writer would (to set with ``monkeypatch.setattr`` in the infer stage's process;
+    the batch the replay goes on with is left as it was):
+
+    - ``y_pred_model_major``: the decisions stacked model after model instead of window
+      after window (one ``axis=1`` forgotten), the probabilities beside them right;
+    - ``t0``: every logged ``t0`` as ``options["transform"](t0)`` (off the grid, shifted,
+      in another unit);
+    - ``nothing``: no row at all."""
+    import dataclasses
+
+    import numpy as np
+
+    from f07_validation.infer import PredictionLog
+
+    original = PredictionLog.add
+
+    def add(self, batch):
+        if kind == "nothing":
+            return None
+        if kind == "t0":
+            windows = dataclasses.replace(batch.windows, t0=options["transform"](batch.windows.t0))
+            return original(self, dataclasses.replace(batch, windows=windows))
+        if kind == "y_pred_model_major":
+            n, m = len(batch.windows), len(batch.answers)
+            logged = np.concatenate([a.y_pred for a in batch.answers]).reshape(n, m)  # row i*m + j
+            answers = [dataclasses.replace(a, y_pred=logged[:, j].copy()) for j, a in enumerate(batch.answers)]
+            return original(self, dataclasses.replace(batch, answers=answers))
+        raise ValueError(f"unknown log writer fault {kind!r}")
+
+    return PredictionLog, add
+
+
+def _decision(fault: dict) -> None:
+    """The core's decision rule replaced (the ``decision`` fault)."""
+    import dataclasses
+
+    import numpy as np
+
+    from runtime import core
+
+    original = core.ModelSlot.scores
+
+    def scores(self, windows):
+        result = original(self, windows)
+        if fault.get("rule") == "inverted":
+            y_pred = result.probabilities < self.entry.threshold
+        else:
+            y_pred = result.probabilities >= fault["threshold"]
+        return dataclasses.replace(result, y_pred=y_pred.astype(np.int8))
+
+    core.ModelSlot.scores = scores
+
+
 def install(fault: dict) -> None:
     if fault["kind"] == "vocab_shift":
         cls, shifted = vocab_shift(fault["family"])
         cls.__call__ = shifted
+    elif fault["kind"] == "decision":
+        _decision(fault)
     else:
         _answers(fault)
 
