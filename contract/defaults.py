@@ -18,7 +18,7 @@ DEFAULT_LOG_CSV_COMPRESSION = "none"  # the CSV copy of the prediction log as th
 F05_DEFAULT_THRESHOLD = 0.5  # the F05 contract's decision threshold for a model_summary.json that declares none
 # The quality gates `make variant7` writes for a new F07 variant (deployrun.<v>.gates.min), per model at its
 # declared threshold. Floors that a broken system fails and a working one passes, not a business target: a
-# model that never warns has recall 0, one that always warns an F1 of 2p/(1+p) at positive share p (0.18 at
-# the demo's ~10%), and an inverted or shuffled decision 0.0-0.1; the demo's models score 0.8 or more.
+# model that never warns has recall 0, one that always warns an F1 of 2p/(1+p) at positive share p (0.01-0.04 at
+# the demo's 0.7-2%), and an inverted or shuffled decision 0.0-0.1; the demo's models score 0.8 or more.
 DEFAULT_QUALITY_FLOORS = {"recall": 0.5, "f1": 0.5}
 DEFAULT_MAX_DROP = {"recall": 0.05, "f1": 0.05}  # ... and, given a BASELINE run, the most each may fall below it

@@ -502,10 +502,11 @@ def write_verdict(run: DeployRun, verdict: dict) -> None:
     """``verdict.json``, and its headline (passed 1/0, failed checks) as the DVC metric
     ``verdict_metrics.json``, so that `dvc metrics show` lists each variant's verdict
     beside its models' metrics (verdict.json itself, with its list of checks and its
-    variant name, would widen that table past a terminal)."""
+    variant name, would widen that table past a terminal; flat keys for the same reason:
+    the file's path in the row already says what they are)."""
     write_json_atomic(run.path(layout.VERDICT), verdict)
     write_json_atomic(run.path(layout.VERDICT_METRICS),
-                      {"verdict": {"passed": int(verdict["passed"]), "failed": verdict["failed_checks"]}})
+                      {"passed": int(verdict["passed"]), "failed": verdict["failed_checks"]})
 
 
 def describe(verdict: dict) -> str:

@@ -269,16 +269,18 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
                     "--batch-size", "", capsys=capsys)
     assert code == 0, out
     code, out = cli(tiny, "variant7", "--variant", "v703", "--parent", "v601", "--host", "0.0.0.0", "--port", "0",
-                    "--batch-size", "64", "--log-csv-compression", "gzip", capsys=capsys)
+                    "--batch-size", "64", "--log-csv-compression", "gzip", "--baseline", "v701", capsys=capsys)
     assert code == 0, out
     after = (tiny / "params.yaml").read_text()
     assert only_insertions(PARAMS, after)
     deployrun = params(tiny)["deployrun"]
     assert deployrun["v702"] == {"parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 5005},
                                  "batch_size": 256, "check_equivalence": True, "equivalence_sample_windows": 20000,
-                                 "log_csv_compression": "none"}
+                                 "log_csv_compression": "none", "gates": {"min": {"recall": 0.5, "f1": 0.5}}}
     assert deployrun["v703"]["runtime"] == {"host": "0.0.0.0", "port": 0} and deployrun["v703"]["batch_size"] == 64
     assert deployrun["v703"]["log_csv_compression"] == "gzip"
+    assert deployrun["v703"]["gates"] == {"min": {"recall": 0.5, "f1": 0.5}, "baseline": "v701",
+                                          "max_drop": {"recall": 0.05, "f1": 0.05}}
     assert list(deployrun) == ["v701", "v702", "v703"]
 
 
@@ -288,6 +290,8 @@ def test_variant7_adds_an_entry_with_the_seeds_defaults(tiny, capsys):
     (["--variant", "v702", "--parent", "v699"], ["PARENT=v699 is not an F06 variant", "known: v601",
                                                  "make variant6 VARIANT=v699"]),
     (["--variant", "v702", "--parent", ""], ["PARENT='' is not a variant id"]),
+    (["--variant", "v702", "--parent", "v601", "--baseline", "v799"], ["BASELINE=v799 is not an F07 variant",
+                                                                       "known: v701"]),
     (["--variant", "v702", "--parent", "v601", "--port", "70000"], ["RUNTIME_PORT='70000' must be a whole number 0..65535"]),
     (["--variant", "v702", "--parent", "v601", "--port", "http"], ["RUNTIME_PORT='http'"]),
     (["--variant", "v702", "--parent", "v601", "--batch-size", "0"], ["BATCH_SIZE='0' must be a whole number 1..8192",

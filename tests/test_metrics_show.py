@@ -7,14 +7,16 @@ from tests.conftest import run
 MAX_WIDTH = 200  # characters: a terminal, not a spreadsheet
 
 
-def test_dvc_metrics_show_fits_a_terminal_with_three_values_per_model(demo_project):
+def test_dvc_metrics_show_fits_a_terminal_with_three_values_per_model_and_the_verdict(demo_project):
     shown = run([sys.executable, "-m", "dvc", "metrics", "show"], demo_project).stdout
     lines = [line for line in shown.splitlines() if line.strip()]
     assert max(len(line) for line in lines) < MAX_WIDTH, shown
     header = lines[0].split()
     assert header[0] == "Path"
-    assert sorted(header[1:]) == sorted(f"{f05}.{metric}" for f05 in ("v501", "v502", "v503")
-                                        for metric in ("f1", "precision", "recall"))
+    assert sorted(header[1:]) == sorted([*(f"{f05}.{metric}" for f05 in ("v501", "v502", "v503")
+                                           for metric in ("f1", "precision", "recall")), "failed", "passed"])
+    verdict = next(line.split() for line in lines if line.startswith("executions/07_deployrun/v701/verdict_metrics"))
+    assert verdict[header.index("passed")] == "1" and verdict[header.index("failed")] == "0"
 
 
 def test_dvc_plots_show_renders_the_image_plots_only(demo_project, tmp_path):

@@ -81,6 +81,8 @@ def test_metrics_show_lists_v701s_models(demo_project):
     for values in per_model.values():
         assert set(values) == {"precision", "recall", "f1"} and all(0 <= v <= 1 for v in values.values())
     assert f"{DEPLOY}/verdict.json" not in files  # an output, not a metric: read it, or `make check7`
+    # its headline is: passed 1/0 and the failed checks, beside the models' values
+    assert files[f"{DEPLOY}/verdict_metrics.json"]["data"] == {"passed": 1, "failed": 0}
     assert json.loads((demo_project / DEPLOY / "verdict.json").read_text())["passed"] is True
 
 

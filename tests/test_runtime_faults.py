@@ -296,7 +296,7 @@ def test_quality_gates_breached_or_switched_off_say_so(judged_project):
     assert len(off) == 3 and all(c["passed"] is None and "off: deployrun.v701.gates.min.recall is null"
                                  in c["detail"] for c in off.values())
     metrics = json.loads((RUN / layout.VERDICT_METRICS).read_text())
-    assert metrics == {"verdict": {"passed": 0, "failed": 3}}
+    assert metrics == {"passed": 0, "failed": 3}
 
 
 # --------------------------------------------------------------------------- runtime faults

@@ -379,7 +379,7 @@ def test_a_gate_switched_off_is_shown_off_never_passed(root):
 def test_the_stage_writes_the_verdicts_headline_as_a_dvc_metric(root):
     set_params(root, gates={"min": {"recall": 0.5}})
     assert run_f07_stage("verdict", root).returncode == 0
-    assert json.loads((run_dir(root) / layout.VERDICT_METRICS).read_text()) == {"verdict": {"passed": 0, "failed": 1}}
+    assert json.loads((run_dir(root) / layout.VERDICT_METRICS).read_text()) == {"passed": 0, "failed": 1}
 
 
 def test_max_gate_on_a_count_fails_the_models_above_it(root):
