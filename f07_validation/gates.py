@@ -101,17 +101,16 @@ class Gates:
     def applies_to(self, name: str) -> bool:
         return self.models is None or name in self.models
 
-    def unjudged_quality(self, model_names: Iterable[str]) -> list[tuple[str, str | None, str]]:
-        """(metric, model or None for every model, why) for each quality floor of
-        DEFAULT_QUALITY_FLOORS that these gates do not judge: not set at all, or set but
-        not applied to a model left out of ``models``."""
+    def unjudged_quality(self, model_names: Iterable[str]) -> list[tuple[str, str | None]]:
+        """(metric, model) for each quality floor of DEFAULT_QUALITY_FLOORS that these
+        gates do not judge: the model is None where the floor is not set at all, else a
+        model left out of ``models``."""
         unjudged = []
         for metric in DEFAULT_QUALITY_FLOORS:
             if not any(bound.kind == "min" and bound.metric == metric for bound in self.bounds):
-                unjudged.append((metric, None, "not set"))
-                continue
-            unjudged += [(metric, name, "this model is left out of gates.models")
-                         for name in model_names if not self.applies_to(name)]
+                unjudged.append((metric, None))
+            else:
+                unjudged += [(metric, name) for name in model_names if not self.applies_to(name)]
         return unjudged
 
 

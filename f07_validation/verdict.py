@@ -435,12 +435,12 @@ def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | No
                 checks.append(check(label, bound.holds(fell), fell, bound.expected,
                                     f"{bound.metric} {_fmt(value)} here, {_fmt(reference)} in "
                                     f"{gates.baseline} (drop {_fmt(fell)})"))
-    for metric, name, why in gates.unjudged_quality([model.key for model in run.models]):
+    for metric, name in gates.unjudged_quality([model.key for model in run.models]):
         floor = DEFAULT_QUALITY_FLOORS[metric]
         checks.append(check(f"gate min {metric}" + (f": {name}" if name else ""), None, None, "not judged",
                             f"not judged: {where}.min.{metric} is not set; quality at the declared threshold "
                             f"is unchecked (make variant7 sets {metric}: {floor}; README, 'Quality gates')"
-                            if name is None else f"not judged: {why} ({where}.models)"))
+                            if name is None else f"not judged: this model is left out of {where}.models"))
     return checks
 
 

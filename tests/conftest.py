@@ -51,7 +51,10 @@ def project_files() -> list[str]:
                   if path and not path.startswith(NOT_COPIED) and (PROJECT / path).is_file())
 
 
-SMALL_DEMO_DAYS = 4
+# Five days: the fewest on which every demo model clears the default quality gates (recall and F1
+# >= 0.5). On four, the grid model trains on two generator trips and catches one of the four it
+# is then scored on (recall 0.26): a weak model, which the gates rightly fail.
+SMALL_DEMO_DAYS = 5
 
 
 def small_demo(params: dict) -> dict:

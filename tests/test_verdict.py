@@ -363,7 +363,7 @@ def test_gates_restricted_to_some_models_skip_the_others(root):
     assert [c["name"] for c in gate_checks(verdict)] == [f"gate min recall 0.5: {m}" for m in (V501, V503)] + [
         f"gate min recall: {V502}", "gate min f1"]
     left_out = named(verdict, f"gate min recall: {V502}")
-    assert left_out["passed"] is None and "left out of gates.models" in left_out["detail"]
+    assert left_out["passed"] is None and "left out of deployrun.v701.gates.models" in left_out["detail"]
 
 
 def test_a_gate_switched_off_is_shown_off_never_passed(root):
