@@ -440,8 +440,9 @@ def diagnose_join(trace: _JoinTrace, logged: int, keys: np.ndarray, objective: s
         back = _share_found(keys, sample - by)
         shifted = f"; shifted by {-by:+d} s, {back:.0%} of them are F04 t0s" if back >= _EXPLAINS else ""
         return {"cause": "off_grid", "off_grid": trace.off_grid, "most_off_by_s": by,
-                "detail": f"{base}: {trace.off_grid} of the {logged} logged t0s are off the replay's time grid "
-                          f"(origin {span.origin} + k x {span.tu} s), most by {by:+d} s{shifted}"}
+                "detail": f"{trace.off_grid} of the {logged} logged t0s are off the replay's time grid "
+                          f"(origin {span.origin} + k x {span.tu} s), most by {by:+d} s, and {trace.unmatched} "
+                          f"match no t0 of the F04 dataset of {objective}{shifted}"}
     if not collapsed:
         return None
     for unit, to_seconds, divisor in _UNITS:

@@ -144,6 +144,8 @@ def test_a_correct_run_passes_every_check_and_measures_each(judged_project):
     for model in reference["models"].values():
         assert model["decisions"] == {"rows": windows, "inconsistent": 0, "first_inconsistent": []}
         assert model["threshold"] == 0.5 and model["threshold_source"] == "model_summary.json of the package"
+        # the replay's last windows have no F04 row (their PW runs past the data): not a failed join
+        assert model["matched"] < model["logged"] and model["join_diagnosis"] is None
     assert all(m["decision_mismatch"] == 0 for m in equivalence["models"].values())
     # this variant sets no gates: quality is shown as not judged, never as passed
     assert {name: passed for name, passed in checks.items() if name.startswith("gate")} == {
@@ -260,7 +262,8 @@ def test_a_server_ignoring_the_declared_threshold_fails_naming_the_declared_one(
 
 
 @pytest.mark.parametrize("transform, cause", [
-    (lambda t0: t0 + 1, "off the replay's time grid (origin 1700000000 + k x 10 s), most by +1 s; shifted by -1 s"),
+    (lambda t0: t0 + 1, "174 of the 174 logged t0s are off the replay's time grid (origin 1700000000 + k x 10 s), "
+                        "most by +1 s, and 174 match no t0 of the F04 dataset of v40"),
     (lambda t0: t0 + 3600, "they are the F04 t0s shifted by a constant +3600 s (+360 x Tu)"),
     (lambda t0: t0 * 1000, "they are in milliseconds, not epoch seconds"),
 ], ids=["off-grid", "offset", "milliseconds"])
