@@ -13,15 +13,19 @@ constant written by the code it judges:
   window and model, counted in the log file; no non-finite output;
 - the independent reference (reference.json, f07_validation/reference.py): per model,
   the server's answers against the model scored on the F04 rows' own windows by code
-  that shares nothing with the runtime, and the coverage of the F04 windows that lie in
-  the replay;
+  that shares nothing with the runtime, its logged decisions against the reference's own
+  at the threshold the model's summary declares, every logged decision against its own
+  logged probability (the whole log), and the coverage of the F04 windows that lie in
+  the replay, with the join's diagnosis when they were missed;
 - the scored share (metrics_per_model.csv): the predictions on F04 windows that got a
   label, at least `min_scored_share`, so metrics over a biased subset fail;
 - transport: the server against the same runtime code in-process (equivalence.json), a
   check of the HTTP hop alone, on every k-th batch of a long replay
   (``equivalence_sample_windows``). A run with `check_equivalence: false` did not
   measure it: that check is `passed: null` ("not measured") and does not fail the run;
-- the gates of params.yaml (f07_validation.gates), one check per gate and model.
+- the gates of params.yaml (f07_validation.gates), one check per gate and model; a gate
+  switched off (null) is shown off, and a quality floor left unset "not judged": neither
+  passes nor fails the run.
 
 Each check is `{name, passed, measured, expected, detail}`. The top level carries
 `passed` and the counts of checks so that `dvc metrics show` prints them per variant
