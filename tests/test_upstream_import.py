@@ -19,6 +19,7 @@ import yaml
 
 from contract import layout
 from contract.seal import verify_seal
+from lifecycle.project import F06, F07, Project
 from tests.conftest import PROJECT, commit_all, edit_params, project_files, run, use_storage
 from tests.upstream_builder import make_upstream, packaging_params, write_yaml
 
@@ -50,7 +51,7 @@ def head(root: Path) -> str:
 
 def fresh_project(root: Path) -> Path:
     """This project in a new git repo, two packages over the upstream's F05 v501 and v502
-    (one each), one F07 run; nothing under executions/."""
+    (one each), an F07 run of each; nothing under executions/."""
     for relative in project_files():
         if relative.startswith("demo/dvc."):
             continue
@@ -65,7 +66,8 @@ def fresh_project(root: Path) -> Path:
             "v612": {**base, "parent_variants_f05": ["v502"], "models": {"v402": base["models"]["v402"]}},
         }
         (entry,) = params["deployrun"].values()
-        params["deployrun"] = {"v711": {**entry, "parent_variant_f06": "v611"}}
+        params["deployrun"] = {"v711": {**entry, "parent_variant_f06": "v611"},
+                               "v712": {**entry, "parent_variant_f06": "v612"}}
         return params
 
     edit_params(root, two_packages)
@@ -78,15 +80,15 @@ def fresh_project(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     """The upstream published, the project importing both F05 variants' lineage and
-    building both packages (F06 stages only)."""
+    building and validating both packages (`dvc repro`: F06 and F07 to a verdict)."""
     base = tmp_path_factory.mktemp("import")
     upstream = publish_upstream(base / "upstream")
     project = fresh_project(base / "project")
     result = run([*LIFECYCLE, "import6", "--repo", str(upstream), "--parents", "v501 v502"], project)
     run([*LIFECYCLE, "deps"], project)
     commit_all(project, "import upstream")
-    run([*DVC, "repro", "-q", "seal_package"], project, timeout=900)
-    commit_all(project, "package")
+    run([*DVC, "repro", "-q"], project, timeout=900)
+    commit_all(project, "package and validate")
     return upstream, project, result
 
 
@@ -135,6 +137,17 @@ def test_metadata_names_repository_revision_and_digest_under_the_seal(imported):
     assert verify_seal(package).ok
 
 
+def test_report_names_the_sources(imported):
+    upstream, project, _ = imported
+    report = (layout.variant_dir(layout.F07, "v711", project / layout.EXECUTIONS) / layout.REPORT_HTML).read_text()
+    section = report[report.index("<h3>Upstream sources</h3>"):]
+    section = section[:section.index("</table>")]
+    for folder in ("02_prepareeventsds/v201", "03_preparewindowsds/v301", "04_targetengineering/v401",
+                   "05_modeling/v501"):
+        assert folder in section
+    assert section.count(str(upstream)) == 4 and section.count(head(upstream)) == 4
+
+
 def test_update_of_one_f05_reruns_only_what_derives_from_it(imported):
     upstream, project, _ = imported
     summary = (layout.variant_dir(layout.F05, "v502", upstream / layout.EXECUTIONS)
@@ -154,13 +167,20 @@ def test_update_of_one_f05_reruns_only_what_derives_from_it(imported):
     assert json.loads(ours.read_text())["threshold"] == 0.6
     # what DVC sees changed: the one digest stage of the updated folder, nothing of v611
     status = json.loads(run([*DVC, "status", "--json"], project).stdout)
-    assert sorted(stage for stage in status if "@v61" in stage) == ["lineage@v612-05_modeling-v502"], status
+    assert sorted(stage for stage in status if "@" in stage) == ["lineage@v612-05_modeling-v502"], status
+    # the other imports only say the upstream moved on (their bytes did not change there)
+    assert str(layout.import_file(layout.F05, "v502")) not in status
+    assert all("update available" in json.dumps(status[name]) for name in status if name.endswith(".dvc")), status
     untouched = layout.variant_dir(layout.F06, "v611", project / layout.EXECUTIONS) / layout.PACKAGE_METADATA
     before = untouched.read_bytes()
-    repro = run([*DVC, "repro", "seal_package"], project, timeout=900).stdout
+    repro = run([*DVC, "repro"], project, timeout=900).stdout
     ran = sorted(line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage"))
-    assert ran == ["lineage@v612-05_modeling-v502", "materialize_replay@v612", "seal_package@v612",
-                   "select_models@v612"], repro
+    # exactly the package deriving from v502 and its F07 run, every stage of each (the pipeline's
+    # own stage lists, so a stage added to dvc.yaml is expected too); v611 and v711 stay as they were
+    pipeline = Project(project)
+    expected = {"lineage@v612-05_modeling-v502", *(f"{stage}@v612" for stage in pipeline.stages(F06)),
+                *(f"{stage}@v712" for stage in pipeline.stages(F07))}
+    assert set(ran) == expected, repro
     package = layout.variant_dir(layout.F06, "v612", project / layout.EXECUTIONS)
     sources = json.loads((package / layout.PACKAGE_METADATA).read_text())["upstream_sources"]
     assert sources["05_modeling/v502"]["rev_lock"] == head(upstream)
