@@ -119,15 +119,19 @@ def checked_plan(variant: str, params: dict, executions=layout.EXECUTIONS,
 def import_source(phase: str, upstream: str, executions=layout.EXECUTIONS) -> dict | None:
     """Where an upstream folder brought in by `dvc import` (`make import6`) came from, as its
     ``.dvc`` import file records it: the repository, the revision asked (None: its default
-    branch) and the commit DVC resolved. None for a folder built here or copied by hand."""
+    branch) and the commit DVC resolved. None for a folder built here or copied by hand
+    (also when a hand copy is tracked by `dvc add`: its ``.dvc`` file names no repository).
+
+    The digest is rewritten when the folder's bytes change; a `dvc update` that moves the
+    revision but brings the same bytes leaves it, and so the package, as they were: the
+    revision named is then the one these bytes were first imported at."""
     path = layout.import_file(phase, upstream, executions)
     if not path.is_file():
         return None
     deps = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("deps") or [{}]
-    repo = deps[0].get("repo") or {}
-    if not repo.get("url"):
-        raise LineageError(f"{path} is not a `dvc import` file (no deps[0].repo.url); remove it or re-import "
-                           f"the folder with `make import6`")
+    repo = deps[0].get("repo") if isinstance(deps[0], dict) else None
+    if not isinstance(repo, dict) or not repo.get("url"):
+        return None
     return {"repo": repo["url"], "rev": repo.get("rev"), "rev_lock": repo.get("rev_lock")}
 
 

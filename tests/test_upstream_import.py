@@ -218,3 +218,26 @@ def test_refusals_are_one_line_and_import_nothing(imported, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and reason in lines[0], (args, result.stderr)
     assert sorted(p.name for p in (project / layout.EXECUTIONS).rglob("*.dvc")) == before
     assert not layout.variant_dir(layout.F05, "v509", project / layout.EXECUTIONS).exists()
+
+
+def test_a_folder_not_imported_names_no_source(tmp_path):
+    """A hand copy, even one tracked by `dvc add` (its .dvc file names no repository), is
+    recorded as not imported; a .dvc import file's repository and revision are copied."""
+    from f06_packaging.lineage import recorded_sources, write_digest
+
+    executions = tmp_path / layout.EXECUTIONS
+    for variant in ("v201", "v202"):
+        folder = layout.variant_dir(layout.F02, variant, executions)
+        folder.mkdir(parents=True)
+        (folder / layout.PARAMS_FILE).write_text("parent_variant: v101\n")
+    layout.import_file(layout.F02, "v201", executions).write_text("outs:\n- md5: 0123\n  path: v201\n")
+    write_yaml(layout.import_file(layout.F02, "v202", executions),
+               {"deps": [{"path": "executions/02_prepareeventsds/v202",
+                          "repo": {"url": "/upstream", "rev": "main", "rev_lock": "a" * 40}}],
+                "outs": [{"path": "v202"}]})
+    for variant in ("v201", "v202"):
+        write_digest("v601", layout.F02, variant, executions)
+    sources = recorded_sources(layout.variant_dir(layout.F06, "v601", executions))
+    assert sources["02_prepareeventsds/v201"]["repo"] is None
+    assert {key: sources["02_prepareeventsds/v202"][key] for key in ("repo", "rev", "rev_lock")} == {
+        "repo": "/upstream", "rev": "main", "rev_lock": "a" * 40}
