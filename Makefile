@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 LIFECYCLE := $(PY) -m lifecycle
 
 .PHONY: setup deps run test bench \
-        variant6 script6-run nb6-run check6 publish6 remove6 clean6 \
+        import6 variant6 script6-run nb6-run check6 publish6 remove6 clean6 \
         variant7 script7-run nb7-run check7 publish7 remove7 clean7
 
 # The remote `storage` (.dvc/config) is a folder under ~/.cache shared by every clone on
@@ -64,6 +64,12 @@ remove6: setup
 	$(LIFECYCLE) remove6 --variant "$(VARIANT)"
 clean6: setup
 	$(LIFECYCLE) clean6
+
+# ---------------------------------------------------------------- upstream import
+# `dvc import` of the F02-F05 folders the F05 variants PARENTS_F05 derive from, out of the
+# upstream's git + DVC repository UPSTREAM_REPO (path or git URL) at UPSTREAM_REV (optional).
+import6: setup
+	$(LIFECYCLE) import6 --repo "$(UPSTREAM_REPO)" --rev "$(UPSTREAM_REV)" --parents "$(PARENTS_F05)"
 
 # ---------------------------------------------------------------- F07 lifecycle
 variant7: setup

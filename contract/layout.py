@@ -89,6 +89,13 @@ def is_variant_id(value) -> bool:
     return isinstance(value, str) and VARIANT_ID.fullmatch(value) is not None
 
 
+def import_file(phase: str, variant: str, root=EXECUTIONS) -> Path:
+    """The ``.dvc`` file `dvc import` writes beside an upstream variant folder it imported
+    (``<root>/<phase>/<variant>.dvc``): it records the source repository and revision."""
+    folder = variant_dir(phase, variant, root)
+    return folder.with_name(f"{folder.name}.dvc")
+
+
 def phase_file(phase: str, suffix: str) -> str:
     """An upstream phase's own file name: ``<NN_phase>_<suffix>``."""
     return f"{phase}_{suffix}"

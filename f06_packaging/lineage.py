@@ -17,6 +17,7 @@ one, naming the command that rewrites it.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -115,19 +116,53 @@ def checked_plan(variant: str, params: dict, executions=layout.EXECUTIONS,
     return plan
 
 
+def import_source(phase: str, upstream: str, executions=layout.EXECUTIONS) -> dict | None:
+    """Where an upstream folder brought in by `dvc import` (`make import6`) came from, as its
+    ``.dvc`` import file records it: the repository, the revision asked (None: its default
+    branch) and the commit DVC resolved. None for a folder built here or copied by hand
+    (also when a hand copy is tracked by `dvc add`: its ``.dvc`` file names no repository).
+
+    The digest is rewritten when the folder's bytes change; a `dvc update` that moves the
+    revision but brings the same bytes leaves it, and so the package, as they were: the
+    revision named is then the one these bytes were first imported at."""
+    path = layout.import_file(phase, upstream, executions)
+    if not path.is_file():
+        return None
+    deps = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("deps") or [{}]
+    repo = deps[0].get("repo") if isinstance(deps[0], dict) else None
+    if not isinstance(repo, dict) or not repo.get("url"):
+        return None
+    return {"repo": repo["url"], "rev": repo.get("rev"), "rev_lock": repo.get("rev_lock")}
+
+
 def digest(phase: str, upstream: str, executions=layout.EXECUTIONS) -> dict:
     """sha256 of every file of an upstream variant folder: what an F06 variant's stages
-    depend on. DVC's own ``.gitignore`` files and wall-clock ``timing.json`` are left out."""
+    depend on. DVC's own ``.gitignore`` files and wall-clock ``timing.json`` are left out.
+    An imported folder also names its source (``import_source``)."""
     folder = layout.variant_dir(phase, upstream, executions)
     if not folder.is_dir():
         raise LineageError(f"{layout.PHASE_LABEL[phase]} variant {upstream}: {folder} does not exist; build or "
                            f"pull the upstream first (`dvc repro` or `dvc pull`)")
     files = {path.relative_to(folder).as_posix(): sha256_file(path)
              for path in sorted(folder.rglob("*")) if path.is_file() and path.name not in NOT_DIGESTED}
-    return {"phase": phase, "variant": upstream, "files": files}
+    source = import_source(phase, upstream, executions)
+    return {"phase": phase, "variant": upstream, "files": files, **({"source": source} if source else {})}
 
 
 def write_digest(variant: str, phase: str, upstream: str, executions=layout.EXECUTIONS) -> Path:
     target = layout.variant_dir(layout.F06, variant, executions) / layout.lineage_digest(phase, upstream)
     write_json_atomic(target, digest(phase, upstream, executions))
     return target
+
+
+def recorded_sources(package_dir) -> dict:
+    """Per upstream folder of a package (``<phase>/<variant>``), from the digests its
+    ``lineage@`` stages wrote: the sha256 of that digest file (what this project computed
+    over the folder's files) and, for an imported folder, its repository and revision. The
+    F06 metadata carries it, so the seal covers where every upstream byte came from."""
+    sources = {}
+    for path in sorted((Path(package_dir) / layout.LINEAGE_DIR).glob("*.json")):
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        sources[f"{recorded['phase']}/{recorded['variant']}"] = {
+            "digest_sha256": sha256_file(path), **(recorded.get("source") or {"repo": None})}
+    return sources

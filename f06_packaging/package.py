@@ -17,6 +17,7 @@ import yaml
 from contract import layout
 from contract.files import atomic_path, write_json_atomic, write_text_atomic
 from contract.seal import seal_package
+from f06_packaging.lineage import recorded_sources
 from f06_packaging.plan import PackagePlan, PackagingError
 from f06_packaging.reference import reference_join
 
@@ -110,6 +111,7 @@ def build_metadata(plan: PackagePlan, package_dir: Path, datasets: dict, probes:
         ],
         "datasets": datasets,
         "replay": _replay_summary(plan, package_dir),
+        "upstream_sources": recorded_sources(package_dir),
     }
 
 

@@ -92,6 +92,7 @@ def report_context(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
         "package_digest": run.manifest.package_digest,
         "seal": package["seal"],
         "lineage": package["lineage"],
+        "upstream_sources": package.get("upstream_sources") or {},   # absent in packages sealed before issue 26
         "temporal": [{"name": name, "unit": unit, **temporal[name]} for name, unit in TEMPORAL_PARAMETERS],
         "origin_segs": temporal["origin_segs"],
         "origin_utc": utc_iso(temporal["origin_segs"]),

@@ -14,7 +14,7 @@ from contract import dvc_deps
 from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_PORT
 from contract.errors import UserError
 from contract.layout import LOG_CSV_COMPRESSIONS
-from lifecycle import actions, define, deps, notebooks
+from lifecycle import actions, define, deps, imports, notebooks
 from lifecycle.checks import CHECKS
 from lifecycle.project import F06, F07, PHASES, Phase, Project
 
@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--baseline", default="",
                      help="BASELINE: an F07 variant whose models' f1 and recall this one may not fall below "
                           "by more than the default max_drop (empty: no baseline)")
+
+    sub = commands.add_parser("import6", help="dvc import the upstream F02-F05 folders some F05 variants need")
+    sub.add_argument("--repo", default="", help="UPSTREAM_REPO: the upstream git + DVC repository (path or git URL)")
+    sub.add_argument("--rev", default="", help="UPSTREAM_REV: a branch, tag or commit (empty: its default branch)")
+    sub.add_argument("--parents", default="", help='PARENTS_F05: F05 variants, e.g. "v501 v502"')
 
     commands.add_parser("deps", help="rewrite dvc_deps.yaml (the per-variant DVC dependency lists) from params.yaml")
     for phase in PHASES.values():
@@ -109,12 +114,20 @@ def _deps(project: Project) -> int:
     return 0
 
 
+def _import(args, project: Project) -> int:
+    imported = imports.import_upstream(project, args.repo, args.rev, args.parents)
+    print(f"imported {len(imported)} upstream folder(s); next: make variant6 PARENTS_F05=\"{args.parents}\" ...")
+    return 0
+
+
 def main(argv=None, root=None) -> int:
     args = _parser().parse_args(argv)
     try:
         project = Project(Path(".") if root is None else root)  # relative paths in messages
         if args.command == "deps":
             return _deps(project)
+        if args.command == "import6":
+            return _import(args, project)
         return _VERBS[args.command[:-1]](args, project, PHASES[args.command[-1]]) or 0
     except UserError as error:  # anything else is a bug and keeps its traceback
         print(f"error: {error}", file=sys.stderr)
