@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, current_app, request
 
 from runtime import codecs
-from runtime.errors import BadRequest, PayloadTooLarge
+from runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 _CHUNK = 1 << 16
 
@@ -23,6 +23,21 @@ def json_response(body, status: int = 200) -> Response:
     return response(codecs.dumps(body), status, codecs.JSON)
 
 
+def media_type(*accepted: str) -> str:
+    """The request's Content-Type (none given: JSON) when it is one of ``accepted``, else a
+    415 naming what the route reads: a body is never parsed as what it does not say it is."""
+    kind = request.mimetype or codecs.JSON
+    if kind not in accepted:
+        raise UnsupportedMediaType(f"Content-Type {kind!r} is not served here; send "
+                                   f"{' or '.join(accepted)} ({codecs.JSON} when none is given)")
+    return kind
+
+
+def max_content_length() -> int:
+    """The largest request body, in bytes, read or decoded."""
+    return current_app.config["SERVING_SETTINGS"].max_content_length
+
+
 def read_body() -> bytes:
     """The request body, at most ``max_content_length`` bytes, else a 413.
 
@@ -30,7 +45,7 @@ def read_body() -> bytes:
     (no length) is read up to the limit and refused as soon as it goes past it, so it is
     never cut at the limit and misread as a short, invalid body.
     """
-    limit = current_app.config["SERVING_SETTINGS"].max_content_length
+    limit = max_content_length()
     too_large = PayloadTooLarge(f"the body is larger than the server's limit of {limit} bytes; "
                                 "send fewer windows per batch (GET /models gives the limits)")
     if request.content_length is not None and request.content_length > limit:

@@ -154,7 +154,7 @@ def build(settings: ServingSettings) -> dict:
                 {"200": {"description": "outputs", "content": {
                     JSON: {"schema": _OIP_ANSWER},
                     OCTET: {"schema": {"type": "string", "format": "binary"}}}}},
-                params=params, extra=(400, 404, 413, 503)),
+                params=params, extra=(400, 404, 413, 415, 503)),
         }
 
     paths = {
@@ -174,7 +174,7 @@ def build(settings: ServingSettings) -> dict:
                 JSON: {"schema": _BATCH_ANSWER},
                 ARROW: {"schema": {"type": "string", "format": "binary"}}}}}),
         "/infer": post("Score one window." + limits, _json(events_json),
-                       {"200": _answer("answers", _SINGLE_ANSWER)}, extra=(400, 413, 503)),
+                       {"200": _answer("answers", _SINGLE_ANSWER)}, extra=(400, 413, 415, 503)),
         "/metrics": {"get": {"summary": "Prometheus metrics of every worker",
                              "responses": {"200": {"description": "text format", "content": {
                                  "text/plain": {"schema": {"type": "string"}}}},
@@ -194,7 +194,7 @@ def build(settings: ServingSettings) -> dict:
                                          "ready": {"type": "boolean"}}}),
                                      {"200": _answer("index", {"type": "array",
                                                                "items": _INDEX_ENTRY})},
-                                     extra=(400, 413), required=False),
+                                     extra=(400, 413, 415), required=False),
         **model_routes("/v2/models/{name}", [name]),
         **model_routes("/v2/models/{name}/versions/{version}", [name, version]),
     }

@@ -141,3 +141,85 @@ def test_a_file_changed_after_the_seal_check_is_refused(manifest_path, monkeypat
             core.read_sealed_models(load_manifest(manifest_path))
     finally:
         (served_dir / "model.h5").write_bytes(original)
+
+
+# ------------------------------------------------------------------ bodies that lie about their size
+
+ARROW = "application/vnd.apache.arrow.stream"
+BOMB_CODES = 25_000_000  # 200 MB of int64 codes once decoded; ~6 KB as ZSTD
+
+
+@pytest.fixture(scope="module")
+def plain_server(manifest_path):
+    with ServerProcess(manifest_path) as running:
+        yield running
+
+
+def resident_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def arrow_stream(column, compression=None) -> bytes:
+    import pyarrow as pa
+
+    batch = pa.record_batch([column], names=["windows"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema,
+                           options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def test_a_compressed_arrow_body_is_bounded_by_its_decoded_size(plain_server):
+    import pyarrow as pa
+
+    offsets = pa.array(np.array([0, BOMB_CODES // 2, BOMB_CODES], dtype=np.int64))
+    column = pa.LargeListArray.from_arrays(offsets, pa.array(np.zeros(BOMB_CODES, dtype=np.int64)))
+    body = arrow_stream(column, "zstd")
+    assert len(body) < 64 * 1024  # far below the 32 MiB body limit
+    before = resident_mib(plain_server.pid)
+    response = requests.post(plain_server.url + "/infer_batch", data=body,
+                             headers={"Content-Type": ARROW}, timeout=60)
+    grown = resident_mib(plain_server.pid) - before
+    assert response.status_code == 413, response.text
+    assert "decodes to more than the server's limit" in response.json()["error"]
+    assert grown < 50, f"the server grew by {grown:.0f} MiB decoding a {len(body)}-byte body"
+    # the same stream compressed but within the limit is served as it would be uncompressed
+    small = pa.LargeListArray.from_arrays(pa.array(np.array([0, 2, 3], dtype=np.int64)),
+                                          pa.array(np.array([1, 2, 3], dtype=np.int64)))
+    answers = [requests.post(plain_server.url + "/infer_batch", data=arrow_stream(small, codec),
+                             headers={"Content-Type": ARROW, "Accept": "application/json"}, timeout=30)
+               for codec in (None, "zstd", "lz4")]
+    assert all(a.status_code == 200 for a in answers) and answers[0].json() == answers[1].json() == answers[2].json()
+
+
+def test_arrow_list_offsets_outside_the_values_are_400(plain_server):
+    import pyarrow as pa
+
+    offsets = np.array([0, 2, 4], dtype=np.int64)
+    valid = arrow_stream(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(np.arange(4, dtype=np.int64))))
+    # the same stream with its last offset pointing far past the 4 values
+    crafted = valid.replace(offsets.tobytes(), np.array([0, 2, 1_000_000], dtype=np.int64).tobytes())
+    assert crafted != valid
+    response = requests.post(plain_server.url + "/infer_batch", data=crafted,
+                             headers={"Content-Type": ARROW}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert "not a readable Arrow IPC stream" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/infer", b'{"events": [1, 2]}'),
+    ("/infer_batch", b'{"windows": [[1, 2]]}'),
+    ("/v2/models/v401__v501__m/infer",
+     b'{"inputs": [{"name": "events", "datatype": "INT64", "shape": [1, 2], "data": [1, 2]}]}'),
+])
+def test_a_body_of_another_content_type_is_415(plain_server, path, body):
+    refused = requests.post(plain_server.url + path, data=body, headers={"Content-Type": "text/csv"}, timeout=30)
+    assert refused.status_code == 415, refused.text
+    assert "'text/csv' is not served here" in refused.json()["error"]
+    served = requests.post(plain_server.url + path, data=body, headers={"Content-Type": "application/json"},
+                           timeout=30)
+    assert served.status_code == 200, served.text
