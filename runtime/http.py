@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Response, current_app, request
 
 from runtime import codecs
-from runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from runtime.deadlines import request_expired, request_read
+from runtime.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 _CHUNK = 1 << 16
 
@@ -43,7 +44,8 @@ def read_body() -> bytes:
 
     A declared ``Content-Length`` over the limit is refused before reading; a chunked body
     (no length) is read up to the limit and refused as soon as it goes past it, so it is
-    never cut at the limit and misread as a short, invalid body.
+    never cut at the limit and misread as a short, invalid body. Once read, the request's
+    read deadline is lifted (``runtime.deadlines``); a body cut by it is a 408.
     """
     limit = max_content_length()
     too_large = PayloadTooLarge(f"the body is larger than the server's limit of {limit} bytes; "
@@ -53,11 +55,22 @@ def read_body() -> bytes:
     try:
         return _read(request.environ["wsgi.input"], request.content_length, limit, too_large)
     except (OSError, ValueError) as error:  # a malformed chunk, a client that stopped sending
+        if request_expired(request.environ):
+            raise RequestTimeout(f"the request did not arrive whole within the server's "
+                                 f"{current_app.config['SERVING_SETTINGS'].read_timeout:g} s; send "
+                                 "it at once (the connection is closed)") from None
         raise BadRequest(f"the body could not be read to its end ({error}); send it whole, "
                          "with a Content-Length or valid chunked encoding") from None
 
 
 def _read(stream, length: int | None, limit: int, too_large: PayloadTooLarge) -> bytes:
+    try:
+        return _read_whole(stream, length, limit, too_large)
+    finally:
+        request_read(request.environ)
+
+
+def _read_whole(stream, length: int | None, limit: int, too_large: PayloadTooLarge) -> bytes:
     if length is not None:
         body = stream.read(length)
         if len(body) != length:

@@ -71,6 +71,60 @@ def test_a_client_sending_headers_slowly_is_dropped_and_holds_no_one_up(server):
         assert time.monotonic() - started >= READ_TIMEOUT - 0.5
 
 
+TRICKLERS = 12  # more connections than gunicorn's 2 workers x 4 request threads
+
+
+def trickle(port: int, head: bytes, until: float) -> float | None:
+    """Send ``head``, then a byte every 0.25 s (never a read timeout's worth of silence)
+    until ``until``; the seconds after which the server dropped the connection (closed it,
+    or answered and closed it), None if it never did."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.settimeout(0.05)
+        try:
+            client.sendall(head)
+            while time.monotonic() < until:
+                client.sendall(b"a")
+                try:
+                    client.recv(4096)  # b"" (closed) or the server's answer: dropped either way
+                    return time.monotonic() - started
+                except TimeoutError:
+                    time.sleep(0.25)
+        except OSError:  # reset: dropped
+            return time.monotonic() - started
+    return None
+
+
+def test_clients_trickling_their_requests_are_dropped_at_the_deadline(server):
+    """A read timeout bounds one read; a client sending a byte every 0.25 s never lets one
+    expire. The deadline bounds the whole request, headers or body, and frees the thread
+    (gunicorn has 8 here: 12 tricklers would otherwise hold every /health up)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    heads = [b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ",  # headers that never end
+             b"POST /infer_batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Content-Length: %d\r\n\r\n" % (MAX_BYTES // 2)]  # a body that never ends
+    until = time.monotonic() + 3 * READ_TIMEOUT + 2
+    dropped = [None] * TRICKLERS
+    threads = [threading.Thread(target=lambda i=i: dropped.__setitem__(i, trickle(port, heads[i % 2], until)))
+               for i in range(TRICKLERS)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # every trickler connected and sending
+    waits = []
+    while time.monotonic() < until - 1:
+        started = time.monotonic()
+        try:
+            requests.get(server.url + "/health", timeout=READ_TIMEOUT + 2).raise_for_status()
+            waits.append(time.monotonic() - started)
+        except requests.RequestException:
+            waits.append(float("inf"))
+        time.sleep(0.2)
+    for thread in threads:
+        thread.join()
+    assert all(d is not None and READ_TIMEOUT - 0.5 < d < READ_TIMEOUT + 1.0 for d in dropped), dropped
+    assert max(waits) < READ_TIMEOUT + 1.0, waits
+
+
 def test_concurrent_clients_each_get_their_own_answers(server):
     batches = [synthetic_windows(32, mean_len=20, codes=(0, 60), seed=seed) for seed in range(8)]
     expected = [post_json(server.url + "/infer_batch", {"windows": b}).json() for b in batches]
