@@ -79,7 +79,8 @@ def create_app(settings, *, start_loading: bool = True) -> Flask:
     def account(answer):
         route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.REQUESTS.labels(route, request.method, str(answer.status_code)).inc()
+        metrics.REQUESTS.labels(route, metrics.method_label(request.method),
+                                str(answer.status_code)).inc()
         metrics.LATENCY.labels(route).observe(seconds)
         if access is not None:
             access.info('%s "%s %s %s" %d %s %.1fms', request.remote_addr, request.method,

@@ -21,6 +21,11 @@ from prometheus_client import REGISTRY as _PROCESS_REGISTRY
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Every label takes its value from a fixed set, never from what a client sends: a series
+# per method name a client invents would grow /metrics (and every worker's files) without
+# bound. Routes are the app's rules (or "(unmatched)"), statuses the server's own.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
 
 REQUESTS = Counter("runtime_http_requests", "HTTP requests answered, by route and status",
                    ["route", "method", "status"])
@@ -37,6 +42,11 @@ MODEL_LOAD_SECONDS = Gauge("runtime_model_load_seconds",
                            multiprocess_mode="max")
 WORKER_READY = Gauge("runtime_worker_ready", "Worker processes with every model loaded",
                      multiprocess_mode="livesum")
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: a standard method, else ``other``."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
 
 
 def multiprocess_mode() -> bool:

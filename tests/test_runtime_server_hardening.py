@@ -223,3 +223,19 @@ def test_a_body_of_another_content_type_is_415(plain_server, path, body):
     served = requests.post(plain_server.url + path, data=body, headers={"Content-Type": "application/json"},
                            timeout=30)
     assert served.status_code == 200, served.text
+
+
+def test_metrics_labels_come_from_a_fixed_set_whatever_the_client_sends(token_server):
+    """Any method name used to become a series, even answered 401: /metrics grew without bound."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def invented_methods(names):
+        for name in names:
+            requests.request(name, token_server.url + f"/no/such/{name}", timeout=10)
+        return requests.get(token_server.url + "/metrics", headers=auth).text
+
+    invented_methods([f"W{i:04d}Y" for i in range(5)])  # the series they share, and /metrics's, exist now
+    before = invented_methods([f"V{i:04d}Y" for i in range(5)])
+    after = invented_methods([f"X{i:04d}Y" for i in range(300)])
+    assert len(after) - len(before) < 200, f"/metrics grew by {len(after) - len(before)} bytes"
+    assert "X0001Y" not in after and 'method="other"' in after
