@@ -27,7 +27,7 @@ import requests
 
 from console.progress import progress
 from contract import layout
-from contract.files import atomic_path, write_json_atomic
+from contract.files import atomic_path, remove_stale_temporaries, write_json_atomic
 from contract.predictions import PREDICTION_CSV_SCHEMA, PREDICTION_SCHEMA
 from contract.seal import verify_seal
 from contract.windows import grid_starts
@@ -145,13 +145,32 @@ def discard_results(run: DeployRun) -> None:
     its summaries, the metrics, the reference comparison, the verdict, the report): a
     replay that then fails must not leave an earlier verdict or report beside logs it
     no longer describes. The CSV copy goes under every name it has (both compressions):
-    after a change of ``log_csv_compression`` only the current setting's file remains."""
+    after a change of ``log_csv_compression`` only the current setting's file remains; so
+    does whatever scratch a killed earlier run left in ``logs/``."""
     for relative in (layout.PREDICTIONS, layout.PREDICTIONS_PARTIAL, *layout.PREDICTIONS_CSV.values(),
                      *layout.PREDICTIONS_CSV_PARTIAL.values(), layout.RUN_SUMMARY, layout.EQUIVALENCE,
                      layout.REFERENCE, layout.VERDICT, layout.RUN_METADATA):
         run.path(relative).unlink(missing_ok=True)
     for relative in (layout.METRICS_DIR, layout.REPORT_DIR):
         shutil.rmtree(run.path(relative), ignore_errors=True)
+    remove_stale_temporaries(run.path(layout.LOGS_DIR))  # an earlier infer killed mid-write
+
+
+class ServerGone(Exception):
+    """The server process this run started has exited, yet an answer came: from a process
+    it left behind (a gunicorn master killed, its orphaned workers still serving the
+    inherited socket), which no one watches or stops."""
+
+
+def check_server_alive(endpoint: Endpoint, number: int, batch, timeout: float) -> None:
+    """Raise ``BatchFailed`` for answered batch ``number`` (it is not logged) when the server
+    process started for this run has exited: answers that outlive it are not the served
+    package's, however complete they look."""
+    server = endpoint.server
+    if server is not None and server.process.poll() is not None:
+        raise BatchFailed(number, int(batch.windows.t0[0]), len(batch.windows), timeout,
+                          ServerGone("the server process had exited when this answer arrived (from "
+                                     "a process it left behind)"))
 
 
 def runtime_fault(failure: BatchFailed, endpoint: Endpoint) -> dict:
@@ -261,8 +280,10 @@ def infer(run: DeployRun) -> dict:
             with Overlapped(record, depth=LOG_QUEUE_BATCHES) as worker, progress(desc=f"infer@{run.variant}", total=total,
                                                         unit="window", unit_scale=True) as bar:
                 try:
-                    for batch in replay(endpoint.url, manifest, batch_size=settings.batch_size,
-                                        timeout=settings.request_timeout, token=endpoint.token, progress=None):
+                    for number, batch in enumerate(replay(endpoint.url, manifest, batch_size=settings.batch_size,
+                                                          timeout=settings.request_timeout, token=endpoint.token,
+                                                          progress=None), start=1):
+                        check_server_alive(endpoint, number, batch, settings.request_timeout)
                         worker.put(batch)
                         bar.update(len(batch.windows))
                 except BatchFailed as error:

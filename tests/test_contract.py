@@ -175,3 +175,30 @@ def test_runtime_holds_serving_only():
     """runtime/ keeps the server and what it calls; the shared helpers moved to contract/."""
     for name in ("files", "windows", "seal", "manifest", "client"):
         assert not (PROJECT / "runtime" / f"{name}.py").exists(), name
+
+
+@pytest.mark.parametrize("writer", [
+    "with atomic_path(target) as scratch:\n    scratch.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+    "import contract.files as files\nfiles.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+    "write_text_atomic(target, 'half')\n",
+])
+def test_a_write_killed_midway_leaves_scratch_that_the_next_write_of_the_file_removes(tmp_path, writer):
+    """SIGKILL runs no cleanup: an infer stage killed mid-write left its scratch inside the
+    tracked logs/ for good (the folder no longer byte-reproducible)."""
+    import subprocess
+    import sys
+
+    from contract.files import atomic_path
+
+    target = tmp_path / "logs" / "raw_predictions.parquet"
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / ".other.parquet.x.tmp").write_text("another file's scratch")
+    code = ("import os, signal, sys\nfrom pathlib import Path\nfrom contract.files import atomic_path, "
+            "write_text_atomic\ntarget = Path(sys.argv[1])\n" + writer)
+    killed = subprocess.run([sys.executable, "-c", code, str(target)], cwd=PROJECT)
+    assert killed.returncode == -9
+    assert [p.name.startswith(".raw_predictions.parquet.") for p in (tmp_path / "logs").iterdir()].count(True) == 1
+    with atomic_path(target) as scratch:
+        scratch.write_bytes(b"whole")
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [".other.parquet.x.tmp", "raw_predictions.parquet"]
+    assert target.read_bytes() == b"whole"

@@ -228,6 +228,35 @@ def test_a_server_killed_mid_replay_is_a_failed_verdict_naming_its_exit(judged_p
     assert csv.count(b"\n") == 1 + 2 * 32 * 3  # the header and every row logged
 
 
+def processes_in(folder: Path) -> list[int]:
+    """Every process but this one whose working directory is ``folder`` (a server started
+    from the project root, and anything it left behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int(entry.name) != os.getpid() and \
+                    Path(os.readlink(entry / "cwd")) == folder.resolve():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+def test_a_gunicorn_master_killed_mid_replay_is_a_fault_and_leaves_no_worker(project, monkeypatch):
+    """The master killed, its orphaned workers went on answering on the inherited socket:
+    the replay completed, no fault was recorded, and the verdict PASSED. Answers that
+    arrive after the server process exited are a fault, and its workers are stopped."""
+    write_params(project, runtime={"host": "127.0.0.1", "port": 0, "server": "gunicorn", "workers": 2})
+    verdict = judge(monkeypatch, {"kind": "kill_master_after", "batches": 3})
+    wrong = failed(verdict)
+    assert "exited with code -9 (killed by SIGKILL)" in wrong.get("replay completed", ""), wrong
+    summary = json.loads((RUN / layout.RUN_SUMMARY).read_text())
+    assert summary["fault"]["kind"] == "server exited"  # noticed on the first answer after it (4 in flight)
+    assert "had exited when this answer arrived" in summary["fault"]["client_error"]
+    assert_partial_log_only()
+    assert processes_in(project) == []
+
+
 def test_a_server_dropping_a_window_is_a_failed_verdict(project, monkeypatch):
     verdict = judge(monkeypatch, {"kind": "drop", "after": 2})
     wrong = failed(verdict)
