@@ -245,7 +245,8 @@ def infer(run: DeployRun) -> dict:
     if settings.check_equivalence:
         from runtime.models import EquivalenceCheck  # TensorFlow, only when asked for
         equivalence = EquivalenceCheck.from_manifest(manifest)
-    summary = {"windows_sent": 0, "windows_answered": 0, "batches": 0, "batch_size": settings.batch_size,
+    summary = {"windows_sent": 0, "windows_answered": 0, "windows_with_events": 0, "batches": 0,
+               "batch_size": settings.batch_size,
                "models": {m.key: {"non_finite": 0} for m in manifest.models}, "first_t0": None, "last_t0": None,
                "fault": None, "log": layout.PREDICTIONS}
     total = expected_windows(manifest)
@@ -263,6 +264,7 @@ def infer(run: DeployRun) -> dict:
                 log.add(batch)
                 windows, index = batch.windows, summary["batches"]
                 summary["windows_sent"] += len(windows)
+                summary["windows_with_events"] += int(np.count_nonzero(np.diff(windows.offsets)))
                 # every answer holds one probability or null per window (checked by the client)
                 summary["windows_answered"] += len(batch.answers[0].probabilities)
                 summary["batches"] += 1

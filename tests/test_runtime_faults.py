@@ -331,6 +331,16 @@ def test_a_replay_that_misses_f04_windows_of_its_range_fails_coverage(tmp_path, 
     assert "every replay window sent" in wrong
 
 
+def test_a_replay_whose_rows_hold_no_event_fails_naming_the_time_range(tmp_path, monkeypatch):
+    """A time range whose F02 rows hold no event: every other check passed on windows that
+    were all empty, and precision, recall and F1 came out as 0.0."""
+    root = served_project(tmp_path / "project", mean_events=0.0)
+    monkeypatch.chdir(root)
+    wrong = failed(judge(monkeypatch))
+    assert "none of the" in wrong["replay holds events"] and "packaging.v601.replay.time_range" in \
+        wrong["replay holds events"], wrong
+
+
 def test_metrics_on_a_biased_subset_fail_the_scored_share_naming_why(tmp_path, monkeypatch):
     """No t0 in the F04 datasets, and every content labelled both ways: nothing can be
     scored by content, and the check says so."""

@@ -36,13 +36,14 @@ DENSE, EMBEDDING, CNN = "v401/v501/obj_a", "v401/v502/obj_a", "v402/v503/obj_b"
 
 
 def build_validated_package(root: Path, *, with_t0: bool = True, replay_rows: int | None = None,
-                            contradicting_labels: bool = False) -> Path:
+                            contradicting_labels: bool = False, mean_events: float = 0.6) -> Path:
     """A sealed package (replay of 1,800 s, ~170 windows) whose F04 datasets are the F03
     windows of the replay's events, labelled at random; returns the manifest path.
     ``replay_rows`` cuts the replay file short while the package still declares the
     whole span (a replay that misses F04 windows of its range). ``contradicting_labels``
-    writes every window twice, once with each label (every content ambiguous)."""
-    rows = synthetic_event_rows(1800, start=ORIGIN, mean_events=0.6, seed=7)
+    writes every window twice, once with each label (every content ambiguous).
+    ``mean_events`` 0: F02 rows that hold no event (every window empty)."""
+    rows = synthetic_event_rows(1800, start=ORIGIN, mean_events=mean_events, seed=7)
     manifest = build_served_package(root, MODELS, replay=rows, regime=REGIME)
     package = manifest.parents[2] / "06_packaging" / "v601"
     ow, _ = f03_windows(rows, REGIME)
