@@ -12,6 +12,7 @@ import contextlib
 import glob
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,10 +41,15 @@ def write_text_atomic(path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent, path.name)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent,
-                                     prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    # created as every other output file is (0666 less the umask), not as tempfile's
+    # private 0600: one rule for JSON, parquet, CSV and HTML alike
+    scratch = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    try:
+        with open(scratch, "x", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def write_json_atomic(path, data) -> None:

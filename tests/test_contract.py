@@ -202,3 +202,24 @@ def test_a_write_killed_midway_leaves_scratch_that_the_next_write_of_the_file_re
         scratch.write_bytes(b"whole")
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [".other.parquet.x.tmp", "raw_predictions.parquet"]
     assert target.read_bytes() == b"whole"
+
+
+def test_json_is_written_with_the_same_umask_rule_as_every_other_file(tmp_path):
+    """JSON went through tempfile (0600) while parquet, CSV and HTML followed the umask (0644)."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from contract.files import atomic_path, write_json_atomic
+
+    previous = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "verdict.json", {"passed": True})
+        with atomic_path(tmp_path / "log.parquet") as scratch:
+            pq.write_table(pa.table({"x": [1]}), scratch)
+        (tmp_path / "plain.csv").write_text("x\n")
+    finally:
+        os.umask(previous)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
+    assert modes == {"verdict.json": 0o644, "log.parquet": 0o644, "plain.csv": 0o644}
