@@ -66,7 +66,9 @@ def read_sealed_models(manifest: Manifest) -> list[SealedModel]:
         raise PackageRefused(f"refusing to serve {package}: its seal digest is {check.digest} "
                              f"but {manifest.path} was made for {manifest.package_digest}; "
                              "rebuild the manifest (serve stage)")
-    recorded = json.loads(metadata_bytes)["seal"]["files"]
+    metadata = json.loads(metadata_bytes)
+    recorded = metadata["seal"]["files"]
+    check_against_seal(manifest, metadata)
     sealed = []
     for entry in manifest.models:
         files = []
@@ -85,6 +87,34 @@ def read_sealed_models(manifest: Manifest) -> list[SealedModel]:
         raise PackageRefused(f"refusing to serve {package}: {PACKAGE_METADATA} changed during "
                              "start-up; stop whatever writes into the package and start again")
     return sealed
+
+
+# What the server takes from a manifest entry that decides what it serves: each must be
+# the sealed metadata's own value (the seal covers the metadata, not the manifest).
+_SEALED_FIELDS = ("objective", "prediction_name", "source_f05", "model_id", "model_family",
+                  "threshold", "vectorization", "input_shape")
+
+
+def check_against_seal(manifest: Manifest, metadata: dict) -> None:
+    """Every model the manifest asks for, with the identity, threshold and input the sealed
+    package metadata records for the model folder it names; raises ``PackageRefused``
+    naming the first key that differs. The manifest is not sealed: an edited threshold
+    would otherwise be served under the package digest."""
+    package = manifest.package_dir
+    by_folder = {model["path"]: model for model in metadata["models"]}
+    for i, entry in enumerate(manifest.models):
+        folder = entry.model_path.parent.relative_to(package).as_posix()
+        model = by_folder.get(folder)
+        if model is None:
+            raise PackageRefused(f"refusing to serve {package}: {manifest.path} models[{i}] names "
+                                 f"{folder}, which the sealed package does not hold; rebuild the "
+                                 "manifest (serve stage)")
+        for key in _SEALED_FIELDS:
+            if getattr(entry, key) != model[key]:
+                raise PackageRefused(
+                    f"refusing to serve {package}: {manifest.path} models[{i}].{key} is "
+                    f"{getattr(entry, key)!r} but the sealed package says {model[key]!r}; rebuild "
+                    "the manifest (serve stage): what is served comes from the seal")
 
 
 def oip_name(entry: ModelEntry) -> str:

@@ -239,3 +239,18 @@ def test_metrics_labels_come_from_a_fixed_set_whatever_the_client_sends(token_se
     after = invented_methods([f"X{i:04d}Y" for i in range(300)])
     assert len(after) - len(before) < 200, f"/metrics grew by {len(after) - len(before)} bytes"
     assert "X0001Y" not in after and 'method="other"' in after
+
+
+@pytest.mark.parametrize("key, value", [("threshold", 0.01), ("model_id", "other"), ("input_shape", [None, 7])])
+def test_what_is_served_comes_from_the_seal_not_the_manifest(tmp_path, key, value):
+    """manifest.json is not sealed: an edited threshold was served under the package digest."""
+    import json
+
+    edited = build_served_package(tmp_path, [ModelDef("m", vocab=[1, 2, 3])])
+    data = json.loads(edited.read_text())
+    data["models"][0][key] = value
+    edited.write_text(json.dumps(data))
+    result = run_server(edited)
+    assert result.returncode == 2, result.stderr
+    assert f"models[0].{key} is {value!r} but the sealed package says" in result.stderr
+    assert "rebuild the manifest (serve stage)" in result.stderr and "LISTENING" not in result.stdout
