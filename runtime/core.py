@@ -117,6 +117,17 @@ def check_against_seal(manifest: Manifest, metadata: dict) -> None:
                     "the manifest (serve stage): what is served comes from the seal")
 
 
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s'\"/:,;()\[\]]+/)*([^\s'\"/:,;()\[\]]*)")
+
+
+def without_paths(message: str, package_dir) -> str:
+    """``message`` as answers may show it (``/ready`` needs no token): paths inside the
+    package relative to it, any other absolute path cut to its last part. The whole
+    message goes to the server's stderr, for its operator."""
+    message = message.replace(f"{package_dir}/", "")
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1) or "<path>", message)
+
+
 def oip_name(entry: ModelEntry) -> str:
     """A model's URL-safe name in the Open Inference Protocol: its key with ``__`` for
     ``/`` and any other character outside ``[A-Za-z0-9._-]`` as ``_``."""
@@ -214,8 +225,9 @@ class InferenceCore:
                 model = LoadedModel.from_entry(slot.entry, (sealed.model_h5, sealed.summary_json))
                 model.warm_up()
             except Exception as error:  # a model that cannot serve is reported, not fatal to the others
-                slot.state, slot.error = "failed", f"{type(error).__name__}: {error}"
-                _say(f"model {slot.entry.key} failed to load: {slot.error}")
+                message = f"{type(error).__name__}: {error}"
+                _say(f"model {slot.entry.key} failed to load: {message}")
+                slot.state, slot.error = "failed", without_paths(message, self.manifest.package_dir)
                 continue
             slot.model, slot.state = model, "ready"
             metrics.MODEL_LOAD_SECONDS.labels(slot.entry.key).set(time.perf_counter() - model_started)

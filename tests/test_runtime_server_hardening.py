@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -254,3 +255,27 @@ def test_what_is_served_comes_from_the_seal_not_the_manifest(tmp_path, key, valu
     assert result.returncode == 2, result.stderr
     assert f"models[0].{key} is {value!r} but the sealed package says" in result.stderr
     assert "rebuild the manifest (serve stage)" in result.stderr and "LISTENING" not in result.stdout
+
+
+def test_a_model_that_fails_to_load_is_named_on_ready_without_a_path(tmp_path):
+    """/ready needs no token; the load error it shows named absolute paths of the machine."""
+    from builders.packages import reseal_package, write_manifest
+
+    manifest_path = build_served_package(tmp_path, [ModelDef("m", vocab=[1, 2, 3])])
+    package = tmp_path / "06_packaging" / "v601"
+    (package / "models/v401/v501__m/model.h5").write_bytes(b"corrupt")
+    reseal_package(package)
+    write_manifest(manifest_path, package)
+    with ServerProcess(manifest_path, wait_ready=False) as server:
+        for _ in range(600):
+            shown = requests.get(server.url + "/ready", timeout=10)
+            if shown.json()["models"]["v401/v501/m"]["state"] == "failed":
+                break
+            time.sleep(0.1)
+        index = requests.get(server.url + "/v2/models", timeout=10).text
+        logged = server.stderr_tail()
+    error = shown.json()["models"]["v401/v501/m"]["error"]
+    assert shown.status_code == 503 and "cannot load" in error
+    for answer in (shown.text, index):
+        assert "/" + str(tmp_path).strip("/").split("/")[0] not in answer and "/tmp" not in answer, answer
+    assert "failed to load" in logged  # the operator's log keeps the whole message
