@@ -259,14 +259,9 @@ def test_what_is_served_comes_from_the_seal_not_the_manifest(tmp_path, key, valu
 
 def test_a_model_that_fails_to_load_is_named_on_ready_without_a_path(tmp_path):
     """/ready needs no token; the load error it shows named absolute paths of the machine."""
-    from builders.packages import reseal_package, write_manifest
+    from tests.served_models import package_with_a_corrupt_model
 
-    manifest_path = build_served_package(tmp_path, [ModelDef("m", vocab=[1, 2, 3])])
-    package = tmp_path / "06_packaging" / "v601"
-    (package / "models/v401/v501__m/model.h5").write_bytes(b"corrupt")
-    reseal_package(package)
-    write_manifest(manifest_path, package)
-    with ServerProcess(manifest_path, wait_ready=False) as server:
+    with ServerProcess(package_with_a_corrupt_model(tmp_path), wait_ready=False) as server:
         for _ in range(600):
             shown = requests.get(server.url + "/ready", timeout=10)
             if shown.json()["models"]["v401/v501/m"]["state"] == "failed":
