@@ -223,3 +223,21 @@ def test_json_is_written_with_the_same_umask_rule_as_every_other_file(tmp_path):
         os.umask(previous)
     modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
     assert modes == {"verdict.json": 0o644, "log.parquet": 0o644, "plain.csv": 0o644}
+
+
+def test_ctrl_c_in_a_command_is_one_line_not_a_traceback(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time\nfrom contract.errors import exit_on_user_error\n"
+            "print('started', flush=True)\nexit_on_user_error(lambda: time.sleep(60))\n")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "started\n"
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == ["interrupted: nothing was half-written; run the command again to finish it"]
