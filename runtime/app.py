@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from runtime import metrics, openapi
 from runtime.core import InferenceCore
-from runtime.deadlines import request_read
+from runtime.deadlines import request_read, stop_reading
 from runtime.errors import ServingError, Unauthorized
 from runtime.http import json_response, response
 from runtime.oip_api import oip_api
@@ -88,7 +88,8 @@ def create_app(settings, *, start_loading: bool = True) -> Flask:
                         answer.status_code, answer.calculate_content_length() or "-",
                         seconds * 1000)
         if answer.status_code in (408, 413):
-            answer.headers["Connection"] = "close"  # the rest of the body was not read
+            answer.headers["Connection"] = "close"  # the rest of the body was not read...
+            stop_reading(request.environ)  # ...and will not be
         return answer
 
     @app.errorhandler(ServingError)

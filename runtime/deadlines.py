@@ -85,3 +85,16 @@ def request_expired(environ) -> bool:
     """Whether this request's deadline passed while it was being read."""
     sock = request_socket(environ)
     return sock is not None and DEADLINES.expired(sock)
+
+
+def stop_reading(environ) -> None:
+    """Read no more of this request's connection (a body refused unread: 408, 413). A
+    server must not drain it (werkzeug reads on for up to 10 GB) nor keep the connection:
+    its reads end at once, and it closes after the answer."""
+    sock = request_socket(environ)
+    if sock is not None:
+        DEADLINES.lift(sock)
+        try:
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:  # already closed by the client
+            pass

@@ -54,7 +54,10 @@ def read_body() -> bytes:
         raise too_large
     try:
         return _read(request.environ["wsgi.input"], request.content_length, limit, too_large)
-    except (OSError, ValueError) as error:  # a malformed chunk, a client that stopped sending
+    except PayloadTooLarge:
+        raise
+    except Exception as error:  # noqa: BLE001  a malformed chunk, a client that stopped sending:
+        # werkzeug raises OSError/ValueError, gunicorn its own ParseException family
         if request_expired(request.environ):
             raise RequestTimeout(f"the request did not arrive whole within the server's "
                                  f"{current_app.config['SERVING_SETTINGS'].read_timeout:g} s; send "

@@ -133,7 +133,23 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return self.application
+        return _honour_connection_close(self.application)
+
+
+def _honour_connection_close(app):
+    """``app`` with its ``Connection: close`` obeyed: gunicorn drops the header as
+    hop-by-hop and answers ``keep-alive``, then closes anyway when the body was left
+    unread (a 413): the client is told the truth, and gunicorn closes at once."""
+
+    def serve(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+                start_response.__self__.force_close()  # gunicorn's Response
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return serve
 
 
 def serve(app, settings: ServingSettings, listener: socket.socket) -> None:
