@@ -241,3 +241,12 @@ def test_a_broken_upstream_dataset_is_named_when_the_plan_is_checked(root, datas
         pq.write_table(pq.read_table(path).drop_columns([damage]), path)
     with pytest.raises(UserError, match=message):
         build_plan("v601", packaging_params(), root)
+
+
+def test_a_truncated_replay_is_named_with_the_stage_to_rerun(root):
+    plan, out = select_and_replay(root, packaging_params())
+    replay = out / REPLAY
+    replay.write_bytes(replay.read_bytes()[:100])
+    with pytest.raises(UserError, match=r"packaging variant v601: .*replay_events.parquet is not a readable parquet "
+                                        r"file .*run `dvc repro -f -s materialize_replay@v601`"):
+        write_package(plan, out, probe_models)

@@ -48,15 +48,16 @@ def read_yaml(path: Path, context: str) -> dict:
     return data
 
 
-def parquet_file(path: Path, where: str) -> pq.ParquetFile:
+def parquet_file(path: Path, where: str,
+                 fix: str = "rebuild or copy it again from the upstream run") -> pq.ParquetFile:
     """``path`` opened as parquet (its footer read: the schema and row groups); a file
     that is not one, or is cut short (a copy or a write interrupted), is an
-    ``UpstreamError`` naming it, not pyarrow's traceback."""
+    ``UpstreamError`` naming it and ``fix``, not pyarrow's traceback."""
     try:
         return pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowException, OSError) as error:
         raise UpstreamError(f"{where}: {path} is not a readable parquet file ({error}); it is truncated or "
-                            "not parquet: rebuild or copy it again from the upstream run") from None
+                            f"not parquet: {fix}") from None
 
 
 def read_json(path: Path, context: str):
