@@ -31,7 +31,7 @@ from contract.files import atomic_path, remove_stale_temporaries, write_json_ato
 from contract.predictions import PREDICTION_CSV_SCHEMA, PREDICTION_SCHEMA
 from contract.seal import verify_seal
 from contract.windows import grid_starts
-from f07_validation.client import BatchFailed, ServerError, replay
+from f07_validation.client import BatchFailed, InferenceClient, ServerError, replay
 from f07_validation.deployrun import DeployRun, DeployRunError
 from f07_validation.endpoint import Endpoint, open_endpoint
 from f07_validation.overlap import Overlapped
@@ -173,6 +173,30 @@ def check_server_alive(endpoint: Endpoint, number: int, batch, timeout: float) -
                                      "a process it left behind)"))
 
 
+class WorkerExited(Exception):
+    """A worker process of the server exited during the replay (and was replaced)."""
+
+
+def check_workers_lived(endpoint: Endpoint, manifest, number: int, t0: int, timeout: float) -> None:
+    """Raise ``BatchFailed`` after the last batch ``number`` (first ``t0``) when the server counts more
+    worker exits on ``GET /ready`` than when the replay started: a worker that died
+    between two requests, and was replaced by gunicorn, fails no request, and the
+    answers came from processes the run did not start with."""
+    before = (endpoint.ready.get("workers") or {}).get("exited")
+    if before is None:  # a server that does not count them (a deployment by URL of another build)
+        return
+    try:
+        with InferenceClient(endpoint.url, manifest, timeout=timeout, token=endpoint.token) as client:
+            _, body = client.ready()
+    except requests.RequestException as error:
+        raise BatchFailed(number, t0, 0, timeout, error) from None
+    after = (body.get("workers") or {}).get("exited", before)
+    if after > before:
+        raise BatchFailed(number, t0, 0, timeout, WorkerExited(
+            f"{after - before} of the server's worker processes exited during the replay (and were "
+            "replaced): its answers did not all come from the processes it started with"))
+
+
 def runtime_fault(failure: BatchFailed, endpoint: Endpoint) -> dict:
     """What is known of a batch that got no usable answer: which batch and windows,
     what the client saw, whether the server process is gone (its exit code) and the last
@@ -181,7 +205,7 @@ def runtime_fault(failure: BatchFailed, endpoint: Endpoint) -> dict:
     out of the client's message."""
     cause, server = failure.cause, endpoint.server
     code = server.process.poll() if server else None
-    if server and code is None and not isinstance(cause, (ServerError, requests.Timeout)):
+    if server and code is None and not isinstance(cause, (ServerError, requests.Timeout, WorkerExited)):
         try:  # a refused or reset connection: give a dying server a moment to be reaped
             code = server.process.wait(5)
         except subprocess.TimeoutExpired:
@@ -194,6 +218,8 @@ def runtime_fault(failure: BatchFailed, endpoint: Endpoint) -> dict:
         kind, reason = "timeout", f"the server did not answer within {failure.timeout:g} s"
     elif isinstance(cause, ServerError):
         kind, reason = "bad answer", str(cause)
+    elif isinstance(cause, WorkerExited):
+        kind, reason = "worker exited", str(cause)
     else:
         kind, reason = "connection lost", f"the connection to the server failed ({type(cause).__name__})"
     return {"kind": kind, "reason": reason, "batch": failure.batch, "first_t0": failure.t0,
@@ -288,6 +314,9 @@ def infer(run: DeployRun) -> dict:
                         check_server_alive(endpoint, number, batch, settings.request_timeout)
                         worker.put(batch)
                         bar.update(len(batch.windows))
+                    else:
+                        check_workers_lived(endpoint, manifest, number, int(batch.windows.t0[0]),
+                                            settings.request_timeout)
                 except BatchFailed as error:
                     failure = error
                 replayed = time.perf_counter()

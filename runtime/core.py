@@ -240,11 +240,13 @@ class InferenceCore:
 
     def readiness(self) -> tuple[dict, bool]:
         """(body, ready): ready when every model of this process is loaded and, with
-        several worker processes, every worker is."""
+        several worker processes, every worker is; ``workers.exited`` counts the worker
+        processes that have exited since the server started."""
         expected = self.settings.workers_expected
         workers = metrics.workers_ready() if expected > 1 else int(self.ready)
         ready = self.ready and workers >= expected
-        return {"ready": ready, "workers": {"ready": workers, "expected": expected},
+        return {"ready": ready, "workers": {"ready": workers, "expected": expected,
+                                            "exited": metrics.worker_exits()},
                 "models": {slot.entry.key: slot.status() for slot in self.slots}}, ready
 
     def describe(self) -> dict:

@@ -40,6 +40,8 @@ NON_FINITE = Counter("runtime_non_finite_outputs",
 MODEL_LOAD_SECONDS = Gauge("runtime_model_load_seconds",
                            "Seconds to load and warm up a model (the slowest worker)", ["model"],
                            multiprocess_mode="max")
+WORKER_EXITS = Counter("runtime_worker_exits", "Worker processes that exited while the server ran "
+                       "(counted by the gunicorn master)")
 WORKER_READY = Gauge("runtime_worker_ready", "Worker processes with every model loaded",
                      multiprocess_mode="livesum")
 
@@ -74,6 +76,17 @@ def workers_ready() -> int:
     return 0
 
 
+def worker_exits() -> int:
+    """How many worker processes have exited (been replaced, or stopped) so far."""
+    for family in _registry().collect():
+        if family.name == "runtime_worker_exits":
+            return int(sum(s.value for s in family.samples if s.name.endswith("_total")))
+    return 0
+
+
 def mark_worker_dead(pid: int) -> None:
-    """Called by the gunicorn master when a worker exits."""
+    """Called by the gunicorn master when a worker exits: its live gauges stop counting,
+    and the exit is counted (a client can tell a worker died, even one replaced between
+    its requests)."""
     multiprocess.mark_process_dead(pid)
+    WORKER_EXITS.inc()

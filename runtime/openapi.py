@@ -20,7 +20,8 @@ _STATE = {"type": "object", "required": ["state"],
 _READINESS = {"type": "object", "required": ["ready", "workers", "models"], "properties": {
     "ready": {"type": "boolean"},
     "workers": {"type": "object", "required": ["ready", "expected"],
-                "properties": {"ready": {"type": "integer"}, "expected": {"type": "integer"}}},
+                "properties": {"ready": {"type": "integer"}, "expected": {"type": "integer"},
+                               "exited": {"type": "integer"}}},
     "models": {"type": "object", "additionalProperties": _STATE},
     "error": {"type": "string"}}}
 _IDENTITY = {"objective": {"type": "string"}, "prediction_name": {"type": "string"},

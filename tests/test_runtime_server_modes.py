@@ -152,7 +152,7 @@ def test_ready_counts_every_worker(server):
     body = requests.get(server.url + "/ready").json()
     expected = 2 if server.mode == "gunicorn" else 1
     # With two processes, a worker can only report 2 by reading the other's shared gauge.
-    assert body["workers"] == {"ready": expected, "expected": expected} and body["ready"] is True
+    assert body["workers"] == {"ready": expected, "expected": expected, "exited": 0} and body["ready"] is True
     assert requests.get(server.url + "/v2/health/ready").status_code == 200
 
 
@@ -282,3 +282,35 @@ def test_gunicorn_finishes_a_request_in_flight_when_told_to_stop(manifest_path):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 200") and b'"n":2' in answer
         assert server.process.wait(10) == 0
+
+
+def test_a_gunicorn_worker_that_died_is_counted_and_infer_records_it(manifest_path):
+    """A worker killed while idle fails no request (the master replaces it); the master
+    counts it on /ready, and infer's check after the replay turns it into a runtime fault
+    (no fault was recorded before)."""
+    import os
+    import signal
+    from pathlib import Path
+
+    from contract.manifest import load_manifest
+    from f07_validation.client import BatchFailed
+    from f07_validation.endpoint import Endpoint
+    from f07_validation.infer import check_workers_lived, runtime_fault
+
+    with ServerProcess(manifest_path, server_args=["--server", "gunicorn", "--workers", 2]) as server:
+        ready = server.wait_ready()
+        assert ready["workers"]["exited"] == 0
+        endpoint = Endpoint(server.url, None, server, ready)
+        manifest = load_manifest(manifest_path)
+        check_workers_lived(endpoint, manifest, 5, 0, 10)  # no worker died: no fault
+        workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        os.kill(int(workers[0]), signal.SIGKILL)
+        for _ in range(100):
+            if requests.get(server.url + "/ready", timeout=10).json()["workers"]["exited"] == 1:
+                break
+            time.sleep(0.1)
+        with pytest.raises(BatchFailed) as failure:
+            check_workers_lived(endpoint, manifest, 5, 0, 10)
+        fault = runtime_fault(failure.value, endpoint)
+    assert fault["kind"] == "worker exited" and fault["batch"] == 5 and fault["exit_code"] is None
+    assert "1 of the server's worker processes exited during the replay" in fault["reason"]
