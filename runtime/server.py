@@ -205,7 +205,11 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C before the stop handlers are set (imports, start-up)
+        _say("interrupted during start-up; nothing is serving")
+        code = 130
     # Everything is closed and said; skip the interpreter's teardown of TensorFlow, which
     # takes ~2 s and would hold up every stop of the server.
     sys.stdout.flush()

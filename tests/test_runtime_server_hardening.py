@@ -274,3 +274,19 @@ def test_a_model_that_fails_to_load_is_named_on_ready_without_a_path(tmp_path):
     for answer in (shown.text, index):
         assert "/" + str(tmp_path).strip("/").split("/")[0] not in answer and "/tmp" not in answer, answer
     assert "failed to load" in logged  # the operator's log keeps the whole message
+
+
+@pytest.mark.parametrize("server", ["werkzeug", "gunicorn"])
+def test_ctrl_c_at_any_moment_stops_the_server_without_a_traceback(manifest_path, server):
+    """Interrupted while importing its modules it printed a traceback of up to 40 lines."""
+    import os
+    import signal
+
+    for delay in (0.2, 0.4, 0.8, 3.0):  # importing, starting, serving
+        process = subprocess.Popen([sys.executable, "-m", "runtime.server", "--manifest", str(manifest_path),
+                                    "--port", "0", "--server", server], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: to the whole group
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode in (0, 130) and "Traceback" not in stderr, (delay, process.returncode, stderr)
