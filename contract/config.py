@@ -147,11 +147,20 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{where}: {error.message}"
 
 
+# YAML's 256.0 is a float, and JSON Schema's "integer" accepts any number with no fraction:
+# the value would pass here and be refused later, deep inside a stage, naming its
+# internal files. An integer key takes an int only.
+_STRICT = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)))
+
+
 def config_errors(params: dict) -> list[str]:
     """Every problem of ``params`` (the whole params.yaml), ordered by key path."""
     if not isinstance(params, dict):
         return [f"must hold a mapping with sections packaging: and deployrun:, got {type(params).__name__}"]
-    validator = jsonschema.Draft202012Validator(SCHEMA)
+    validator = _STRICT(SCHEMA)
     errors = sorted(validator.iter_errors(params), key=lambda e: [str(p) for p in e.absolute_path])
     return [_describe(error) for error in errors]
 

@@ -17,12 +17,18 @@ class UserError(Exception):
 
 
 def exit_on_user_error(call) -> None:
-    """``call()``; a ``UserError`` becomes ``error: <message>`` on stderr and exit code 1."""
+    """``call()``; a ``UserError`` becomes ``error: <message>`` on stderr and exit code 1,
+    and Ctrl-C one line and exit code 130 (the shell's for SIGINT), not a traceback: being
+    stopped by its user is no bug, and every output is replaced only once whole
+    (``contract.files``), so an interrupted command has left the earlier ones as they were."""
     try:
         call()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was half-written; run the command again to finish it", file=sys.stderr)
+        sys.exit(130)
 
 
 def run_variant_command(description: str, body) -> None:

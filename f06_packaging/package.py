@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import yaml
 
 from contract import layout
@@ -20,6 +19,7 @@ from contract.seal import seal_package
 from f06_packaging.lineage import recorded_sources
 from f06_packaging.plan import PackagePlan, PackagingError
 from f06_packaging.reference import reference_join
+from upstream.reader import parquet_file
 
 
 def copy_models(plan: PackagePlan, models_dir) -> None:
@@ -51,7 +51,8 @@ def _replay_summary(plan: PackagePlan, package_dir: Path) -> dict:
     if not path.is_file():
         raise PackagingError(f"packaging variant {plan.variant}: {path} is missing; run the "
                              f"materialize_replay@{plan.variant} stage first")
-    replay = pq.ParquetFile(path, pre_buffer=False)  # batch by batch: the replay can be long
+    replay = parquet_file(path, f"packaging variant {plan.variant}",  # batch by batch: it can be long
+                          f"run `dvc repro -f -s materialize_replay@{plan.variant}`")
     events, first_segs, last_segs = 0, None, None
     for batch in replay.iter_batches(batch_size=65_536, columns=["segs", "events"]):
         if batch.num_rows:

@@ -97,6 +97,8 @@ def _build(variant: str, params: dict, root: Path) -> PackagePlan:
         raise PackagingError(f"{_key(variant, 'parent_variants_f05')} lists a variant twice: {parents}")
     lineage = resolve_lineage(root, parents)
     models = _select_models(variant, params.get("models"), lineage)
+    for objective in {model.objective.id: model.objective for model in models}.values():
+        objective.dataset_columns  # readable, with OW_events and label, before anything is written
     f02 = lineage.f02
     regime = _resolve_regime(variant, params.get("temporal"), lineage)
     replay = _replay_spec(variant, params.get("replay"), f02)

@@ -195,7 +195,8 @@ class ServerProcess:
                 pause = min(pause * 2, 0.25)
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """Stop the server (SIGTERM, then SIGKILL to its group) and wait for it."""
+        """Stop the server (SIGTERM, then SIGKILL to its group) and wait for it; then kill
+        whatever of its group is left, so that nothing it started outlives it."""
         try:
             if self.process is not None and self.process.poll() is None:
                 self.process.terminate()
@@ -209,6 +210,10 @@ class ServerProcess:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
                 self._previous_sigterm = None
         if self.process is not None:
+            try:  # whatever of its process group outlived it (a killed gunicorn master's workers)
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             for reader in self._readers:  # the pipes reach EOF once the process is gone
                 reader.join(timeout=5)
             self.process.stdout.close()

@@ -27,11 +27,11 @@ import requests
 
 from console.progress import progress
 from contract import layout
-from contract.files import atomic_path, write_json_atomic
+from contract.files import atomic_path, remove_stale_temporaries, write_json_atomic
 from contract.predictions import PREDICTION_CSV_SCHEMA, PREDICTION_SCHEMA
 from contract.seal import verify_seal
 from contract.windows import grid_starts
-from f07_validation.client import BatchFailed, ServerError, replay
+from f07_validation.client import BatchFailed, InferenceClient, ServerError, replay
 from f07_validation.deployrun import DeployRun, DeployRunError
 from f07_validation.endpoint import Endpoint, open_endpoint
 from f07_validation.overlap import Overlapped
@@ -145,13 +145,56 @@ def discard_results(run: DeployRun) -> None:
     its summaries, the metrics, the reference comparison, the verdict, the report): a
     replay that then fails must not leave an earlier verdict or report beside logs it
     no longer describes. The CSV copy goes under every name it has (both compressions):
-    after a change of ``log_csv_compression`` only the current setting's file remains."""
+    after a change of ``log_csv_compression`` only the current setting's file remains; so
+    does whatever scratch a killed earlier run left in ``logs/``."""
     for relative in (layout.PREDICTIONS, layout.PREDICTIONS_PARTIAL, *layout.PREDICTIONS_CSV.values(),
                      *layout.PREDICTIONS_CSV_PARTIAL.values(), layout.RUN_SUMMARY, layout.EQUIVALENCE,
                      layout.REFERENCE, layout.VERDICT, layout.VERDICT_METRICS, layout.RUN_METADATA):
         run.path(relative).unlink(missing_ok=True)
     for relative in (layout.METRICS_DIR, layout.REPORT_DIR):
         shutil.rmtree(run.path(relative), ignore_errors=True)
+    remove_stale_temporaries(run.path(layout.LOGS_DIR))  # an earlier infer killed mid-write
+
+
+class ServerGone(Exception):
+    """The server process this run started has exited, yet an answer came: from a process
+    it left behind (a gunicorn master killed, its orphaned workers still serving the
+    inherited socket), which no one watches or stops."""
+
+
+def check_server_alive(endpoint: Endpoint, number: int, batch, timeout: float) -> None:
+    """Raise ``BatchFailed`` for answered batch ``number`` (it is not logged) when the server
+    process started for this run has exited: answers that outlive it are not the served
+    package's, however complete they look."""
+    server = endpoint.server
+    if server is not None and server.process.poll() is not None:
+        raise BatchFailed(number, int(batch.windows.t0[0]), len(batch.windows), timeout,
+                          ServerGone("the server process had exited when this answer arrived (from "
+                                     "a process it left behind)"))
+
+
+class WorkerExited(Exception):
+    """A worker process of the server exited during the replay (and was replaced)."""
+
+
+def check_workers_lived(endpoint: Endpoint, manifest, number: int, t0: int, timeout: float) -> None:
+    """Raise ``BatchFailed`` after the last batch ``number`` (first ``t0``) when the server counts more
+    worker exits on ``GET /ready`` than when the replay started: a worker that died
+    between two requests, and was replaced by gunicorn, fails no request, and the
+    answers came from processes the run did not start with."""
+    before = (endpoint.ready.get("workers") or {}).get("exited")
+    if before is None:  # a server that does not count them (a deployment by URL of another build)
+        return
+    try:
+        with InferenceClient(endpoint.url, manifest, timeout=timeout, token=endpoint.token) as client:
+            _, body = client.ready()
+    except requests.RequestException as error:
+        raise BatchFailed(number, t0, 0, timeout, error) from None
+    after = (body.get("workers") or {}).get("exited", before)
+    if after > before:
+        raise BatchFailed(number, t0, 0, timeout, WorkerExited(
+            f"{after - before} of the server's worker processes exited during the replay (and were "
+            "replaced): its answers did not all come from the processes it started with"))
 
 
 def runtime_fault(failure: BatchFailed, endpoint: Endpoint) -> dict:
@@ -162,7 +205,7 @@ def runtime_fault(failure: BatchFailed, endpoint: Endpoint) -> dict:
     out of the client's message."""
     cause, server = failure.cause, endpoint.server
     code = server.process.poll() if server else None
-    if server and code is None and not isinstance(cause, (ServerError, requests.Timeout)):
+    if server and code is None and not isinstance(cause, (ServerError, requests.Timeout, WorkerExited)):
         try:  # a refused or reset connection: give a dying server a moment to be reaped
             code = server.process.wait(5)
         except subprocess.TimeoutExpired:
@@ -175,6 +218,8 @@ def runtime_fault(failure: BatchFailed, endpoint: Endpoint) -> dict:
         kind, reason = "timeout", f"the server did not answer within {failure.timeout:g} s"
     elif isinstance(cause, ServerError):
         kind, reason = "bad answer", str(cause)
+    elif isinstance(cause, WorkerExited):
+        kind, reason = "worker exited", str(cause)
     else:
         kind, reason = "connection lost", f"the connection to the server failed ({type(cause).__name__})"
     return {"kind": kind, "reason": reason, "batch": failure.batch, "first_t0": failure.t0,
@@ -226,7 +271,8 @@ def infer(run: DeployRun) -> dict:
     if settings.check_equivalence:
         from runtime.models import EquivalenceCheck  # TensorFlow, only when asked for
         equivalence = EquivalenceCheck.from_manifest(manifest)
-    summary = {"windows_sent": 0, "windows_answered": 0, "batches": 0, "batch_size": settings.batch_size,
+    summary = {"windows_sent": 0, "windows_answered": 0, "windows_with_events": 0, "batches": 0,
+               "batch_size": settings.batch_size,
                "models": {m.key: {"non_finite": 0} for m in manifest.models}, "first_t0": None, "last_t0": None,
                "fault": None, "log": layout.PREDICTIONS}
     total = expected_windows(manifest)
@@ -244,6 +290,7 @@ def infer(run: DeployRun) -> dict:
                 log.add(batch)
                 windows, index = batch.windows, summary["batches"]
                 summary["windows_sent"] += len(windows)
+                summary["windows_with_events"] += int(np.count_nonzero(np.diff(windows.offsets)))
                 # every answer holds one probability or null per window (checked by the client)
                 summary["windows_answered"] += len(batch.answers[0].probabilities)
                 summary["batches"] += 1
@@ -262,10 +309,15 @@ def infer(run: DeployRun) -> dict:
             with Overlapped(record, depth=LOG_QUEUE_BATCHES) as worker, progress(desc=f"infer@{run.variant}", total=total,
                                                         unit="window", unit_scale=True) as bar:
                 try:
-                    for batch in replay(endpoint.url, manifest, batch_size=settings.batch_size,
-                                        timeout=settings.request_timeout, token=endpoint.token, progress=None):
+                    for number, batch in enumerate(replay(endpoint.url, manifest, batch_size=settings.batch_size,
+                                                          timeout=settings.request_timeout, token=endpoint.token,
+                                                          progress=None), start=1):
+                        check_server_alive(endpoint, number, batch, settings.request_timeout)
                         worker.put(batch)
                         bar.update(len(batch.windows))
+                    else:
+                        check_workers_lived(endpoint, manifest, number, int(batch.windows.t0[0]),
+                                            settings.request_timeout)
                 except BatchFailed as error:
                     failure = error
                 replayed = time.perf_counter()

@@ -193,6 +193,24 @@ def delivery_checks(run: DeployRun, summary: dict, logged: int, expected: int) -
     return checks
 
 
+def event_checks(run: DeployRun, summary: dict) -> list[dict]:
+    """The replay sent at least one window holding an event (counted by the client as it
+    sent them). A time range whose F02 rows hold no event gives only empty windows: every
+    other check can pass on them (each model answers its one empty-window value, the
+    reference agrees) while they judge nothing of the models, and precision, recall and
+    F1 are undefined."""
+    with_events = summary.get("windows_with_events")
+    if type(with_events) is not int or with_events < 0:
+        raise DeployRunError(f"{run.path(layout.RUN_SUMMARY)} lacks a count of windows_with_events: "
+                             f"{run.stage_fix('infer')}")
+    time_range = f"packaging.{run.manifest.parent_variant_f06}.replay.time_range"
+    detail = (f"{with_events} of {summary['windows_sent']} windows sent held at least one event" if with_events else
+              f"none of the {summary['windows_sent']} windows sent held an event: the replay's F02 rows hold "
+              f"none, so no model was judged on an event and precision, recall and F1 are undefined; "
+              f"choose a time range with events ({time_range})")
+    return [check("replay holds events", with_events > 0, with_events, "> 0 windows with an event", detail)]
+
+
 def transport_checks(run: DeployRun, equivalence: dict, path: Path) -> list[dict]:
     """Per model: the server's answers against the same runtime code in-process
     (``check_equivalence``), within the tolerance and non-finite at the same windows.
@@ -474,6 +492,7 @@ def judge(run: DeployRun, deployrun_section: dict) -> dict:
     scoring = read_json(run.path(layout.SCORING), run.stage_fix("score"))
     checks = [*seal_checks(run, serve), *readiness_checks(run, serve),
               *delivery_checks(run, summary, logged, replay_window_count(run.package_metadata())),
+              *event_checks(run, summary),
               *reference_checks(run, reference), *reference_decision_checks(run, reference),
               *decision_consistency_checks(run, reference, logged_per_model(run.predictions_path)),
               *coverage_checks(run, reference),

@@ -8,10 +8,41 @@ from contract import dvc_deps
 from contract.files import write_text_atomic
 from f06_packaging import lineage
 from f07_validation.gates import verdict_deps
-from lifecycle.project import F06, F07, Project
+from lifecycle.project import F06, F07, LifecycleError, Project
+
+
+def check_dvc_can_run(project: Project) -> None:
+    """What DVC refuses before any stage can check it, with its own words: a parameter
+    dvc.yaml tracks for a variant's stage that params.yaml leaves out (even one the schema
+    calls optional: DVC needs every tracked key written out), and an F07 variant on an
+    F06 variant params.yaml does not define (its stages' deps name that folder)."""
+    params = project.params()
+    problems = []
+    for phase in (F06, F07):
+        for stage in project.stages(phase):
+            tracked = project.pipeline()[stage].get("do", {}).get("params") or []
+            prefix = f"{phase.section}.${{key}}."
+            for variant, entry in project.entries(phase).items():
+                for key in (t[len(prefix):] for t in tracked if isinstance(t, str) and t.startswith(prefix)):
+                    value = entry
+                    for part in key.split("."):
+                        value = value.get(part, KeyError) if isinstance(value, dict) else KeyError
+                    if value is KeyError:
+                        problems.append(f"{phase.section}.{variant}.{key} is missing: {stage}@{variant} tracks it, "
+                                        "and DVC needs it written out even where it is optional")
+    packages = project.entries(F06)
+    for variant, entry in project.entries(F07).items():
+        parent = entry.get("parent_variant_f06")
+        if parent not in packages:
+            problems.append(f"deployrun.{variant}.parent_variant_f06: {parent} is not an F06 variant of params.yaml "
+                            f"(known: {', '.join(packages) or 'none'})")
+    if problems:
+        raise LifecycleError(f"{project.params_path}: " + "; ".join(dict.fromkeys(problems)) +
+                             " (`make variant6`/`make variant7` write every key)")
 
 
 def document(project: Project) -> str:
+    check_dvc_can_run(project)
     demo = project.params().get("demo") or {}
     upstream = {}
     for variant, entry in project.entries(F06).items():

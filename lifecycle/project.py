@@ -100,9 +100,13 @@ class Project:
                                  f"create it with `make variant{phase.number} VARIANT={variant} ...`")
         return entries[variant]
 
+    def pipeline(self) -> dict:
+        """dvc.yaml's stages, as written."""
+        return (yaml.safe_load((self.root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages") or {}
+
     def _foreach_stages(self, foreach: tuple[str, ...]) -> list[str]:
-        stages = (yaml.safe_load((self.root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages") or {}
-        return [name for name, stage in stages.items() if isinstance(stage, dict) and stage.get("foreach") in foreach]
+        return [name for name, stage in self.pipeline().items()
+                if isinstance(stage, dict) and stage.get("foreach") in foreach]
 
     def stages(self, phase: Phase) -> list[str]:
         """The dvc.yaml stages that run once per variant of ``phase``, in pipeline order."""

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from runtime import metrics, openapi
 from runtime.core import InferenceCore
+from runtime.deadlines import request_read, stop_reading
 from runtime.errors import ServingError, Unauthorized
 from runtime.http import json_response, response
 from runtime.oip_api import oip_api
@@ -65,6 +66,8 @@ def create_app(settings, *, start_loading: bool = True) -> Flask:
     @app.before_request
     def start():
         g.started = time.perf_counter()
+        if not request.content_length and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+            request_read(request.environ)  # no body: read whole already (runtime.deadlines)
         if token is not None and request.path not in openapi.OPEN_ROUTES:
             sent = request.headers.get("Authorization", "")
             scheme, _, value = sent.partition(" ")
@@ -76,15 +79,17 @@ def create_app(settings, *, start_loading: bool = True) -> Flask:
     def account(answer):
         route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.REQUESTS.labels(route, request.method, str(answer.status_code)).inc()
+        metrics.REQUESTS.labels(route, metrics.method_label(request.method),
+                                str(answer.status_code)).inc()
         metrics.LATENCY.labels(route).observe(seconds)
         if access is not None:
             access.info('%s "%s %s %s" %d %s %.1fms', request.remote_addr, request.method,
                         request.full_path.rstrip("?"), request.environ.get("SERVER_PROTOCOL"),
                         answer.status_code, answer.calculate_content_length() or "-",
                         seconds * 1000)
-        if answer.status_code == 413:
-            answer.headers["Connection"] = "close"  # the rest of the body was not read
+        if answer.status_code in (408, 413):
+            answer.headers["Connection"] = "close"  # the rest of the body was not read...
+            stop_reading(request.environ)  # ...and will not be
         return answer
 
     @app.errorhandler(ServingError)

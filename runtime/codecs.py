@@ -22,6 +22,7 @@ JSON nested deeper than the interpreter can parse is a 400, never a 500.
 from __future__ import annotations
 
 import json
+import struct
 
 import numpy as np
 
@@ -143,25 +144,89 @@ def single_answer_json(results) -> bytes:
 
 # ------------------------------------------------------------------ Arrow IPC windows
 
-def windows_from_arrow(body: bytes, max_items: int) -> Ragged:
-    """An Arrow IPC stream with a ``windows`` column of ``list<integer>`` -> windows."""
+def _arrow_batch_extent(message) -> tuple[int, int]:
+    """(rows, decoded bytes) of an IPC record batch message, read from its metadata before
+    anything is decoded.
+
+    A compressed IPC body (LZ4 or ZSTD buffers) decodes to many times its size: 25 KB of
+    ZSTD can hold 100 M codes. The size a buffer decodes to is what the reader allocates:
+    its own length, or for a compressed buffer the int64 length that prefixes it (-1: the
+    buffer was stored uncompressed). pyarrow decodes a batch whole and has no cap, so the
+    message's flatbuffer (Arrow's ``Message.fbs``: Message.header -> RecordBatch {length,
+    nodes, buffers, compression}) is read here with the ``flatbuffers`` runtime that
+    TensorFlow already installs."""
+    from flatbuffers import encode, number_types, packer
+    from flatbuffers.table import Table
+
+    meta = bytearray(message.metadata.to_pybytes())
+    root = Table(meta, encode.Get(packer.uoffset, meta, 0))
+    header = Table(meta, root.Indirect(root.Pos + root.Offset(8)))  # Message.header
+
+    def field(index: int) -> int:  # a table field's offset within ``header`` (0: absent)
+        return header.Offset(4 + 2 * index)
+
+    rows = header.Get(number_types.Int64Flags, header.Pos + field(0)) if field(0) else 0
+    compressed = bool(field(3))
+    body = message.body
+    decoded = 0
+    if field(2):
+        start, count = header.Vector(field(2)), header.VectorLen(field(2))
+        for i in range(count):
+            offset, length = struct.unpack_from("<qq", meta, start + 16 * i)
+            if offset < 0 or length < 0 or offset + length > body.size:
+                raise ValueError(f"buffer {i} lies outside the message body")
+            if compressed and length >= 8:
+                (size,) = struct.unpack("<q", body[offset:offset + 8].to_pybytes())
+                decoded += length - 8 if size == -1 else size
+            else:
+                decoded += length
+    return rows, decoded
+
+
+def _no_schema():
+    raise ValueError("the stream is empty: it holds no schema message")
+
+
+def windows_from_arrow(body: bytes, max_items: int, max_bytes: int) -> Ragged:
+    """An Arrow IPC stream with a ``windows`` column of ``list<integer>`` -> windows.
+
+    Read message by message: the schema is checked first, then each record batch's row
+    count and decoded size (``_arrow_batch_extent``) against ``max_items`` and
+    ``max_bytes`` (the body limit holds for the decoded body, however it was compressed)
+    before the batch is decoded; a decoded batch is validated whole (offsets inside the
+    values, ...), so a crafted stream is a 400, never a 500 or an allocation."""
     import pyarrow as pa
 
     fix = (f"send an Arrow IPC stream (Content-Type: {ARROW}) with a column 'windows' of "
            "type list<int64>, one row per window")
+    too_large = PayloadTooLarge(f"the Arrow body decodes to more than the server's limit of "
+                                f"{max_bytes} bytes (compressed buffers count as decoded); send "
+                                "fewer windows per batch (GET /models gives the limits)")
+    batches, rows, decoded = [], 0, 0
     try:
-        table = pa.ipc.open_stream(pa.py_buffer(body)).read_all()
-    except (pa.ArrowException, OSError, ValueError) as error:
+        reader = pa.ipc.MessageReader.open_stream(pa.py_buffer(body))
+        schema = pa.ipc.read_schema(next(iter(reader), None) or _no_schema())
+        if "windows" not in schema.names:
+            raise BadRequest(f"the Arrow stream has no column 'windows' (it has "
+                             f"{schema.names}); {fix}")
+        kind = schema.field("windows").type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or \
+                not pa.types.is_integer(kind.value_type):
+            raise BadRequest(f"column 'windows' is {kind}; {fix}")
+        for message in reader:
+            if message.type != "record batch":
+                raise BadRequest(f"the Arrow stream holds a {message.type} message; {fix}")
+            batch_rows, batch_bytes = _arrow_batch_extent(message)
+            rows, decoded = rows + batch_rows, decoded + batch_bytes
+            check_batch_size(rows, max_items)
+            if decoded > max_bytes:
+                raise too_large
+            batch = pa.ipc.read_record_batch(message, schema)
+            batch.validate(full=True)
+            batches.append(batch)
+    except (pa.ArrowException, OSError, ValueError, IndexError, struct.error) as error:
         raise BadRequest(f"the body is not a readable Arrow IPC stream ({error}); {fix}") from None
-    if "windows" not in table.column_names:
-        raise BadRequest(f"the Arrow stream has no column 'windows' (it has "
-                         f"{table.column_names}); {fix}")
-    column = table.column("windows")
-    kind = column.type
-    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or \
-            not pa.types.is_integer(kind.value_type):
-        raise BadRequest(f"column 'windows' is {kind}; {fix}")
-    check_batch_size(len(column), max_items)
+    column = pa.Table.from_batches(batches, schema).column("windows")
     if column.null_count:
         raise BadRequest(f"windows[{column.is_null().index(True).as_py()}] is null; an empty "
                          "window is an empty list")

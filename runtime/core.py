@@ -66,7 +66,9 @@ def read_sealed_models(manifest: Manifest) -> list[SealedModel]:
         raise PackageRefused(f"refusing to serve {package}: its seal digest is {check.digest} "
                              f"but {manifest.path} was made for {manifest.package_digest}; "
                              "rebuild the manifest (serve stage)")
-    recorded = json.loads(metadata_bytes)["seal"]["files"]
+    metadata = json.loads(metadata_bytes)
+    recorded = metadata["seal"]["files"]
+    check_against_seal(manifest, metadata)
     sealed = []
     for entry in manifest.models:
         files = []
@@ -85,6 +87,45 @@ def read_sealed_models(manifest: Manifest) -> list[SealedModel]:
         raise PackageRefused(f"refusing to serve {package}: {PACKAGE_METADATA} changed during "
                              "start-up; stop whatever writes into the package and start again")
     return sealed
+
+
+# What the server takes from a manifest entry that decides what it serves: each must be
+# the sealed metadata's own value (the seal covers the metadata, not the manifest).
+_SEALED_FIELDS = ("objective", "prediction_name", "source_f05", "model_id", "model_family",
+                  "threshold", "vectorization", "input_shape")
+
+
+def check_against_seal(manifest: Manifest, metadata: dict) -> None:
+    """Every model the manifest asks for, with the identity, threshold and input the sealed
+    package metadata records for the model folder it names; raises ``PackageRefused``
+    naming the first key that differs. The manifest is not sealed: an edited threshold
+    would otherwise be served under the package digest."""
+    package = manifest.package_dir
+    by_folder = {model["path"]: model for model in metadata["models"]}
+    for i, entry in enumerate(manifest.models):
+        folder = entry.model_path.parent.relative_to(package).as_posix()
+        model = by_folder.get(folder)
+        if model is None:
+            raise PackageRefused(f"refusing to serve {package}: {manifest.path} models[{i}] names "
+                                 f"{folder}, which the sealed package does not hold; rebuild the "
+                                 "manifest (serve stage)")
+        for key in _SEALED_FIELDS:
+            if getattr(entry, key) != model[key]:
+                raise PackageRefused(
+                    f"refusing to serve {package}: {manifest.path} models[{i}].{key} is "
+                    f"{getattr(entry, key)!r} but the sealed package says {model[key]!r}; rebuild "
+                    "the manifest (serve stage): what is served comes from the seal")
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s'\"/:,;()\[\]]+/)*([^\s'\"/:,;()\[\]]*)")
+
+
+def without_paths(message: str, package_dir) -> str:
+    """``message`` as answers may show it (``/ready`` needs no token): paths inside the
+    package relative to it, any other absolute path cut to its last part. The whole
+    message goes to the server's stderr, for its operator."""
+    message = message.replace(f"{package_dir}/", "")
+    return _ABSOLUTE_PATH.sub(lambda match: match.group(1) or "<path>", message)
 
 
 def oip_name(entry: ModelEntry) -> str:
@@ -184,8 +225,9 @@ class InferenceCore:
                 model = LoadedModel.from_entry(slot.entry, (sealed.model_h5, sealed.summary_json))
                 model.warm_up()
             except Exception as error:  # a model that cannot serve is reported, not fatal to the others
-                slot.state, slot.error = "failed", f"{type(error).__name__}: {error}"
-                _say(f"model {slot.entry.key} failed to load: {slot.error}")
+                message = f"{type(error).__name__}: {error}"
+                _say(f"model {slot.entry.key} failed to load: {message}")
+                slot.state, slot.error = "failed", without_paths(message, self.manifest.package_dir)
                 continue
             slot.model, slot.state = model, "ready"
             metrics.MODEL_LOAD_SECONDS.labels(slot.entry.key).set(time.perf_counter() - model_started)
@@ -198,11 +240,13 @@ class InferenceCore:
 
     def readiness(self) -> tuple[dict, bool]:
         """(body, ready): ready when every model of this process is loaded and, with
-        several worker processes, every worker is."""
+        several worker processes, every worker is; ``workers.exited`` counts the worker
+        processes that have exited since the server started."""
         expected = self.settings.workers_expected
         workers = metrics.workers_ready() if expected > 1 else int(self.ready)
         ready = self.ready and workers >= expected
-        return {"ready": ready, "workers": {"ready": workers, "expected": expected},
+        return {"ready": ready, "workers": {"ready": workers, "expected": expected,
+                                            "exited": metrics.worker_exits()},
                 "models": {slot.entry.key: slot.status() for slot in self.slots}}, ready
 
     def describe(self) -> dict:

@@ -33,6 +33,10 @@ class NotFound(ServingError):
     status = 404
 
 
+class RequestTimeout(ServingError):
+    status = 408
+
+
 class PayloadTooLarge(ServingError):
     status = 413
 

@@ -21,6 +21,11 @@ from prometheus_client import REGISTRY as _PROCESS_REGISTRY
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Every label takes its value from a fixed set, never from what a client sends: a series
+# per method name a client invents would grow /metrics (and every worker's files) without
+# bound. Routes are the app's rules (or "(unmatched)"), statuses the server's own.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "other"
 
 REQUESTS = Counter("runtime_http_requests", "HTTP requests answered, by route and status",
                    ["route", "method", "status"])
@@ -35,8 +40,15 @@ NON_FINITE = Counter("runtime_non_finite_outputs",
 MODEL_LOAD_SECONDS = Gauge("runtime_model_load_seconds",
                            "Seconds to load and warm up a model (the slowest worker)", ["model"],
                            multiprocess_mode="max")
+WORKER_EXITS = Counter("runtime_worker_exits", "Worker processes that exited while the server ran "
+                       "(counted by the gunicorn master)")
 WORKER_READY = Gauge("runtime_worker_ready", "Worker processes with every model loaded",
                      multiprocess_mode="livesum")
+
+
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: a standard method, else ``other``."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
 
 
 def multiprocess_mode() -> bool:
@@ -64,6 +76,17 @@ def workers_ready() -> int:
     return 0
 
 
+def worker_exits() -> int:
+    """How many worker processes have exited (been replaced, or stopped) so far."""
+    for family in _registry().collect():
+        if family.name == "runtime_worker_exits":
+            return int(sum(s.value for s in family.samples if s.name.endswith("_total")))
+    return 0
+
+
 def mark_worker_dead(pid: int) -> None:
-    """Called by the gunicorn master when a worker exits."""
+    """Called by the gunicorn master when a worker exits: its live gauges stop counting,
+    and the exit is counted (a client can tell a worker died, even one replaced between
+    its requests)."""
     multiprocess.mark_process_dead(pid)
+    WORKER_EXITS.inc()

@@ -16,7 +16,7 @@ from flask import Blueprint, current_app, request
 
 from runtime import codecs, metrics
 from runtime.errors import NotFound
-from runtime.http import core, json_response, read_body, response
+from runtime.http import core, json_response, media_type, read_body, response
 
 oip_api = Blueprint("oip_api", __name__, url_prefix="/v2")
 SERVER_NAME = "f07-runtime"
@@ -63,6 +63,7 @@ def list_models():
 
 @oip_api.post("/repository/index")
 def repository_index():
+    media_type(codecs.JSON)
     body = read_body()
     ready_only = False
     if body.strip():
@@ -97,6 +98,7 @@ def model_infer(name: str, version: str | None = None):
     digest = _version(name, version)
     serving.require_ready([slot])
     limit = current_app.config["SERVING_SETTINGS"].max_batch_items
+    media_type(codecs.JSON, codecs.OCTET)  # binary tensors: the JSON header, then raw bytes
     windows, infer_request = codecs.windows_from_oip(
         read_body(), request.headers.get(codecs.OIP_HEADER_LENGTH), limit)
     codecs.oip_requested_outputs(infer_request)  # a bad request fails before scoring

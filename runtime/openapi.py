@@ -20,7 +20,8 @@ _STATE = {"type": "object", "required": ["state"],
 _READINESS = {"type": "object", "required": ["ready", "workers", "models"], "properties": {
     "ready": {"type": "boolean"},
     "workers": {"type": "object", "required": ["ready", "expected"],
-                "properties": {"ready": {"type": "integer"}, "expected": {"type": "integer"}}},
+                "properties": {"ready": {"type": "integer"}, "expected": {"type": "integer"},
+                               "exited": {"type": "integer"}}},
     "models": {"type": "object", "additionalProperties": _STATE},
     "error": {"type": "string"}}}
 _IDENTITY = {"objective": {"type": "string"}, "prediction_name": {"type": "string"},
@@ -154,7 +155,7 @@ def build(settings: ServingSettings) -> dict:
                 {"200": {"description": "outputs", "content": {
                     JSON: {"schema": _OIP_ANSWER},
                     OCTET: {"schema": {"type": "string", "format": "binary"}}}}},
-                params=params, extra=(400, 404, 413, 503)),
+                params=params, extra=(400, 404, 413, 415, 503)),
         }
 
     paths = {
@@ -174,7 +175,7 @@ def build(settings: ServingSettings) -> dict:
                 JSON: {"schema": _BATCH_ANSWER},
                 ARROW: {"schema": {"type": "string", "format": "binary"}}}}}),
         "/infer": post("Score one window." + limits, _json(events_json),
-                       {"200": _answer("answers", _SINGLE_ANSWER)}, extra=(400, 413, 503)),
+                       {"200": _answer("answers", _SINGLE_ANSWER)}, extra=(400, 413, 415, 503)),
         "/metrics": {"get": {"summary": "Prometheus metrics of every worker",
                              "responses": {"200": {"description": "text format", "content": {
                                  "text/plain": {"schema": {"type": "string"}}}},
@@ -194,7 +195,7 @@ def build(settings: ServingSettings) -> dict:
                                          "ready": {"type": "boolean"}}}),
                                      {"200": _answer("index", {"type": "array",
                                                                "items": _INDEX_ENTRY})},
-                                     extra=(400, 413), required=False),
+                                     extra=(400, 413, 415), required=False),
         **model_routes("/v2/models/{name}", [name]),
         **model_routes("/v2/models/{name}/versions/{version}", [name, version]),
     }

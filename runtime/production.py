@@ -15,8 +15,11 @@ Why it is built this way:
   (``gthread``: a pool of request threads, HTTP/1.1 keep-alive, idle connections parked
   on a poller rather than on a thread). gthread already waits for a new connection's
   first bytes without committing a thread for long; ``ReadTimeoutWorker`` adds a socket
-  timeout, so a client that sends its headers or body slowly is dropped after
-  ``read_timeout`` seconds instead of pinning a request thread.
+  timeout (a silent client) and a deadline on each request (``runtime.deadlines``), so a
+  client that trickles its headers or body is dropped ``read_timeout`` seconds after its
+  connection was accepted (or, kept alive, sent its next request's first byte), however
+  often it sends a byte. A request still waiting for a free thread by then is dropped too:
+  give gunicorn at least as many threads as concurrent clients.
 - **Graceful shutdown**: SIGTERM lets requests in flight finish for up to
   ``graceful_timeout`` seconds.
 """
@@ -32,6 +35,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers import gthread
 
 from runtime import metrics
+from runtime.deadlines import DEADLINES
 from runtime.settings import ServingSettings
 
 
@@ -46,7 +50,21 @@ class _TimedConnection(gthread.TConn):
 
 
 class ReadTimeoutWorker(gthread.ThreadWorker):
-    """gunicorn's gthread worker, with a read timeout on every connection."""
+    """gunicorn's gthread worker, with a read timeout on every connection and a deadline
+    on reading each request (``runtime.deadlines``)."""
+
+    def enqueue_req(self, conn):
+        # From accepting a connection (or its next request's first byte on keep-alive), not
+        # from a thread picking it up: connections queued behind trickling ones are cut by
+        # the same deadline, so no number of them holds the request threads for longer.
+        DEADLINES.arm(conn.sock, _TimedConnection.read_timeout)
+        super().enqueue_req(conn)
+
+    def handle(self, conn):  # on a request thread
+        try:
+            return super().handle(conn)
+        finally:
+            DEADLINES.lift(conn.sock)
 
     def accept(self, listener):  # gthread's accept, with a _TimedConnection
         try:
@@ -115,7 +133,23 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return self.application
+        return _honour_connection_close(self.application)
+
+
+def _honour_connection_close(app):
+    """``app`` with its ``Connection: close`` obeyed: gunicorn drops the header as
+    hop-by-hop and answers ``keep-alive``, then closes anyway when the body was left
+    unread (a 413): the client is told the truth, and gunicorn closes at once."""
+
+    def serve(environ, start_response):
+        def start(status, headers, exc_info=None):
+            if any(k.lower() == "connection" and v.lower() == "close" for k, v in headers):
+                start_response.__self__.force_close()  # gunicorn's Response
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    return serve
 
 
 def serve(app, settings: ServingSettings, listener: socket.socket) -> None:

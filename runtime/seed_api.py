@@ -10,8 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 
 from runtime import codecs, metrics
-from runtime.errors import UnsupportedMediaType
-from runtime.http import core, json_response, read_body, response
+from runtime.http import core, json_response, max_content_length, media_type, read_body, response
 
 seed_api = Blueprint("seed_api", __name__)
 
@@ -37,14 +36,11 @@ def infer_batch():
     serving = core()
     serving.require_ready()
     limit = current_app.config["SERVING_SETTINGS"].max_batch_items
-    kind = request.mimetype or codecs.JSON
+    kind = media_type(codecs.JSON, codecs.ARROW)
     if kind == codecs.ARROW:
-        windows = codecs.windows_from_arrow(read_body(), limit)
-    elif kind == codecs.JSON:
-        windows = codecs.windows_from_json(read_body(), limit)
+        windows = codecs.windows_from_arrow(read_body(), limit, max_content_length())
     else:
-        raise UnsupportedMediaType(f"Content-Type {kind!r} is not served here; send "
-                                   f"{codecs.JSON} (the default) or {codecs.ARROW}")
+        windows = codecs.windows_from_json(read_body(), limit)
     metrics.BATCH_SIZE.labels("seed").observe(len(windows))
     results = serving.infer(windows)
     preferred = [kind] + [t for t in (codecs.JSON, codecs.ARROW) if t != kind]
@@ -57,6 +53,7 @@ def infer_batch():
 def infer():
     serving = core()
     serving.require_ready()
+    media_type(codecs.JSON)
     windows = codecs.events_from_json(read_body())
     metrics.BATCH_SIZE.labels("seed").observe(1)
     return response(codecs.single_answer_json(serving.infer(windows)), 200, codecs.JSON)

@@ -81,8 +81,32 @@ def _watch_parent(parent_pid: int, stop) -> None:
 def _serve_werkzeug(app, settings: ServingSettings, listener: socket.socket) -> None:
     from werkzeug.serving import WSGIRequestHandler, make_server
 
+    from runtime.deadlines import DEADLINES
+
     class TimedRequestHandler(WSGIRequestHandler):
-        timeout = settings.read_timeout  # socketserver sets it on every connection
+        timeout = settings.read_timeout  # socketserver sets it on every connection (idle)
+
+        def handle_one_request(self):
+            """Wait for the next request's first byte (the socket timeout bounds an idle
+            connection), then read the request under its deadline (``runtime.deadlines``)."""
+            try:
+                waiting = self.rfile.peek(1)
+            except OSError:  # TimeoutError included: silent for read_timeout
+                waiting = b""
+            if not waiting:
+                self.close_connection = True
+                return
+            DEADLINES.arm(self.connection, settings.read_timeout)
+            try:
+                super().handle_one_request()
+            finally:
+                DEADLINES.lift(self.connection)
+
+        def run_wsgi(self):
+            if DEADLINES.expired(self.connection):  # its headers were cut at the deadline
+                self.close_connection = True
+                return
+            super().run_wsgi()
 
         def log_request(self, *args, **kwargs):  # the app writes the access log
             pass
@@ -181,7 +205,11 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C before the stop handlers are set (imports, start-up)
+        _say("interrupted during start-up; nothing is serving")
+        code = 130
     # Everything is closed and said; skip the interpreter's teardown of TensorFlow, which
     # takes ~2 s and would hold up every stop of the server.
     sys.stdout.flush()

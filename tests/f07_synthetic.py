@@ -142,7 +142,8 @@ def write_run(root: Path, *, timing: dict | None = None, verdict: dict | None = 
     })
     keys = [f"{m['objective']}/{m['source_f05']}/{m['model_id']}" for m in MODELS]
     _json(run / "logs" / "run_summary.json", {
-        "windows_sent": 8, "windows_answered": 8, "rows_logged": 24, "batches": 2,
+        "windows_sent": 8, "windows_answered": 8, "windows_with_events": sum(1 for events in OW if events),
+        "rows_logged": 24, "batches": 2,
         "batch_size": 4, "first_t0": T0[0], "last_t0": T0[-1], "fault": None, "log": "logs/raw_predictions.parquet",
         "models": {key: {"non_finite": sum(y is None for y in Y_PRED[i])} for i, key in enumerate(keys)},
     })

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from builders.packages import ModelDef
+from builders.packages import ModelDef, build_served_package, reseal_package, write_manifest
 from tests.upstream_builder import FIXTURE_F05, FIXTURE_MODEL_ID
 
 UPSTREAM_FIXTURE = FIXTURE_F05 / "models" / FIXTURE_MODEL_ID
@@ -30,3 +30,14 @@ def serving_models() -> list[ModelDef]:
         ModelDef("broken", "dense_bow", "v402", "v504", vocab=vocab, seed=4, nan_weights=True),
         upstream_fixture_def(objective="v401", source_f05="v505"),
     ]
+
+
+def package_with_a_corrupt_model(root):
+    """A sealed package whose one model (``v401/v501/m``) is not HDF5: it verifies, and
+    fails to load; returns its manifest path."""
+    manifest_path = build_served_package(root, [ModelDef("m", vocab=[1, 2, 3])])
+    package = root / "06_packaging" / "v601"
+    (package / "models/v401/v501__m/model.h5").write_bytes(b"corrupt")
+    reseal_package(package)
+    write_manifest(manifest_path, package)
+    return manifest_path

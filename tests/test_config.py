@@ -46,6 +46,8 @@ def test_the_project_params_follow_the_schema():
     (lambda p: p["deployrun"]["v701"].update(batch_size=MAX_BATCH_ITEMS + 1),
      f"deployrun.v701.batch_size: {MAX_BATCH_ITEMS + 1} is out of range (maximum {MAX_BATCH_ITEMS})"),
     (lambda p: p["deployrun"]["v701"].update(batch_size="256"), "deployrun.v701.batch_size: must be integer, got '256'"),
+    # YAML's 256.0 is a float; it passed here and was refused inside serve, naming .manifest.json.pending
+    (lambda p: p["deployrun"]["v701"].update(batch_size=256.0), "deployrun.v701.batch_size: must be integer, got 256.0"),
     (lambda p: p["deployrun"]["v701"].update(check_equivalence="yes"),
      "deployrun.v701.check_equivalence: must be boolean, got 'yes'"),
     (lambda p: p["deployrun"]["v701"].update(equivalence_sample_windows=0),

@@ -175,3 +175,69 @@ def test_runtime_holds_serving_only():
     """runtime/ keeps the server and what it calls; the shared helpers moved to contract/."""
     for name in ("files", "windows", "seal", "manifest", "client"):
         assert not (PROJECT / "runtime" / f"{name}.py").exists(), name
+
+
+@pytest.mark.parametrize("writer", [
+    "with atomic_path(target) as scratch:\n    scratch.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+    "import contract.files as files\nfiles.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+    "write_text_atomic(target, 'half')\n",
+])
+def test_a_write_killed_midway_leaves_scratch_that_the_next_write_of_the_file_removes(tmp_path, writer):
+    """SIGKILL runs no cleanup: an infer stage killed mid-write left its scratch inside the
+    tracked logs/ for good (the folder no longer byte-reproducible)."""
+    import subprocess
+    import sys
+
+    from contract.files import atomic_path
+
+    target = tmp_path / "logs" / "raw_predictions.parquet"
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / ".other.parquet.x.tmp").write_text("another file's scratch")
+    code = ("import os, signal, sys\nfrom pathlib import Path\nfrom contract.files import atomic_path, "
+            "write_text_atomic\ntarget = Path(sys.argv[1])\n" + writer)
+    killed = subprocess.run([sys.executable, "-c", code, str(target)], cwd=PROJECT)
+    assert killed.returncode == -9
+    assert [p.name.startswith(".raw_predictions.parquet.") for p in (tmp_path / "logs").iterdir()].count(True) == 1
+    with atomic_path(target) as scratch:
+        scratch.write_bytes(b"whole")
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [".other.parquet.x.tmp", "raw_predictions.parquet"]
+    assert target.read_bytes() == b"whole"
+
+
+def test_json_is_written_with_the_same_umask_rule_as_every_other_file(tmp_path):
+    """JSON went through tempfile (0600) while parquet, CSV and HTML followed the umask (0644)."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from contract.files import atomic_path, write_json_atomic
+
+    previous = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "verdict.json", {"passed": True})
+        with atomic_path(tmp_path / "log.parquet") as scratch:
+            pq.write_table(pa.table({"x": [1]}), scratch)
+        (tmp_path / "plain.csv").write_text("x\n")
+    finally:
+        os.umask(previous)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
+    assert modes == {"verdict.json": 0o644, "log.parquet": 0o644, "plain.csv": 0o644}
+
+
+def test_ctrl_c_in_a_command_is_one_line_not_a_traceback(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time\nfrom contract.errors import exit_on_user_error\n"
+            "print('started', flush=True)\nexit_on_user_error(lambda: time.sleep(60))\n")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "started\n"
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == ["interrupted: nothing was half-written; run the command again to finish it"]

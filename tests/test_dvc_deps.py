@@ -183,3 +183,16 @@ def test_a_change_to_the_runtime_leaves_every_demo_stage_up_to_date(project_copy
     changed = set(dvc_status(project_copy))
     assert {"infer@v701", "reference@v701"} <= changed
     assert not [name for name in changed if name.startswith("demo/dvc.yaml:")], changed
+
+
+def test_no_f06_or_f07_output_is_deleted_before_its_stage_runs():
+    """DVC removes a stage's outputs before running it unless they are `persist`: a stage
+    that then refuses its parameters would have lost them (test_pipeline.py shows it for
+    real). Every output of dvc.yaml must be persist, as DVC resolves it."""
+    script = ("import json\nfrom dvc.repo import Repo\nrepo = Repo('.')\n"
+              "print(json.dumps({s.addressing: [str(o) for o in s.outs if not o.persist]\n"
+              "                  for s in repo.index.stages if s.path_in_repo == 'dvc.yaml'}))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, capture_output=True, text=True, check=True)
+    deleted = yaml.safe_load(result.stdout)
+    assert "verdict@v701" in deleted and "select_models@v601" in deleted
+    assert {stage: outs for stage, outs in deleted.items() if outs} == {}

@@ -539,3 +539,28 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     assert (root / "dvc_deps.yaml").read_text() == original_deps  # v602's lineage and v702's verdict entries gone
     assert not (root / "executions/06_packaging/v602").exists() and not (root / "executions/07_deployrun/v702").exists()
     assert "Data and pipelines are up to date" in run([sys.executable, "-m", "dvc", "status"], root).stdout
+
+
+def test_deps_refuses_what_dvc_would_refuse_in_its_own_words(tmp_path, capsys):
+    """An F07 variant written by hand without the optional keys infer tracks made DVC fail
+    ("Parameters ... are missing from params.yaml"), and one on an F06 variant that does
+    not exist failed on DVC's missing dependency; `python -m lifecycle deps`, the step after
+    a hand edit, names both."""
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copyfile(PROJECT / name, tmp_path / name)
+
+    def hand_written(params):
+        entry = dict(params["deployrun"]["v701"])
+        for key in ("equivalence_sample_windows", "log_csv_compression"):
+            entry.pop(key, None)
+        params["deployrun"]["v702"] = entry
+        params["deployrun"]["v703"] = {**params["deployrun"]["v701"], "parent_variant_f06": "v699"}
+        return params
+
+    edit_params(tmp_path, hand_written)
+    assert main(["deps"], root=tmp_path) == 1
+    error = capsys.readouterr().err
+    for key in ("equivalence_sample_windows", "log_csv_compression"):
+        assert f"deployrun.v702.{key} is missing: infer@v702 tracks it" in error, error
+    assert "deployrun.v703.parent_variant_f06: v699 is not an F06 variant of params.yaml (known: v601" in error
+    assert "\n" not in error.strip() and "Traceback" not in error

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from contract.errors import UserError
 from contract.layout import REPLAY
 from contract.seal import verify_seal
 from f06_packaging.package import copy_models, write_package
@@ -218,4 +219,34 @@ def test_model_whose_input_width_disagrees_with_its_summary_is_refused(root):
     plan, out = select_and_replay(root, packaging_params())
     with pytest.raises(PackagingError, match=r"model 'signal_9_ahead' is refused: .*input shape \(None, 12\) "
                                              r"disagrees with max_len = 20"):
+        write_package(plan, out, probe_models)
+
+
+@pytest.mark.parametrize("dataset, damage, message", [
+    ("02_prepareeventsds/v201/02_prepareeventsds_dataset.parquet", "truncate",
+     r"F02 variant v201: .*02_prepareeventsds_dataset.parquet is not a readable parquet file .*truncated or not parquet"),
+    ("04_targetengineering/v401/04_targetengineering_dataset.parquet", "truncate",
+     r"F04 variant v401: .*04_targetengineering_dataset.parquet is not a readable parquet file"),
+    ("04_targetengineering/v401/04_targetengineering_dataset.parquet", "label",
+     r"04_targetengineering_dataset.parquet: column 'label' is missing"),
+    ("04_targetengineering/v402/04_targetengineering_dataset.parquet", "OW_events",
+     r"04_targetengineering_dataset.parquet: column 'OW_events' is missing"),
+])
+def test_a_broken_upstream_dataset_is_named_when_the_plan_is_checked(root, dataset, damage, message):
+    """These were pyarrow tracebacks, from a stage that had already written its outputs."""
+    path = root / dataset
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        pq.write_table(pq.read_table(path).drop_columns([damage]), path)
+    with pytest.raises(UserError, match=message):
+        build_plan("v601", packaging_params(), root)
+
+
+def test_a_truncated_replay_is_named_with_the_stage_to_rerun(root):
+    plan, out = select_and_replay(root, packaging_params())
+    replay = out / REPLAY
+    replay.write_bytes(replay.read_bytes()[:100])
+    with pytest.raises(UserError, match=r"packaging variant v601: .*replay_events.parquet is not a readable parquet "
+                                        r"file .*run `dvc repro -f -s materialize_replay@v601`"):
         write_package(plan, out, probe_models)

@@ -212,3 +212,32 @@ def test_a_rerun_of_infer_shows_the_throughput_it_measured(project_copy):
     assert re.fullmatch(r"http://127\.0\.0\.1:[1-9]\d*", timing["url"]), timing  # port 0 became a real port
     shown = (deploy / "report" / "runtime.js").read_text()
     assert shown.startswith("window.F07_RUNTIME = ") and json.loads(shown.split(" = ", 1)[1].rstrip(";\n")) == timing
+
+
+def test_a_refused_parameter_loses_no_output(project_copy):
+    """DVC removes a stage's outputs before its command runs; a stage that then refuses a
+    mistaken parameter used to leave the variant without them (`model_id: nope` deleted
+    the package's models/, and the seal no longer verified). Every output is persist and
+    replaced atomically, so each refusal below leaves every F06 and F07 file byte for byte."""
+    pristine = (project_copy / "params.yaml").read_text()
+
+    def unknown_model(params):
+        params["packaging"]["v601"]["models"]["v401"][0]["model_id"] = "nope"
+        return params
+
+    def unknown_gate_metric(params):
+        params["deployrun"]["v701"]["gates"] = {"min": {"nope": 0.5}}
+        return params
+
+    before = {**files_under(project_copy, PACKAGE), **files_under(project_copy, DEPLOY)}
+    for change, stage, named in ((unknown_model, "select_models@v601", "nope"),
+                                 (unknown_gate_metric, "verdict@v701", "nope")):
+        edit_params(project_copy, change)
+        refused = dvc(project_copy, "repro", "-s", stage, check=False)
+        assert refused.returncode != 0 and named in refused.stderr, refused.stderr
+        after = {**files_under(project_copy, PACKAGE), **files_under(project_copy, DEPLOY)}
+        assert sorted(after) == sorted(before), (stage, sorted(set(before) ^ set(after)))
+        assert [path for path in before if before[path] != after[path]] == [], stage
+        (project_copy / "params.yaml").write_text(pristine)
+    verified = run([sys.executable, "-m", "contract.seal", "verify", PACKAGE], project_copy, check=False)
+    assert verified.returncode == 0, verified.stderr

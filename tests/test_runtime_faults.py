@@ -332,6 +332,35 @@ def test_a_server_killed_mid_replay_is_a_failed_verdict_naming_its_exit(judged_p
     assert csv.count(b"\n") == 1 + 2 * 32 * 3  # the header and every row logged
 
 
+def processes_in(folder: Path) -> list[int]:
+    """Every process but this one whose working directory is ``folder`` (a server started
+    from the project root, and anything it left behind)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int(entry.name) != os.getpid() and \
+                    Path(os.readlink(entry / "cwd")) == folder.resolve():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+def test_a_gunicorn_master_killed_mid_replay_is_a_fault_and_leaves_no_worker(project, monkeypatch):
+    """The master killed, its orphaned workers went on answering on the inherited socket:
+    the replay completed, no fault was recorded, and the verdict PASSED. Answers that
+    arrive after the server process exited are a fault, and its workers are stopped."""
+    write_params(project, runtime={"host": "127.0.0.1", "port": 0, "server": "gunicorn", "workers": 2})
+    verdict = judge(monkeypatch, {"kind": "kill_master_after", "batches": 3})
+    wrong = failed(verdict)
+    assert "exited with code -9 (killed by SIGKILL)" in wrong.get("replay completed", ""), wrong
+    summary = json.loads((RUN / layout.RUN_SUMMARY).read_text())
+    assert summary["fault"]["kind"] == "server exited"  # noticed on the first answer after it (4 in flight)
+    assert "had exited when this answer arrived" in summary["fault"]["client_error"]
+    assert_partial_log_only()
+    assert processes_in(project) == []
+
+
 def test_a_server_dropping_a_window_is_a_failed_verdict(project, monkeypatch):
     verdict = judge(monkeypatch, {"kind": "drop", "after": 2})
     wrong = failed(verdict)
@@ -404,6 +433,16 @@ def test_a_replay_that_misses_f04_windows_of_its_range_fails_coverage(tmp_path, 
     for key in (DENSE, EMBEDDING, CNN):
         assert "F04 windows of the replay got no prediction" in wrong[f"coverage: {key}"]
     assert "every replay window sent" in wrong
+
+
+def test_a_replay_whose_rows_hold_no_event_fails_naming_the_time_range(tmp_path, monkeypatch):
+    """A time range whose F02 rows hold no event: every other check passed on windows that
+    were all empty, and precision, recall and F1 came out as 0.0."""
+    root = served_project(tmp_path / "project", mean_events=0.0)
+    monkeypatch.chdir(root)
+    wrong = failed(judge(monkeypatch))
+    assert "none of the" in wrong["replay holds events"] and "packaging.v601.replay.time_range" in \
+        wrong["replay holds events"], wrong
 
 
 def test_metrics_on_a_biased_subset_fail_the_scored_share_naming_why(tmp_path, monkeypatch):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import requests
 
-from builders.packages import ModelDef, build_served_package, reseal_package, synthetic_windows, write_manifest
+from builders.packages import ModelDef, build_served_package, synthetic_windows
 from contract.manifest import load_manifest
 from f07_validation.client import ServerProcess, ServerStartError
 from runtime.models import EquivalenceCheck, load_models
+from tests.served_models import package_with_a_corrupt_model
 from runtime.vectorize import Ragged
 
 MAX_ITEMS, MAX_BYTES = 300, 256 * 1024
@@ -197,11 +198,7 @@ def test_a_manifest_made_for_another_package_is_refused(tmp_path):
 
 
 def test_a_model_that_cannot_load_fails_the_start_naming_it(tmp_path):
-    manifest_path = build_served_package(tmp_path, [ModelDef("m", vocab=[1, 2, 3])])
-    package = tmp_path / "06_packaging" / "v601"
-    (package / "models/v401/v501__m/model.h5").write_bytes(b"corrupt")
-    reseal_package(package)
-    write_manifest(manifest_path, package)
+    manifest_path = package_with_a_corrupt_model(tmp_path)
     with pytest.raises(ServerStartError, match="v401/v501/m: ModelLoadError: model v401/v501/m: cannot load"):
         with ServerProcess(manifest_path):
             pass

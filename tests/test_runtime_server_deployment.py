@@ -40,7 +40,7 @@ def test_a_deployment_of_the_package_is_judged_without_starting_a_server(package
     manifest = packages[0]
     with open_endpoint(manifest, {"url": deployment.url + "/"}, WHERE) as endpoint:
         assert endpoint.url == deployment.url and endpoint.server is None
-        assert endpoint.ready["workers"] == {"ready": 2, "expected": 2}
+        assert endpoint.ready["workers"] == {"ready": 2, "expected": 2, "exited": 0}
         batches = list(replay(endpoint.url, manifest, batch_size=128, progress=None))
     assert sum(len(b.windows) for b in batches) > 0
     assert all(a.answered.all() for b in batches for a in b.answers)

@@ -6,6 +6,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -141,3 +142,151 @@ def test_a_file_changed_after_the_seal_check_is_refused(manifest_path, monkeypat
             core.read_sealed_models(load_manifest(manifest_path))
     finally:
         (served_dir / "model.h5").write_bytes(original)
+
+
+# ------------------------------------------------------------------ bodies that lie about their size
+
+ARROW = "application/vnd.apache.arrow.stream"
+BOMB_CODES = 25_000_000  # 200 MB of int64 codes once decoded; ~6 KB as ZSTD
+
+
+@pytest.fixture(scope="module")
+def plain_server(manifest_path):
+    with ServerProcess(manifest_path) as running:
+        yield running
+
+
+def resident_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def arrow_stream(column, compression=None) -> bytes:
+    import pyarrow as pa
+
+    batch = pa.record_batch([column], names=["windows"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema,
+                           options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def test_a_compressed_arrow_body_is_bounded_by_its_decoded_size(plain_server):
+    import pyarrow as pa
+
+    offsets = pa.array(np.array([0, BOMB_CODES // 2, BOMB_CODES], dtype=np.int64))
+    column = pa.LargeListArray.from_arrays(offsets, pa.array(np.zeros(BOMB_CODES, dtype=np.int64)))
+    body = arrow_stream(column, "zstd")
+    assert len(body) < 64 * 1024  # far below the 32 MiB body limit
+    before = resident_mib(plain_server.pid)
+    response = requests.post(plain_server.url + "/infer_batch", data=body,
+                             headers={"Content-Type": ARROW}, timeout=60)
+    grown = resident_mib(plain_server.pid) - before
+    assert response.status_code == 413, response.text
+    assert "decodes to more than the server's limit" in response.json()["error"]
+    assert grown < 50, f"the server grew by {grown:.0f} MiB decoding a {len(body)}-byte body"
+    # the same stream compressed but within the limit is served as it would be uncompressed
+    small = pa.LargeListArray.from_arrays(pa.array(np.array([0, 2, 3], dtype=np.int64)),
+                                          pa.array(np.array([1, 2, 3], dtype=np.int64)))
+    answers = [requests.post(plain_server.url + "/infer_batch", data=arrow_stream(small, codec),
+                             headers={"Content-Type": ARROW, "Accept": "application/json"}, timeout=30)
+               for codec in (None, "zstd", "lz4")]
+    assert all(a.status_code == 200 for a in answers) and answers[0].json() == answers[1].json() == answers[2].json()
+
+
+def test_arrow_list_offsets_outside_the_values_are_400(plain_server):
+    import pyarrow as pa
+
+    offsets = np.array([0, 2, 4], dtype=np.int64)
+    valid = arrow_stream(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(np.arange(4, dtype=np.int64))))
+    # the same stream with its last offset pointing far past the 4 values
+    crafted = valid.replace(offsets.tobytes(), np.array([0, 2, 1_000_000], dtype=np.int64).tobytes())
+    assert crafted != valid
+    response = requests.post(plain_server.url + "/infer_batch", data=crafted,
+                             headers={"Content-Type": ARROW}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert "not a readable Arrow IPC stream" in response.json()["error"]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/infer", b'{"events": [1, 2]}'),
+    ("/infer_batch", b'{"windows": [[1, 2]]}'),
+    ("/v2/models/v401__v501__m/infer",
+     b'{"inputs": [{"name": "events", "datatype": "INT64", "shape": [1, 2], "data": [1, 2]}]}'),
+])
+def test_a_body_of_another_content_type_is_415(plain_server, path, body):
+    refused = requests.post(plain_server.url + path, data=body, headers={"Content-Type": "text/csv"}, timeout=30)
+    assert refused.status_code == 415, refused.text
+    assert "'text/csv' is not served here" in refused.json()["error"]
+    served = requests.post(plain_server.url + path, data=body, headers={"Content-Type": "application/json"},
+                           timeout=30)
+    assert served.status_code == 200, served.text
+
+
+def test_metrics_labels_come_from_a_fixed_set_whatever_the_client_sends(token_server):
+    """Any method name used to become a series, even answered 401: /metrics grew without bound."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def invented_methods(names):
+        for name in names:
+            requests.request(name, token_server.url + f"/no/such/{name}", timeout=10)
+        return requests.get(token_server.url + "/metrics", headers=auth).text
+
+    invented_methods([f"W{i:04d}Y" for i in range(5)])  # the series they share, and /metrics's, exist now
+    before = invented_methods([f"V{i:04d}Y" for i in range(5)])
+    after = invented_methods([f"X{i:04d}Y" for i in range(300)])
+    assert len(after) - len(before) < 200, f"/metrics grew by {len(after) - len(before)} bytes"
+    assert "X0001Y" not in after and 'method="other"' in after
+
+
+@pytest.mark.parametrize("key, value", [("threshold", 0.01), ("model_id", "other"), ("input_shape", [None, 7])])
+def test_what_is_served_comes_from_the_seal_not_the_manifest(tmp_path, key, value):
+    """manifest.json is not sealed: an edited threshold was served under the package digest."""
+    import json
+
+    edited = build_served_package(tmp_path, [ModelDef("m", vocab=[1, 2, 3])])
+    data = json.loads(edited.read_text())
+    data["models"][0][key] = value
+    edited.write_text(json.dumps(data))
+    result = run_server(edited)
+    assert result.returncode == 2, result.stderr
+    assert f"models[0].{key} is {value!r} but the sealed package says" in result.stderr
+    assert "rebuild the manifest (serve stage)" in result.stderr and "LISTENING" not in result.stdout
+
+
+def test_a_model_that_fails_to_load_is_named_on_ready_without_a_path(tmp_path):
+    """/ready needs no token; the load error it shows named absolute paths of the machine."""
+    from tests.served_models import package_with_a_corrupt_model
+
+    with ServerProcess(package_with_a_corrupt_model(tmp_path), wait_ready=False) as server:
+        for _ in range(600):
+            shown = requests.get(server.url + "/ready", timeout=10)
+            if shown.json()["models"]["v401/v501/m"]["state"] == "failed":
+                break
+            time.sleep(0.1)
+        index = requests.get(server.url + "/v2/models", timeout=10).text
+        logged = server.stderr_tail()
+    error = shown.json()["models"]["v401/v501/m"]["error"]
+    assert shown.status_code == 503 and "cannot load" in error
+    for answer in (shown.text, index):
+        assert "/" + str(tmp_path).strip("/").split("/")[0] not in answer and "/tmp" not in answer, answer
+    assert "failed to load" in logged  # the operator's log keeps the whole message
+
+
+@pytest.mark.parametrize("server", ["werkzeug", "gunicorn"])
+def test_ctrl_c_at_any_moment_stops_the_server_without_a_traceback(manifest_path, server):
+    """Interrupted while importing its modules it printed a traceback of up to 40 lines."""
+    import os
+    import signal
+
+    for delay in (0.2, 0.4, 0.8, 3.0):  # importing, starting, serving
+        process = subprocess.Popen([sys.executable, "-m", "runtime.server", "--manifest", str(manifest_path),
+                                    "--port", "0", "--server", server], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(delay)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: to the whole group
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode in (0, 130) and "Traceback" not in stderr, (delay, process.returncode, stderr)

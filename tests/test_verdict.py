@@ -43,6 +43,7 @@ ALWAYS = ["seal verified when served", "server loaded the package", "package unc
           "server ready", *(f"model ready: {m}" for m in MODELS),
           "replay completed", "every replay window sent", "every window answered", "every prediction logged",
           *(f"finite outputs: {m}" for m in MODELS),
+          "replay holds events",
           *(f"reference equivalence: {m}" for m in MODELS),
           *(f"reference decisions: {m}" for m in MODELS),
           *(f"logged decisions: {m}" for m in MODELS),
@@ -213,6 +214,7 @@ def test_a_model_that_did_not_become_ready_fails(root):
                 "batch": 2, "first_t0": synthetic.T0[4], "windows": 4, "exit_code": -9, "client_error": "x",
                 "stderr_tail": ["Traceback", "MemoryError"]}},
      ["replay completed"], "exited with code -9 (killed by SIGKILL) at batch 2"),
+    ({"windows_with_events": 0}, ["replay holds events"], "none of the 8 windows sent held an event"),
 ])
 def test_a_runtime_fault_unsent_or_unanswered_windows_fail(root, summary, failing, detail):
     edit_json(run_dir(root) / "logs" / "run_summary.json", lambda data: data.update(summary))

@@ -37,14 +37,16 @@ DENSE, EMBEDDING, CNN = "v401/v501/obj_a", "v401/v502/obj_a", "v402/v503/obj_b"
 
 
 def build_validated_package(root: Path, *, with_t0: bool = True, replay_rows: int | None = None,
-                            contradicting_labels: bool = False, threshold: float | None = None) -> Path:
+                            contradicting_labels: bool = False, mean_events: float = 0.6,
+                            threshold: float | None = None) -> Path:
     """A sealed package (replay of 1,800 s, ~170 windows) whose F04 datasets are the F03
     windows of the replay's events, labelled at random; returns the manifest path.
     ``replay_rows`` cuts the replay file short while the package still declares the
     whole span (a replay that misses F04 windows of its range). ``contradicting_labels``
     writes every window twice, once with each label (every content ambiguous).
-    ``threshold``: the decision threshold every model's summary declares (default 0.5)."""
-    rows = synthetic_event_rows(1800, start=ORIGIN, mean_events=0.6, seed=7)
+    ``mean_events`` 0: F02 rows that hold no event (every window empty). ``threshold``: the
+    decision threshold every model's summary declares (default 0.5)."""
+    rows = synthetic_event_rows(1800, start=ORIGIN, mean_events=mean_events, seed=7)
     models = MODELS if threshold is None else [dataclasses.replace(m, threshold=threshold) for m in MODELS]
     manifest = build_served_package(root, models, replay=rows, regime=REGIME)
     package = manifest.parents[2] / "06_packaging" / "v601"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -46,6 +47,18 @@ def read_yaml(path: Path, context: str) -> dict:
     if not isinstance(data, dict):
         raise UpstreamError(f"{context}: {path} must hold a mapping, found {type(data).__name__}")
     return data
+
+
+def parquet_file(path: Path, where: str,
+                 fix: str = "rebuild or copy it again from the upstream run") -> pq.ParquetFile:
+    """``path`` opened as parquet (its footer read: the schema and row groups); a file
+    that is not one, or is cut short (a copy or a write interrupted), is an
+    ``UpstreamError`` naming it and ``fix``, not pyarrow's traceback."""
+    try:
+        return pq.ParquetFile(path, pre_buffer=False)
+    except (pa.ArrowException, OSError) as error:
+        raise UpstreamError(f"{where}: {path} is not a readable parquet file ({error}); it is truncated or "
+                            f"not parquet: {fix}") from None
 
 
 def read_json(path: Path, context: str):
@@ -140,12 +153,11 @@ class EventStream:
         path = self.dataset_path
         if not path.is_file():
             raise UpstreamError(f"{self.variant.label}: dataset {path} does not exist")
-        schema = pq.read_schema(path)
+        dataset = parquet_file(path, self.variant.label)
         for column in ("segs", "events"):
-            if column not in schema.names:
+            if column not in dataset.schema_arrow.names:
                 raise UpstreamError(f"{_where(F02, self.variant.id, path.name)}: column '{column}' is missing")
         # the first and last non-empty row groups only: the dataset may hold millions of rows
-        dataset = pq.ParquetFile(path, pre_buffer=False)
         groups = [g for g in range(dataset.num_row_groups) if dataset.metadata.row_group(g).num_rows]
         if not groups:
             raise UpstreamError(f"{_where(F02, self.variant.id, path.name)}: the dataset has no rows")
@@ -263,7 +275,7 @@ class Objective:
         path = self.dataset_path
         if not path.is_file():
             raise UpstreamError(f"{self.variant.label}: dataset {path} does not exist")
-        names = pq.read_schema(path).names
+        names = parquet_file(path, self.variant.label).schema_arrow.names
         for column in ("OW_events", "label"):
             if column not in names:
                 raise UpstreamError(f"{_where(F04, self.id, path.name)}: column '{column}' is missing")

@@ -18,6 +18,8 @@ Faults (``kind``):
 - ``kill_after``: the server kills itself (SIGKILL) on its ``batches``-th POST
   /infer_batch, once every batch it received before that one has been answered (so the
   failing batch is that one however many requests the client keeps in flight).
+- ``kill_master_after``: on its ``batches``-th POST /infer_batch the server kills the
+  process it was started as (SIGKILL; under gunicorn the master, whose workers go on).
 - ``hang_after``: the server stops answering from its ``batches``-th POST /infer_batch
   (and creates the file ``hung_file``, if given, when it does: a test's cue to act).
 - ``fail_after``: from its ``batches``-th POST /infer_batch the server answers 500 (a
@@ -195,6 +197,7 @@ def _answers(fault: dict) -> None:
     original = flask.Flask.process_response
     lock = threading.Condition()
     received, answered = [0], set()
+    started_as = os.getpid()  # at start-up, before gunicorn forks its workers: the master
 
     def preprocess_request(self):
         if flask.request.path == "/infer_batch":
@@ -216,6 +219,8 @@ def _answers(fault: dict) -> None:
             with lock:  # the batches received earlier are answered first
                 lock.wait_for(lambda: answered >= set(range(1, batch)), timeout=60)
             os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "kill_master_after" and batch == fault["batches"]:
+            os.kill(started_as, signal.SIGKILL)
         if kind == "hang_after" and batch >= fault["batches"]:
             if fault.get("hung_file"):
                 open(fault["hung_file"], "w").close()
