@@ -155,6 +155,9 @@ def write_digest(variant: str, phase: str, upstream: str, executions=layout.EXEC
     return target
 
 
+NOT_IMPORTED = {"repo": None, "rev": None, "rev_lock": None}  # a folder built here or copied by hand
+
+
 def recorded_sources(package_dir) -> dict:
     """Per upstream folder of a package (``<phase>/<variant>``), from the digests its
     ``lineage@`` stages wrote: the sha256 of that digest file (what this project computed
@@ -164,5 +167,5 @@ def recorded_sources(package_dir) -> dict:
     for path in sorted((Path(package_dir) / layout.LINEAGE_DIR).glob("*.json")):
         recorded = json.loads(path.read_text(encoding="utf-8"))
         sources[f"{recorded['phase']}/{recorded['variant']}"] = {
-            "digest_sha256": sha256_file(path), **(recorded.get("source") or {"repo": None})}
+            "digest_sha256": sha256_file(path), **(recorded.get("source") or NOT_IMPORTED)}
     return sources

@@ -162,7 +162,9 @@ def test_a_vocabulary_shift_in_the_runtime_fails_the_reference_but_not_the_trans
     monkeypatch.setattr(cls, "__call__", shifted)
     verdict = judge(monkeypatch, {"kind": "vocab_shift", "family": "sequence"})
     wrong = failed(verdict)
-    assert set(wrong) == {f"reference equivalence: {EMBEDDING}", f"reference equivalence: {CNN}"}, wrong
+    shifted = {f"reference equivalence: {EMBEDDING}", f"reference equivalence: {CNN}"}
+    # shifted inputs move probabilities across the threshold too: decisions may differ as well
+    assert shifted <= set(wrong) <= shifted | {f"reference decisions: {EMBEDDING}", f"reference decisions: {CNN}"}, wrong
     assert "windows differ" in wrong[f"reference equivalence: {CNN}"]
     assert "t0 " in wrong[f"reference equivalence: {CNN}"] and "server" in wrong[f"reference equivalence: {CNN}"]
     assert outcome(verdict)[f"transport: {CNN}"] is True
