@@ -26,6 +26,7 @@ VARIANT_ID = re.compile(r"v[0-9]+")  # the whole id: is_variant_id uses fullmatc
 # ------------------------------------------------------------------ phases
 F02, F03, F04, F05 = "02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling"
 F06, F07 = "06_packaging", "07_deployrun"
+COMPARISONS = "07_comparison"   # `make compare7`: F07 variants side by side, one page each (git-ignored)
 PHASE_LABEL = {F02: "F02", F03: "F03", F04: "F04", F05: "F05", F06: "F06", F07: "F07"}
 UPSTREAM_PHASES = (F02, F03, F04, F05)
 SECTIONS = {"packaging": F06, "deployrun": F07}   # params.yaml section -> phase folder
@@ -150,6 +151,13 @@ def metrics_image(figure: str) -> str:
     """Where the score stage draws a report figure (``confusion_figure(...)``,
     ``TIMELINE_FIGURE``) before the report copies it: same file name, in METRICS_IMAGES."""
     return f"{METRICS_IMAGES}/{figure.rsplit('/', 1)[-1]}"
+
+
+def comparison_page(variants, root=EXECUTIONS) -> Path:
+    """``<root>/07_comparison/<v1>_<v2>....html``: the page `make compare7` renders."""
+    for variant in variants:
+        variant_dir(F07, variant, root)  # refuses what is not a variant id
+    return Path(root) / COMPARISONS / f"{'_'.join(variants)}.html"
 
 
 # ------------------------------------------------------------------ phase notebooks

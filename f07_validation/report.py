@@ -124,7 +124,7 @@ def report_context(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
     }
 
 
-def render_html(context: dict, template_dir: Path) -> str:
+def render_html(context: dict, template_dir: Path, template: str = TEMPLATE) -> str:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir),
         autoescape=True,
@@ -133,7 +133,7 @@ def render_html(context: dict, template_dir: Path) -> str:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    return environment.get_template(TEMPLATE).render(context)
+    return environment.get_template(template).render(context)
 
 
 def runtime_js(timing: dict | None) -> str:

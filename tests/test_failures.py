@@ -248,3 +248,37 @@ def test_latency_percentiles_are_at_most_one_percent_high():
     for percentile in (50, 90, 99):
         exact = 1000 * np.percentile(seconds, percentile, method="inverted_cdf")
         assert exact <= summary["256"][f"p{percentile}"] <= exact * 1.01 + 1e-3
+
+
+def test_compare7_renders_two_variants_side_by_side(tmp_path):
+    """Two runs of the same small replay, the second served at another batch size: the
+    page holds both variants' failure-level rows and names what differs; one variant is refused."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+    run = fs.build(tmp_path, EVENTS, MODELS)
+    (run / "params.yaml").write_text("batch_size: 4\nparent_variant_f06: v601\nvariant: v701\n")
+    for stage in ("score", "evaluate"):
+        assert run_f07_stage(stage, tmp_path).returncode == 0
+    second = run.parent / "v702"
+    shutil.copytree(run, second)
+    (second / "params.yaml").write_text("batch_size: 64\nparent_variant_f06: v601\nvariant: v702\n")
+    manifest = json.loads((second / "manifest.json").read_text())
+    manifest["variant"] = "v702"
+    (second / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    command = [sys.executable, "-m", "lifecycle", "compare7", "--variants"]
+    env = {"PYTHONPATH": str(PROJECT), "PATH": ""}
+    result = subprocess.run(command + ["v701"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "two or more" in result.stderr
+    result = subprocess.run(command + ["v701 v702"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "executions" / "07_comparison" / "v701_v702.html").read_text()
+    rows = html[html.index('id="failure-metrics"'):html.index("Threshold curves")]
+    assert rows.count("<td>v701</td><td>v401/v501/unit_down</td>") == 1
+    assert rows.count("<td>v702</td><td>v401/v501/unit_down</td>") == 1
+    differing = html[html.index('id="differences"'):]
+    assert "<code>deployrun.batch_size</code></td><td><code>4</code></td><td><code>64</code>" in differing
+    assert "data:image/png;base64," in html
