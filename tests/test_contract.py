@@ -23,6 +23,7 @@ FILE_NAMES = {
     "raw_predictions.csv.gz", "run_summary.json", "equivalence.json", "metrics_per_model.csv", "metrics.json",
     "scoring.json",
     "verdict.json", "report.html", "runtime.js", "timeline.png", "07_deployrun_metadata.json", "dvc_deps.yaml",
+    "failures.csv", "failures.json", "evaluation.json", "thresholds.csv", "thresholds.png", "07_comparison",
 }
 # Folder names that are also ordinary words (a JSON key "models"): counted only as a path part.
 FOLDER_NAMES = {"models", "experiments", "datasets", "replay", "lineage", "logs", "metrics", "confusion",
