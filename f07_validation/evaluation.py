@@ -48,7 +48,6 @@ from f07_validation.timefmt import utc_iso
 
 DAY = 86_400
 WARNS, WARNS_OR_OPEN = "warns", "warns_or_open"   # kinds of marked windows (thresholds.EpisodeTally)
-HEADLINE = ["failure_recall", "lead_time_p50_s", "false_alarms_per_day", "roc_auc", "best_f1_threshold"]
 THRESHOLD_COLUMNS = ["model", "threshold", "TP", "FP", "precision", "recall", "f1", "fpr", "episodes",
                      "warning_episodes", "open_episodes", "false_alarms", "false_alarms_per_day",
                      "failures_warned", "failure_recall", "failure_precision"]
@@ -194,8 +193,8 @@ def evaluate_deployrun(run: DeployRun) -> Evaluation:
             "derivation": item.describe()} for objective, item in failures.items()},
         "windows": {"first_t0": first_t0, "last_t0": last_t0, "days": round(days, 6),
                     "replay_last_segs": last_segs,
-                    "warning": f"a positive window warns a failure at tf when t0 + {regime.pw_start_seconds} s <= tf "
-                               f"< t0 + {regime.horizon_seconds} s ((OW+LT)*Tu and (OW+LT+PW)*Tu); lead time = tf - "
+                    "warning": f"t0 + {regime.pw_start_seconds} s <= tf < t0 + {regime.horizon_seconds} s "
+                               f"((OW+LT)*Tu and (OW+LT+PW)*Tu after its start t0), and the lead time is tf - "
                                f"(t0 + {regime.ow_seconds} s) of the first such window"},
         "binning": {"edges": f"every 1/{len(threshold_edges(0.0)) - 1} from 0 to 1, and each model's declared "
                              "threshold", "exact_at_edges": True,
@@ -215,9 +214,9 @@ def headline(models: dict, run: DeployRun) -> dict:
     tree = {}
     for row, model in zip(per_model.to_dict("records"), run.models):
         item = models[model.key]
+        # three, as metrics.json has three: `dvc metrics show` puts both files in one table
         values = {"failure_recall": item["failure_recall"], "lead_time_p50_s": item["lead_time_s"]["p50"],
-                  "false_alarms_per_day": item["declared"]["false_alarms_per_day"], "roc_auc": item["roc_auc"],
-                  "best_f1_threshold": item["best_f1"]["threshold"]}
+                  "false_alarms_per_day": item["declared"]["false_alarms_per_day"]}
         tree[headline_key(row, per_model)] = {name: (round(value, HEADLINE_DECIMALS) if isinstance(value, float)
                                                      else value) for name, value in values.items()}
     return tree
@@ -242,6 +241,8 @@ def write_evaluation(evaluation: Evaluation, run: DeployRun) -> None:
             (out / kind).mkdir(parents=True)
             for key, table in evaluation.thresholds.groupby("model", sort=False):
                 name = posixpath.basename(layout.curve_file(kind, curve_file_name(key)))
+                if kind == "pr":  # no precision where nothing is predicted positive
+                    table = table[table["TP"] + table["FP"] > 0]
                 table[["threshold", x, y]].to_csv(out / kind / name, index=False, lineterminator="\n",
                                                   float_format="%.6g")
     with atomic_path(run.path(layout.EVALUATION_IMAGES)) as out:

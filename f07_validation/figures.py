@@ -126,6 +126,8 @@ def thresholds_png(thresholds: pd.DataFrame, models: list[dict]) -> bytes:
                 if curve is None:
                     continue
                 color = f"C{index % 10}"
+                if y == "precision":  # no precision where nothing is predicted positive
+                    curve = curve[curve["TP"] + curve["FP"] > 0]
                 axes.plot(curve[x], curve[y], linewidth=1.2, color=color, label=model["label"])
                 axes.plot(model["declared"][x], model["declared"][y], "o", color=color, markersize=6)
                 axes.plot(model["best_f1"][x], model["best_f1"][y], "x", color=color, markersize=8)
