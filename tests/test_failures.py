@@ -231,6 +231,16 @@ def test_report_shows_failures_lead_times_false_alarms_and_the_curves(tmp_path):
     assert "latency_ms" in (run / "report" / "runtime.js").read_text()
     latency = json.loads((run / "metrics" / "timing.json").read_text())
     assert latency["latency_ms"]["4"]["p99"] == 2.5
+    from tests.chromium import CHROMIUM, open_page
+    if not CHROMIUM.exists():
+        pytest.skip("no Chromium to open the page with (Debian/Ubuntu: sudo apt-get install -y chromium)")
+    page = open_page(run / "report" / "report.html", {
+        "latency": "document.getElementById('latency').textContent",
+        "failure_rows": "document.querySelectorAll('#failure-metrics tr').length - 1"})
+    assert page.errors == []
+    assert "4 windows: p50 1.5 ms, p90 2 ms, p99 2.5 ms over 7 batches" in page.values["latency"]
+    assert page.values["failure_rows"] == 3
+    assert all(image["complete"] and image["width"] > 0 for image in page.images), page.images
 
 
 def test_latency_percentiles_are_at_most_one_percent_high():
