@@ -434,7 +434,7 @@ def test_every_makefile_target_parses_with_the_cli():
         args = _parser().parse_args(shlex.split(line))
         commands.add(args.command)
     assert commands == {f"{verb}{n}" for verb in ("variant", "run", "nb", "check", "publish", "remove", "clean")
-                        for n in "67"} | {"deps"}
+                        for n in "67"} | {"deps", "compare7"}
 
 
 # ----------------------------------------------------- DVC and git, on the built demo
