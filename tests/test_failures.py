@@ -291,3 +291,19 @@ def test_compare7_renders_two_variants_side_by_side(tmp_path):
     differing = html[html.index('id="differences"'):]
     assert "<code>deployrun.batch_size</code></td><td><code>4</code></td><td><code>64</code>" in differing
     assert "data:image/png;base64," in html
+
+
+def test_failures_after_a_log_cut_short_are_not_covered_never_missed(tmp_path):
+    """A runtime fault ends the log at window 14: the failures at O+200 and O+290 got no
+    logged window whose prediction period covers them, so they are not counted as missed."""
+    import pyarrow.parquet as pq
+    run = fs.build(tmp_path, EVENTS, MODELS)
+    log = run / "logs" / "raw_predictions.parquet"
+    table = pq.read_table(log)
+    pq.write_table(table.slice(0, 15 * len(MODELS)), log)
+    evaluation = evaluate_deployrun(run_of(tmp_path))
+    v501 = evaluation.failures[evaluation.failures["source_f05"] == "v501"]
+    assert list(v501["status"]) == ["not covered", "missed", "warned", "not covered", "not covered"]
+    model = evaluation.summary["models"]["v401/v501/unit_down"]
+    assert (model["warned"], model["missed"], model["failure_recall"]) == (1, 1, 0.5)
+    assert evaluation.summary["windows"]["days"] == round(15 * fs.TU / 86_400, 6)
