@@ -23,6 +23,7 @@ from f07_validation.report import data_uri, render_html
 
 TEMPLATE = "compare.html.j2"
 WINDOW_COLUMNS = ["TP", "FP", "FN", "precision", "recall", "f1"]
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def _flatten(tree, prefix: str = "") -> dict[str, str]:
@@ -93,14 +94,18 @@ def overlaid_curves(variants: list[dict]) -> str | None:
     """Every evaluated variant's threshold curves in one figure, labelled `<variant> · <model>`."""
     from f07_validation.figures import thresholds_png  # matplotlib: only where drawn
 
-    frames, models = [], []
-    for item in variants:
+    frames, models, colors = [], [], {}
+    for position, item in enumerate(variants):
         if item["evaluation"] is None:
             continue
         table = item["thresholds"].copy()
         table["model"] = item["variant"] + " · " + table["model"]
         frames.append(table)
-        models += [{"label": f"{item['variant']} · {key}", **model} for key, model in item["evaluation"]["models"].items()]
+        # a model keeps its colour across variants; each variant has its line style
+        models += [{"label": f"{item['variant']} · {key}", **model,
+                    "color": colors.setdefault(key, f"C{len(colors) % 10}"),
+                    "linestyle": LINE_STYLES[position % len(LINE_STYLES)]}
+                   for key, model in item["evaluation"]["models"].items()]
     return data_uri(thresholds_png(pd.concat(frames, ignore_index=True), models)) if frames else None
 
 

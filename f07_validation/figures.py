@@ -112,7 +112,8 @@ def thresholds_png(thresholds: pd.DataFrame, models: list[dict]) -> bytes:
     value of its ``model`` column): precision against recall (windows), the ROC, and the
     failures warned against the false alarms per day. Each of ``models`` (``label``: its
     ``model`` value, ``declared`` and ``best_f1``: rows of the table) marks its declared
-    threshold (o) and the one that maximises F1 (x)."""
+    threshold (o) and the one that maximises F1 (x); an optional ``color`` and
+    ``linestyle`` tell overlaid variants apart."""
     panels = (("recall", "precision", "windows: precision / recall"),
               ("fpr", "recall", "windows: ROC (recall against false positive rate)"),
               ("false_alarms_per_day", "failure_recall", "failures warned against false alarms per day"))
@@ -125,10 +126,11 @@ def thresholds_png(thresholds: pd.DataFrame, models: list[dict]) -> bytes:
                 curve = by_model.get(model["label"])
                 if curve is None:
                     continue
-                color = f"C{index % 10}"
+                color = model.get("color", f"C{index % 10}")
                 if y == "precision":  # no precision where nothing is predicted positive
                     curve = curve[curve["TP"] + curve["FP"] > 0]
-                axes.plot(curve[x], curve[y], linewidth=1.2, color=color, label=model["label"])
+                axes.plot(curve[x], curve[y], linewidth=1.2, color=color, linestyle=model.get("linestyle", "-"),
+                          label=model["label"])
                 axes.plot(model["declared"][x], model["declared"][y], "o", color=color, markersize=6)
                 axes.plot(model["best_f1"][x], model["best_f1"][y], "x", color=color, markersize=8)
             axes.set_xlabel(x.replace("_", " "))
