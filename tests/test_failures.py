@@ -307,3 +307,22 @@ def test_failures_after_a_log_cut_short_are_not_covered_never_missed(tmp_path):
     model = evaluation.summary["models"]["v401/v501/unit_down"]
     assert (model["warned"], model["missed"], model["failure_recall"]) == (1, 1, 0.5)
     assert evaluation.summary["windows"]["days"] == round(15 * fs.TU / 86_400, 6)
+
+
+def test_episode_counts_do_not_depend_on_where_the_log_batches_split():
+    """The pass feeds each model's windows batch by batch (65,536 log rows at a time): an
+    episode or a path between warning windows that straddles a batch counts once."""
+    from f07_validation.thresholds import BELOW, EpisodeTally, threshold_edges
+    rng = np.random.default_rng(11)
+    t0 = np.cumsum(np.where(rng.random(400) < 0.03, 2 * fs.TU, fs.TU))  # a few gaps
+    values = np.where(rng.random(400) < 0.05, BELOW, rng.random(400))
+    marks = {"warns": rng.random(400) < 0.1}
+    edges = threshold_edges(0.5)
+    whole = EpisodeTally(edges, fs.TU, ("warns",))
+    whole.add(t0, values, marks)
+    for cuts in ([1, 2, 3], [199], sorted(rng.choice(np.arange(1, 400), 25, replace=False))):
+        split = EpisodeTally(edges, fs.TU, ("warns",))
+        for part in np.split(np.arange(400), cuts):
+            split.add(t0[part], values[part], {"warns": marks["warns"][part]})
+        assert (split.episodes() == whole.episodes()).all()
+        assert (split.marked_episodes("warns") == whole.marked_episodes("warns")).all()
