@@ -13,7 +13,7 @@ LIFECYCLE := $(PY) -m lifecycle
 
 .PHONY: setup deps run test bench \
         import6 variant6 script6-run nb6-run check6 publish6 remove6 clean6 \
-        variant7 script7-run nb7-run check7 publish7 remove7 clean7
+        variant7 script7-run nb7-run check7 publish7 remove7 clean7 compare7
 
 # The remote `storage` (.dvc/config) is a folder under ~/.cache shared by every clone on
 # this machine; DVC_REMOTE_URL (a folder, s3://, gs://, ssh://...) overrides it for this
@@ -87,3 +87,6 @@ remove7: setup
 	$(LIFECYCLE) remove7 --variant "$(VARIANT)"
 clean7: setup
 	$(LIFECYCLE) clean7
+# two or more F07 variants side by side: executions/07_comparison/<v1>_<v2>.html
+compare7: setup
+	$(LIFECYCLE) compare7 --variants "$(VARIANTS)"

@@ -14,6 +14,8 @@ counted) and windows per second (the package's replay windows per model over the
 stage's wall time), then the ratio of N to N/4: memory flat in replay length shows as
 a peak-memory ratio near 1.0, time linear in it as ~4.0.
 
+The evaluate stage's time is printed over the score stage's (both read the whole log
+once; the issue bounds the ratio at 1.5x), and infer's per-batch latency percentiles.
 Infer also reports, from its untracked ``logs/timing.json``, its end-to-end rate (every
 window sent, answered, logged and compared in-process) beside a serving-only rate measured
 apart, right after it: the same replay through a fresh server of the same package, answers
@@ -40,10 +42,11 @@ from f07_validation.client import ServerProcess, replay
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = [("select_models", "v601"), ("materialize_replay", "v601"), ("seal_package", "v601"),
-          ("serve", "v701"), ("infer", "v701"), ("score", "v701"), ("reference", "v701"), ("verdict", "v701"),
-          ("report", "v701")]
+          ("serve", "v701"), ("infer", "v701"), ("score", "v701"), ("evaluate", "v701"), ("reference", "v701"),
+          ("verdict", "v701"), ("report", "v701")]
 PEAK_LIMIT_BYTES = 1.5 * 1024 ** 3  # the issue's bound on every stage at upstream size
 FLAT_WITHIN = 0.10  # a stage's peak at N may exceed its peak at N/4 by this much
+EVALUATE_WITHIN = 1.5  # the evaluate stage's time over the score stage's (issue 24)
 MIB = 1024 ** 2
 
 
@@ -123,6 +126,10 @@ def print_table(short: dict, long: dict) -> None:
             if long["stages"][stage]["peak_bytes"] > (1 + FLAT_WITHIN) * short["stages"][stage]["peak_bytes"]]
     print(f"stages over {PEAK_LIMIT_BYTES / 1024 ** 3:.1f} GiB at N: {', '.join(over) or 'none'}; "
           f"stages whose peak grew more than {FLAT_WITHIN:.0%} from N/4 to N: {', '.join(grew) or 'none'}")
+    for label, result in (("N/4", short), ("N", long)):
+        evaluate, score = (result["stages"][stage]["seconds"] for stage in ("evaluate", "score"))
+        print(f"evaluate at {label}: {evaluate:.1f} s, {evaluate / score:.2f}x the score stage's {score:.1f} s "
+              f"(bound {EVALUATE_WITHIN}x); per-batch latency {result['timing'].get('latency_ms')}")
     largest = max(long["sizes"].items(), key=lambda item: item[1])
     print(f"largest tracked metrics/report file at N: {largest[0]} ({largest[1] / 1024:.0f} KiB)")
 

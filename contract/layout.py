@@ -26,6 +26,7 @@ VARIANT_ID = re.compile(r"v[0-9]+")  # the whole id: is_variant_id uses fullmatc
 # ------------------------------------------------------------------ phases
 F02, F03, F04, F05 = "02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling"
 F06, F07 = "06_packaging", "07_deployrun"
+COMPARISONS = "07_comparison"   # `make compare7`: F07 variants side by side, one page each (git-ignored)
 PHASE_LABEL = {F02: "F02", F03: "F03", F04: "F04", F05: "F05", F06: "F06", F07: "F07"}
 UPSTREAM_PHASES = (F02, F03, F04, F05)
 SECTIONS = {"packaging": F06, "deployrun": F07}   # params.yaml section -> phase folder
@@ -73,6 +74,15 @@ METRICS_SUMMARY = f"{METRICS_DIR}/metrics.json"
 SCORING = f"{METRICS_DIR}/scoring.json"
 METRICS_TIMELINE = f"{METRICS_DIR}/timeline.csv"   # predictions binned over replay time
 METRICS_IMAGES = f"{METRICS_DIR}/plots/images"   # the score stage's figures (dvclive images)
+# the evaluate stage's files, in metrics/ beside the score stage's (each file has one owner stage)
+FAILURES = f"{METRICS_DIR}/failures.csv"            # one row per failure and model of its objective
+FAILURES_SUMMARY = f"{METRICS_DIR}/failures.json"   # DVC metric: a few failure-level values per model
+EVALUATION = f"{METRICS_DIR}/evaluation.json"       # failures, episodes, lead times, curves' summary
+THRESHOLDS = f"{METRICS_DIR}/thresholds.csv"        # every model's figures across thresholds
+CURVES_DIR = f"{METRICS_DIR}/plots/curves"          # DVC plots: <curve>/<model>.csv
+CURVE_KINDS = ("pr", "roc", "alarms")               # a folder each: one plot template per folder
+EVALUATION_IMAGES = f"{METRICS_DIR}/plots/evaluation"   # the evaluate stage's figures
+LATENCY = f"{METRICS_DIR}/{TIMING}"                 # per-batch latency percentiles: wall clock, untracked
 REFERENCE = "reference.json"              # the server against the independent reference
 VERDICT = "verdict.json"
 VERDICT_METRICS = "verdict_metrics.json"  # passed (1/0) and failed checks, for dvc metrics show (not in
@@ -81,6 +91,7 @@ REPORT_DIR = "report"
 REPORT_HTML = f"{REPORT_DIR}/report.html"
 FIGURES_DIR = f"{REPORT_DIR}/figures"
 TIMELINE_FIGURE = f"{FIGURES_DIR}/timeline.png"
+THRESHOLDS_FIGURE = f"{FIGURES_DIR}/thresholds.png"   # the evaluate stage's curves, copied
 RUNTIME_JS = f"{REPORT_DIR}/runtime.js"   # untracked, beside the report
 RUN_METADATA = f"{F07}_{METADATA}"        # 07_deployrun_metadata.json
 
@@ -135,10 +146,27 @@ def confusion_figure(prediction_name: str) -> str:
     return f"{FIGURES_DIR}/confusion_{prediction_name}.png"
 
 
+def curve_file(kind: str, model_file_name: str) -> str:
+    """A DVC plot's data: ``CURVES_DIR/<kind>/<model>.csv``, ``kind`` one of CURVE_KINDS."""
+    return f"{CURVES_DIR}/{kind}/{model_file_name}.csv"
+
+
+def evaluation_image(figure: str) -> str:
+    """Where the evaluate stage draws a report figure before the report copies it."""
+    return f"{EVALUATION_IMAGES}/{figure.rsplit('/', 1)[-1]}"
+
+
 def metrics_image(figure: str) -> str:
     """Where the score stage draws a report figure (``confusion_figure(...)``,
     ``TIMELINE_FIGURE``) before the report copies it: same file name, in METRICS_IMAGES."""
     return f"{METRICS_IMAGES}/{figure.rsplit('/', 1)[-1]}"
+
+
+def comparison_page(variants, root=EXECUTIONS) -> Path:
+    """``<root>/07_comparison/<v1>_<v2>....html``: the page `make compare7` renders."""
+    for variant in variants:
+        variant_dir(F07, variant, root)  # refuses what is not a variant id
+    return Path(root) / COMPARISONS / f"{'_'.join(variants)}.html"
 
 
 # ------------------------------------------------------------------ phase notebooks

@@ -516,6 +516,14 @@ def _model_answer(entry: ModelEntry, got: _Answered, n: int) -> ModelAnswer:
 class ReplayBatch:
     windows: Windows          # t0 and OW codes of each window, in time order
     answers: list[ModelAnswer]
+    latency_seconds: float    # the request, sent to answer decoded and checked (wall clock)
+
+
+def _timed_infer(client: InferenceClient, windows: Windows, request_id: str) -> tuple[list[ModelAnswer], float]:
+    """``client.infer_batch`` and how long it took, measured on the thread that sent it."""
+    started = time.perf_counter()
+    answers = client.infer_batch(windows, request_id)
+    return answers, time.perf_counter() - started
 
 
 def replay_windows(path: Path, regime: Regime, batch_size: int, *,
@@ -615,18 +623,18 @@ def infer_in_order(url: str, manifest: Manifest, batches: Iterable[Windows], *, 
                 return
             number, windows = item
             client = clients[number % in_flight]
-            pending.append((number, windows, pool.submit(client.infer_batch, windows, replay_request_id(number))))
+            pending.append((number, windows, pool.submit(_timed_infer, client, windows, replay_request_id(number))))
 
     try:
         send_more()
         while pending:
             number, windows, answer = pending.popleft()
             try:
-                answers = answer.result()
+                answers, seconds = answer.result()
             except (requests.RequestException, ServerError) as error:
                 raise BatchFailed(number, int(windows.t0[0]), len(windows), timeout, error) from error
             send_more()  # before handing this batch on: the server is never left idle
-            yield ReplayBatch(windows, answers)
+            yield ReplayBatch(windows, answers, seconds)
     finally:
         _stop(pool, clients, [future for _, _, future in pending])
 

@@ -116,3 +116,43 @@ def timeline_png(timeline: pd.DataFrame, models: list[dict], bin_seconds: int) -
             figure.legend(*plotted.get_legend_handles_labels(), loc="outside lower center",
                           ncols=3, fontsize=8)
         return _png(figure)
+
+
+def thresholds_png(thresholds: pd.DataFrame, models: list[dict]) -> bytes:
+    """Three panels over every decision threshold (rows of thresholds.csv, one curve per
+    value of its ``model`` column): precision against recall (windows), the ROC, and the
+    failures warned against the false alarms per day. Each of ``models`` (``label``: its
+    ``model`` value, ``declared`` and ``best_f1``: rows of the table) marks its declared
+    threshold (o) and the one that maximises F1 (x); an optional ``color`` and
+    ``linestyle`` tell overlaid variants apart."""
+    panels = (("recall", "precision", "windows: precision / recall"),
+              ("fpr", "recall", "windows: ROC (recall against false positive rate)"),
+              ("false_alarms_per_day", "failure_recall", "failures warned against false alarms per day"))
+    with matplotlib.style.context("default"):
+        figure = Figure(figsize=(15, 4.8), layout="constrained")
+        axes_row = figure.subplots(1, 3, squeeze=False)[0]
+        by_model = dict(tuple(thresholds.groupby("model", sort=False)))
+        for axes, (x, y, title) in zip(axes_row, panels):
+            for index, model in enumerate(models):
+                curve = by_model.get(model["label"])
+                if curve is None:
+                    continue
+                color = model.get("color", f"C{index % 10}")
+                if y == "precision":  # no precision where nothing is predicted positive
+                    curve = curve[curve["TP"] + curve["FP"] > 0]
+                axes.plot(curve[x], curve[y], linewidth=1.2, color=color, linestyle=model.get("linestyle", "-"),
+                          label=model["label"])
+                axes.plot(model["declared"][x], model["declared"][y], "o", color=color, markersize=6)
+                axes.plot(model["best_f1"][x], model["best_f1"][y], "x", color=color, markersize=8)
+            axes.set_xlabel(x.replace("_", " "))
+            axes.set_ylabel(y.replace("_", " "))
+            axes.set_title(title, fontsize=10)
+            axes.set_ylim(-0.02, 1.02)
+            if x != "false_alarms_per_day":
+                axes.set_xlim(-0.02, 1.02)
+            axes.grid(alpha=0.3)
+        handles, labels = axes_row[0].get_legend_handles_labels()
+        if handles:
+            figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8,
+                          title="o declared threshold, x threshold of the highest window F1", title_fontsize=8)
+        return _png(figure)

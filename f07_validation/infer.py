@@ -34,6 +34,7 @@ from contract.windows import grid_starts
 from f07_validation.client import BatchFailed, InferenceClient, ServerError, replay
 from f07_validation.deployrun import DeployRun, DeployRunError
 from f07_validation.endpoint import Endpoint, open_endpoint
+from f07_validation.latency import NOTE as LATENCY_NOTE, LatencyHistogram
 from f07_validation.overlap import Overlapped
 
 ROWS_PER_GROUP = 65_536
@@ -279,6 +280,7 @@ def infer(run: DeployRun) -> dict:
     stride = equivalence_stride(total, settings.batch_size, settings.equivalence_sample)
     compared = {"sample_windows": settings.equivalence_sample, "stride_batches": stride, "batches_compared": 0}
     compression = settings.log_csv_compression
+    latency = LatencyHistogram()  # per batch size, wall clock: into timing.json only
     partial = run.path(layout.PREDICTIONS_PARTIAL), run.path(layout.PREDICTIONS_CSV_PARTIAL[compression])
     with open_endpoint(manifest, settings.runtime, f"deployrun.{run.variant}") as endpoint:
         # Only now, with the server up (a configuration error has left every output as it
@@ -294,6 +296,7 @@ def infer(run: DeployRun) -> dict:
                 # every answer holds one probability or null per window (checked by the client)
                 summary["windows_answered"] += len(batch.answers[0].probabilities)
                 summary["batches"] += 1
+                latency.add(len(windows), batch.latency_seconds)
                 if summary["first_t0"] is None:
                     summary["first_t0"] = int(windows.t0[0])
                 summary["last_t0"] = int(windows.t0[-1])
@@ -348,6 +351,8 @@ def infer(run: DeployRun) -> dict:
         "predictions_per_second": round(log.rows / seconds, 1) if seconds > 0 else None,
         "batch_size": settings.batch_size,
         "waiting_for_log_seconds": round(waiting_for_log, 3),
+        "latency_ms": latency.summary(),
+        "latency_note": LATENCY_NOTE,
         "note": "end to end: every window sent, answered and logged, and the sampled batches compared "
                 "in-process (logs/equivalence.json); logging and the comparison run on a worker thread "
                 "beside the replay, and waiting_for_log_seconds is "

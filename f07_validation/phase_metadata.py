@@ -18,7 +18,7 @@ from contract.files import write_json_atomic
 from f07_validation.deployrun import DeployRun
 from f07_validation.scoring import METRICS, MODEL_COLUMNS
 
-NOT_OUTPUTS = {layout.RUN_TIMING, layout.RUNTIME_JS, layout.RUN_METADATA}  # and DVC's .gitignore files
+NOT_OUTPUTS = {layout.RUN_TIMING, layout.LATENCY, layout.RUNTIME_JS, layout.RUN_METADATA}  # and DVC's .gitignore files
 
 
 def run_outputs(run_root: Path) -> list[str]:

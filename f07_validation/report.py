@@ -28,6 +28,7 @@ import pandas as pd
 from contract import layout
 from contract.files import atomic_path
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
+from f07_validation.evaluation import read_evaluation
 from f07_validation.scoring import MODEL_COLUMNS
 from f07_validation.timefmt import utc_iso
 
@@ -72,6 +73,9 @@ def make_figures(run: DeployRun, per_model: pd.DataFrame) -> dict[str, bytes]:
         if not path.is_file():
             raise DeployRunError(f"{path} is missing: {fix}")
         figures[target] = path.read_bytes()
+    evaluated = run.path(layout.evaluation_image(layout.THRESHOLDS_FIGURE))
+    if evaluated.is_file():  # the evaluate stage's curves, when it has run
+        figures[layout.THRESHOLDS_FIGURE] = evaluated.read_bytes()
     return figures
 
 
@@ -115,10 +119,13 @@ def report_context(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
         "join_notes": {objective: (package.get("datasets") or {}).get(objective, {}).get("join_note", "")
                        for objective in scoring["objectives"]},
         "verdict": run.read_optional_json(layout.VERDICT),
+        # failure-level evaluation (the evaluate stage), None until it has run
+        "evaluation": read_evaluation(run),
+        "thresholds_uri": data_uri(figures[layout.THRESHOLDS_FIGURE]) if layout.THRESHOLDS_FIGURE in figures else None,
     }
 
 
-def render_html(context: dict, template_dir: Path) -> str:
+def render_html(context: dict, template_dir: Path, template: str = TEMPLATE) -> str:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir),
         autoescape=True,
@@ -127,7 +134,7 @@ def render_html(context: dict, template_dir: Path) -> str:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    return environment.get_template(TEMPLATE).render(context)
+    return environment.get_template(template).render(context)
 
 
 def runtime_js(timing: dict | None) -> str:

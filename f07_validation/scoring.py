@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import posixpath
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def load_references(run: DeployRun) -> dict[str, Reference]:
 
 # --------------------------------------------------------------------------- the log
 
-def _open_log(run: DeployRun) -> pq.ParquetFile:
+def open_log(run: DeployRun) -> pq.ParquetFile:
     path = run.predictions_path
     if not path.exists():
         raise DeployRunError(f"{path} is missing: {run.stage_fix('infer')}")
@@ -93,7 +94,7 @@ def _open_log(run: DeployRun) -> pq.ParquetFile:
     return log
 
 
-def _time_span(run: DeployRun, log: pq.ParquetFile) -> tuple[int | None, int | None]:
+def time_span(run: DeployRun, log: pq.ParquetFile) -> tuple[int | None, int | None]:
     """First and last `t0` of the log, read alone; refuses a log out of time order (the
     reference join merges two `t0`-ordered streams)."""
     first = last = None
@@ -109,7 +110,7 @@ def _time_span(run: DeployRun, log: pq.ParquetFile) -> tuple[int | None, int | N
     return first, last
 
 
-def _log_batches(run: DeployRun, log: pq.ParquetFile):
+def log_batches(run: DeployRun, log: pq.ParquetFile):
     """The log a batch at a time, each column in the type the contract fixes (any integer
     width is accepted and widened)."""
     path = run.predictions_path
@@ -125,7 +126,7 @@ def _log_batches(run: DeployRun, log: pq.ParquetFile):
         yield batch
 
 
-def _model_index(run: DeployRun, batch: pa.Table) -> np.ndarray:
+def model_index(run: DeployRun, batch: pa.Table) -> np.ndarray:
     """Each row's model, as its position in the manifest; refuses rows of a model the
     manifest does not list (a log from another serve)."""
     key = pc.binary_join_element_wise(*(batch[column] for column in KEY_COLUMNS), "/")
@@ -167,7 +168,7 @@ class _Tally:
         self.probability_max = np.full(cells, -np.inf)
 
     def add(self, batch: pa.Table) -> None:
-        model = _model_index(self.run, batch)
+        model = model_index(self.run, batch)
         t0 = batch["t0"].to_numpy().astype(np.int64)
         starts = window_starts(t0)
         first_row = np.zeros(len(t0), bool)
@@ -270,14 +271,14 @@ def f05_metadata(run: DeployRun) -> dict[str, dict | None]:
 
 def score_deployrun(run: DeployRun) -> Scoring:
     """Read the log twice, streamed: its `t0` alone (order, time span), then every column."""
-    log = _open_log(run)
-    first_t0, last_t0 = _time_span(run, log)
+    log = open_log(run)
+    first_t0, last_t0 = time_span(run, log)
     references = load_references(run)
     tally = _Tally(run, references, first_t0, last_t0)
     pool = pa.default_memory_pool()
     with progress(desc=f"score@{run.variant}", total=log.metadata.num_rows, unit="prediction",
                   unit_scale=True) as bar:
-        for batch in _log_batches(run, log):
+        for batch in log_batches(run, log):
             tally.add(batch)
             bar.update(batch.num_rows)
             # Arrow's allocator keeps freed pages for reuse; returned each batch, the
@@ -370,17 +371,37 @@ def log_with_dvclive(headline: dict[str, dict], images: dict[str, bytes], out_di
     live.make_summary()
 
 
+# What the score stage writes in metrics/; the folder also holds the evaluate stage's files
+# (dvc.yaml declares each stage's files apart), which a rescore keeps.
+SCORE_FILES = (layout.METRICS_PER_MODEL, layout.METRICS_TIMELINE, layout.SCORING, layout.METRICS_SUMMARY,
+               layout.METRICS_IMAGES)
+
+
+def keep_other_stages_files(run: DeployRun, staged_run: Path) -> None:
+    """Copy into the staged metrics folder every file of the current one that the score
+    stage does not write (``SCORE_FILES``)."""
+    current = run.path(layout.METRICS_DIR)
+    if not current.is_dir():
+        return
+    for path in sorted(current.rglob("*")):
+        relative = path.relative_to(run.root).as_posix()
+        if path.is_file() and not any(relative == own or relative.startswith(own + "/") for own in SCORE_FILES):
+            (staged_run / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, staged_run / relative)
+
+
 def write_scoring(scoring: Scoring, run: DeployRun) -> None:
     """Replace the run's metrics folder with metrics_per_model.csv, scoring.json,
-    timeline.csv, metrics.json and plots/images/, all or nothing. The staging folder has
-    the metrics folder's name, so its parent stands for the run folder and the layout's
-    paths apply to it."""
+    timeline.csv, metrics.json and plots/images/ (and the other stages' files as they
+    were), all or nothing. The staging folder has the metrics folder's name, so its
+    parent stands for the run folder and the layout's paths apply to it."""
     headline = headline_metrics(scoring.per_model)
     images = figures(scoring)
     with atomic_path(run.path(layout.METRICS_DIR)) as out:
         staged = out.parent
         out.mkdir(parents=True)
         log_with_dvclive(headline, images, out)
+        keep_other_stages_files(run, staged)  # after dvclive, which empties its folder of what it writes
         scoring.per_model.to_csv(staged / layout.METRICS_PER_MODEL, index=False, lineterminator="\n")
         scoring.timeline.to_csv(staged / layout.METRICS_TIMELINE, index=False, lineterminator="\n")
         (staged / layout.SCORING).write_text(dump_json(scoring.summary), encoding="utf-8")

@@ -13,6 +13,7 @@ from contract import layout
 from contract.files import write_json_atomic
 from contract.params import read_params, variant_params
 from f07_validation.deployrun import DeployRun, load_deployrun
+from f07_validation.evaluation import Evaluation, evaluate_deployrun, write_evaluation, write_latency
 from f07_validation.gates import check_declared
 from f07_validation.infer import infer as replay_through_server
 from f07_validation.phase_metadata import write_phase_metadata
@@ -49,6 +50,18 @@ def score(variant: str) -> Scoring:
     scoring = score_deployrun(run)
     write_scoring(scoring, run)
     return scoring
+
+
+def evaluate(variant: str) -> Evaluation:
+    """``evaluate@<variant>``: the replay's failures, which each model warned and how
+    early, its false alarms, and every figure across thresholds (metrics/failures.*,
+    evaluation.json, thresholds.csv, plots/curves/); the per-batch latency beside them,
+    untracked."""
+    run = run_of(variant)
+    evaluation = evaluate_deployrun(run)
+    write_evaluation(evaluation, run)
+    write_latency(run)
+    return evaluation
 
 
 def reference(variant: str) -> dict:

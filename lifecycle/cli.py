@@ -13,6 +13,8 @@ from pathlib import Path
 from contract import dvc_deps
 from contract.defaults import DEFAULT_BATCH_SIZE, DEFAULT_HOST, DEFAULT_LOG_CSV_COMPRESSION, DEFAULT_PORT
 from contract.errors import UserError
+from contract import layout
+from contract.files import write_text_atomic
 from contract.layout import LOG_CSV_COMPRESSIONS
 from lifecycle import actions, define, deps, imports, notebooks
 from lifecycle.checks import CHECKS
@@ -54,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--repo", default="", help="UPSTREAM_REPO: the upstream git + DVC repository (path or git URL)")
     sub.add_argument("--rev", default="", help="UPSTREAM_REV: a branch, tag or commit (empty: its default branch)")
     sub.add_argument("--parents", default="", help='PARENTS_F05: F05 variants, e.g. "v501 v502"')
+
+    sub = commands.add_parser("compare7", help="render an HTML page of two or more F07 variants side by side")
+    sub.add_argument("--variants", required=True, help='VARIANTS: the F07 variants, e.g. "v701 v702"')
 
     commands.add_parser("deps", help="rewrite dvc_deps.yaml (the per-variant DVC dependency lists) from params.yaml")
     for phase in PHASES.values():
@@ -105,7 +110,20 @@ _VERBS = {
                                                             force=getattr(args, "force", False)),
     "remove": lambda args, project, phase: actions.remove(project, phase, args.variant),
     "clean": lambda args, project, phase: actions.clean(project, phase),
+    "compare": lambda args, project, phase: _compare(args, project),
 }
+
+
+def _compare(args, project: Project) -> int:
+    # here, not at the top: pandas, Jinja2 and matplotlib, which no other command needs
+    from f07_validation.compare import render_comparison
+    from f07_validation.report import TEMPLATE_DIR
+
+    variants = args.variants.split()
+    page = layout.comparison_page(variants, project.executions)
+    write_text_atomic(page, render_comparison(variants, project.executions, TEMPLATE_DIR))
+    print(f"wrote {page}")
+    return 0
 
 
 def _deps(project: Project) -> int:

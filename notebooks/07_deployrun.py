@@ -109,6 +109,17 @@ display(scoring.per_model)
 print(json.dumps(scoring.summary, indent=2, sort_keys=True, default=str))
 
 # %% [markdown]
+# ## 4b. Failures warned, lead times, false alarms (`evaluate` stage)
+# The replay's failures from its F02 events and each objective's `prediction_objective`;
+# per model which failures it warned and how early, its alarm episodes and false alarms
+# per day, and every figure across decision thresholds.
+
+# %%
+evaluation = steps.evaluate(VARIANT)
+display(evaluation.failures)
+print(json.dumps(evaluation.headline, indent=2, sort_keys=True))
+
+# %% [markdown]
 # ## 5. Independent reference (`reference` stage)
 # Each model run in-process on the F04 datasets' own windows, its inputs built from the F05
 # contract, compared with what the server answered for the same windows; and how many F04

@@ -22,7 +22,9 @@ FILE_NAMES = {
     "recovered_t0.parquet", "manifest.json", "serve.json", "raw_predictions.parquet", "raw_predictions.csv",
     "raw_predictions.csv.gz", "run_summary.json", "equivalence.json", "metrics_per_model.csv", "metrics.json",
     "scoring.json",
-    "verdict.json", "verdict_metrics.json", "reference.json", "report.html", "runtime.js", "timeline.png", "07_deployrun_metadata.json", "dvc_deps.yaml",
+    "verdict.json", "verdict_metrics.json", "reference.json", "report.html", "runtime.js", "timeline.png",
+    "07_deployrun_metadata.json", "dvc_deps.yaml",
+    "failures.csv", "failures.json", "evaluation.json", "thresholds.csv", "thresholds.png", "07_comparison",
 }
 # Folder names that are also ordinary words (a JSON key "models"): counted only as a path part.
 FOLDER_NAMES = {"models", "experiments", "datasets", "replay", "lineage", "logs", "metrics", "confusion",

@@ -438,7 +438,7 @@ def test_every_makefile_target_parses_with_the_cli():
         args = _parser().parse_args(shlex.split(line))
         commands.add(args.command)
     assert commands == {f"{verb}{n}" for verb in ("variant", "run", "nb", "check", "publish", "remove", "clean")
-                        for n in "67"} | {"deps", "import6"}
+                        for n in "67"} | {"deps", "import6", "compare7"}
 
 
 # ----------------------------------------------------- DVC and git, on the built demo
@@ -481,7 +481,7 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     assert {"seal_package@v602", "report@v702"} <= set(lock_stages(root))
     # The new variants left every stage of the others exactly as dvc.lock records them. v702
     # compares with v701 as its baseline: its verdict reads v701's scores, v701 reads nothing of v702.
-    others = [f"{stage}@v701" for stage in ("serve", "infer", "score", "reference", "verdict", "report")] + [
+    others = [f"{stage}@v701" for stage in ("serve", "infer", "score", "evaluate", "reference", "verdict", "report")] + [
         f"{stage}@v601" for stage in ("select_models", "materialize_replay", "seal_package")]
     status = run([sys.executable, "-m", "dvc", "status", "--json", *others], root).stdout
     assert json.loads(status or "{}") == {}, status
