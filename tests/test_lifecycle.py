@@ -57,6 +57,8 @@ deployrun:
     runtime: {{host: 127.0.0.1, port: 0}}
     batch_size: 256
     check_equivalence: true
+    equivalence_sample_windows: 20000
+    log_csv_compression: none
 """
 UPSTREAM_PHASES = ("02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling")
 
