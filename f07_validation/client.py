@@ -80,11 +80,14 @@ class ServerProcess:
     """``with ServerProcess(manifest_path) as server: requests.post(server.url + ...)``.
 
     ``server_args`` are passed on to ``runtime.server`` (e.g. ``["--load-delay", "3"]``);
-    with ``wait_ready=False`` the block starts as soon as the port is bound.
+    with ``wait_ready=False`` the block starts as soon as the port is bound. ``python``
+    is the interpreter that runs it (another environment's, e.g. the minimal runtime's).
     """
 
     def __init__(self, manifest_path, *, host: str = DEFAULT_HOST, port: int = 0,
-                 start_timeout: float = 180.0, wait_ready: bool = True, server_args=()):
+                 start_timeout: float = 180.0, wait_ready: bool = True, server_args=(),
+                 python: str = sys.executable):
+        self.python = str(python)
         self.manifest_path = Path(manifest_path)
         self.host, self.port = host, port
         self.start_timeout = start_timeout
@@ -132,7 +135,7 @@ class ServerProcess:
                 signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     def _start(self) -> None:
-        command = [sys.executable, "-m", "runtime.server", "--manifest", str(self.manifest_path),
+        command = [self.python, "-m", "runtime.server", "--manifest", str(self.manifest_path),
                    "--host", self.host, "--port", str(self.port),
                    "--parent-pid", str(os.getpid()), *self.server_args]
         env = dict(os.environ)

@@ -12,6 +12,7 @@ arrays. The codecs here know the formats; they know nothing about models:
   column per model, nulls where the output was not finite, and the models' identities and
   errors as JSON in the schema metadata key ``models``. No per-window Python objects on
   either side: the cheap path for a client that already holds Arrow (the replay does).
+  pyarrow is an optional extra (``runtime.optional``): without it these bodies answer 501.
 - Open Inference Protocol V2 tensors: input ``events`` INT64 ``[n, L]``, each row a
   window's codes followed by ``-1`` padding; as JSON ``data`` (flat or nested) or as raw
   little-endian bytes (the protocol's binary tensor extension, which ``tritonclient``
@@ -25,6 +26,7 @@ import json
 
 import numpy as np
 
+from runtime import optional
 from runtime.errors import BadRequest, PayloadTooLarge
 from runtime.vectorize import Ragged
 
@@ -145,7 +147,7 @@ def single_answer_json(results) -> bytes:
 
 def windows_from_arrow(body: bytes, max_items: int) -> Ragged:
     """An Arrow IPC stream with a ``windows`` column of ``list<integer>`` -> windows."""
-    import pyarrow as pa
+    pa = optional.require("pyarrow")
 
     fix = (f"send an Arrow IPC stream (Content-Type: {ARROW}) with a column 'windows' of "
            "type list<int64>, one row per window")
@@ -180,7 +182,7 @@ def windows_to_arrow(codes: np.ndarray, offsets: np.ndarray) -> bytes:
     """Windows as flat codes and offsets -> the Arrow request body ``windows_from_arrow``
     reads: one ``windows`` column of ``large_list<int64>`` over the arrays as they are (no
     Python object per window). The client's side of the same wire."""
-    import pyarrow as pa
+    pa = optional.require("pyarrow")
 
     offsets = np.asarray(offsets, dtype=np.int64)
     codes = np.asarray(codes, dtype=np.int64)[offsets[0]:offsets[-1]]
@@ -198,7 +200,7 @@ def arrow_answer_columns(key: str) -> tuple[str, str]:
 
 
 def batch_answer_arrow(n: int, results) -> bytes:
-    import pyarrow as pa
+    pa = optional.require("pyarrow")
 
     columns, names, models = [], [], []
     for scores in results:
