@@ -262,7 +262,8 @@ def infer(run: DeployRun) -> dict:
                                                         unit="window", unit_scale=True) as bar:
                 try:
                     for batch in replay(endpoint.url, manifest, batch_size=settings.batch_size,
-                                        timeout=settings.request_timeout, token=endpoint.token, progress=None):
+                                        timeout=settings.request_timeout, token=endpoint.token, progress=None,
+                                        wire=endpoint.wire):
                         worker.put(batch)
                         bar.update(len(batch.windows))
                 except BatchFailed as error:
