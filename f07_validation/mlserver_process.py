@@ -16,6 +16,7 @@ import json
 import re
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ import requests
 from contract.manifest import Manifest
 from f07_validation.client import ServerProcess, ServerStartError
 from f07_validation.mlserver_export import export_repository
+from f07_validation.oip_client import OipClient
 
 _PR_SET_PDEATHSIG = 1
 
@@ -66,25 +68,41 @@ class MLServerProcess(ServerProcess):
                     "MLSERVER_METRICS_PORT": str(_free_port(self.host))})
         return env
 
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:  # MLServer logs there, a failed model's reason too
+            self._stderr_tail.append(line)
+            self._notice(line)
+
     def listening_url(self, line: str) -> str | None:
         """uvicorn's start line, once MLServer's HTTP port is bound."""
         return self.url if "Uvicorn running on" in line and re.search(rf":{self.port}\b", line) else None
 
     def wait_ready(self, timeout: float | None = None) -> dict:
-        """Poll ``GET /v2/health/ready`` until 200 (every model loaded); raise if MLServer
-        dies or the deadline passes. Returns the ready body."""
+        """Poll ``GET /v2/health/ready`` until 200, then require every model of the package
+        ready: MLServer drops a model whose ``load`` failed (a package that changed since
+        its seal, say) and calls itself ready on the others. Raises if MLServer dies, a
+        model is missing or the deadline passes; returns the readiness body."""
         deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
-        with requests.Session() as session:
-            session.trust_env = False
+        with OipClient(self.url, self.manifest, timeout=5) as client:
             while True:
                 if self.process.poll() is not None:
                     raise ServerStartError(f"MLServer exited with code {self.process.returncode} "
                                            f"before it was ready:\n{self.stderr_tail()}")
                 try:
-                    if session.get(f"{self.url}/v2/health/ready", timeout=5).status_code == 200:
-                        return {"ready": True}
+                    status, body = client.ready()
                 except requests.RequestException:
-                    pass
+                    status, body = None, {}
+                if status == 200:
+                    if body["ready"]:
+                        return body
+                    failed = {key: model["state"] for key, model in body["models"].items()
+                              if model["state"] != "ready"}
+                    try:  # MLServer stops once it has logged why: let its reason reach the tail
+                        self.process.wait(10)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    raise ServerStartError(f"MLServer is up without every model of the package: "
+                                           f"{failed}\n{self.stderr_tail()}")
                 if time.monotonic() > deadline:
                     raise ServerStartError(f"MLServer was not ready within {self.start_timeout} s:"
                                            f"\n{self.stderr_tail()}")
