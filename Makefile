@@ -49,6 +49,7 @@ test: setup
 bench: setup
 	$(PY) -m bench.bench_runtime
 	$(PY) -m bench.bench_serving
+	$(PY) -m bench.bench_engines
 
 # ---------------------------------------------------------------- F06 lifecycle
 variant6: setup
