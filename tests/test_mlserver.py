@@ -148,3 +148,52 @@ def test_padded_events_is_the_oip_input():
 
     matrix = padded_events(np.array([9, 1, 2, 3, 4, 5]), np.array([1, 4, 4, 6]))
     assert matrix.tolist() == [[1, 2, 3], [-1, -1, -1], [4, 5, -1]]
+
+
+def test_the_demo_variant_on_mlserver_passes_its_verdict_with_our_servers_answers(demo_project):
+    """v711 is v701's package and batches on MLServer: its verdict passes, and its log holds,
+    window by window and model by model, the probabilities our server gave v701."""
+    import pyarrow.parquet as pq
+
+    runs = demo_project / "executions" / "07_deployrun"
+    verdict = json.loads((runs / "v711" / layout.VERDICT).read_text())
+    assert verdict["passed"], [c for c in verdict["checks"] if c["passed"] is False]
+    mlserver_log, our_log = (pq.read_table(runs / v / layout.PREDICTIONS).to_pandas() for v in ("v711", "v701"))
+    columns = ["t0", "objective", "source_f05", "model_id"]
+    assert mlserver_log[columns].equals(our_log[columns]) and len(our_log) > 0
+    np.testing.assert_allclose(mlserver_log["probability"], our_log["probability"], atol=1e-6)
+    assert mlserver_log["y_pred"].equals(our_log["y_pred"])
+
+
+def test_a_vocabulary_shift_fails_the_reference_on_mlserver_as_on_our_server(tmp_path, monkeypatch):
+    """tests/test_runtime_faults.py's vocabulary shift, injected into the MLServer process
+    (it runs runtime.vectorize too) and into the in-process comparison: the stages run
+    unchanged on `server: mlserver`, the transport check passes, the independent
+    reference fails for the two sequence models, as with our server."""
+    import importlib
+
+    import yaml
+
+    from tests.server_faults.faults import vocab_shift
+    from tests.validated_package import CNN, EMBEDDING, FAULTS, build_validated_package
+
+    root = tmp_path / "project"
+    build_validated_package(root / "executions")
+    entry = {"parent_variant_f06": "v601", "runtime": {"host": "127.0.0.1", "port": 0, "server": "mlserver"},
+             "batch_size": 32, "check_equivalence": True}
+    (root / "params.yaml").write_text(yaml.safe_dump({"deployrun": {"v701": entry}}))
+    monkeypatch.chdir(root)
+    importlib.import_module("stages.serve").main("v701")
+    cls, shifted = vocab_shift("sequence")
+    monkeypatch.setattr(cls, "__call__", shifted)
+    monkeypatch.setenv("PYTHONPATH", str(FAULTS))
+    monkeypatch.setenv("F07_TEST_FAULT", json.dumps({"kind": "vocab_shift", "family": "sequence"}))
+    importlib.import_module("stages.infer").main("v701")
+    monkeypatch.delenv("F07_TEST_FAULT")
+    for stage in ("score", "reference", "verdict"):
+        importlib.import_module(f"stages.{stage}").main("v701")
+    verdict = json.loads((root / "executions" / layout.F07 / "v701" / layout.VERDICT).read_text())
+    wrong = {c["name"]: c["detail"] for c in verdict["checks"] if c["passed"] is False}
+    assert set(wrong) == {f"reference equivalence: {EMBEDDING}", f"reference equivalence: {CNN}"}, wrong
+    passed = {c["name"] for c in verdict["checks"] if c["passed"] is True}
+    assert {f"transport: {CNN}", "replay completed", "server loaded the package", "server ready"} <= passed
