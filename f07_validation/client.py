@@ -18,7 +18,9 @@ either side. JSON, the server's default, stays available (``wire=codecs.JSON``);
 answers pass the same checks (a count per model, the model's identity against the
 manifest, a probability in [0, 1] or null, null as "not answered" with the server's
 error kept). ``REPLAY_IN_FLIGHT`` requests are kept in flight (``infer_in_order``), each on
-its own keep-alive connection, and the batches still come back strictly in order.
+its own keep-alive connection, and the batches still come back strictly in order. A
+deployment that speaks only the Open Inference Protocol (MLServer) is replayed through the
+same calls on the ``OIP`` wire (``open_client``, ``f07_validation.oip_client``).
 """
 from __future__ import annotations
 
