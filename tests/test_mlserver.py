@@ -150,21 +150,6 @@ def test_padded_events_is_the_oip_input():
     assert matrix.tolist() == [[1, 2, 3], [-1, -1, -1], [4, 5, -1]]
 
 
-def test_the_demo_variant_on_mlserver_passes_its_verdict_with_our_servers_answers(demo_project):
-    """v711 is v701's package and batches on MLServer: its verdict passes, and its log holds,
-    window by window and model by model, the probabilities our server gave v701."""
-    import pyarrow.parquet as pq
-
-    runs = demo_project / "executions" / "07_deployrun"
-    verdict = json.loads((runs / "v711" / layout.VERDICT).read_text())
-    assert verdict["passed"], [c for c in verdict["checks"] if c["passed"] is False]
-    mlserver_log, our_log = (pq.read_table(runs / v / layout.PREDICTIONS).to_pandas() for v in ("v711", "v701"))
-    columns = ["t0", "objective", "source_f05", "model_id"]
-    assert mlserver_log[columns].equals(our_log[columns]) and len(our_log) > 0
-    np.testing.assert_allclose(mlserver_log["probability"], our_log["probability"], atol=1e-6)
-    assert mlserver_log["y_pred"].equals(our_log["y_pred"])
-
-
 def test_a_vocabulary_shift_fails_the_reference_on_mlserver_as_on_our_server(tmp_path, monkeypatch):
     """tests/test_runtime_faults.py's vocabulary shift, injected into the MLServer process
     (it runs runtime.vectorize too) and into the in-process comparison: the stages run
