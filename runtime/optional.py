@@ -20,13 +20,15 @@ from types import ModuleType
 
 from runtime.errors import ServingError
 
-# import name -> (distribution to install, the feature that needs it)
+# import name -> (distribution to install, the feature that needs it, the project's
+# requirements file that pins it)
 EXTRAS = {
     "prometheus_client": ("prometheus-client", "metrics (GET /metrics, gunicorn's readiness "
-                                               "across workers)"),
-    "gunicorn": ("gunicorn", "the gunicorn server (--server gunicorn)"),
-    "pyarrow": ("pyarrow", "Arrow IPC bodies (Content-Type: application/vnd.apache.arrow.stream)"),
-    "mlserver": ("mlserver", "serving on MLServer"),
+                                               "across workers)", "requirements.txt"),
+    "gunicorn": ("gunicorn", "the gunicorn server (--server gunicorn)", "requirements.txt"),
+    "pyarrow": ("pyarrow", "Arrow IPC bodies (Content-Type: application/vnd.apache.arrow.stream)",
+                "requirements.txt"),
+    "mlserver": ("mlserver", "serving on MLServer", "requirements-mlserver.txt"),
 }
 
 
@@ -38,10 +40,10 @@ class MissingPackage(ServingError):
 
 
 def missing_message(module: str) -> str:
-    distribution, feature = EXTRAS[module]
+    distribution, feature, requirements = EXTRAS[module]
     return (f"{feature} needs the Python package {distribution}, which is not installed in "
-            f"this environment; install it with `pip install {distribution}` (the pinned "
-            "version is in the project's requirements files), or use the server without it")
+            f"this environment; install it with `pip install -r {requirements}` (pinned) or "
+            f"`pip install {distribution}`, or use the server without it")
 
 
 def require_installed(*modules: str) -> None:
