@@ -29,7 +29,7 @@ from contract.manifest import Manifest
 from contract.seal import verify_seal
 from f07_validation.client import OIP, ServerError, ServerProcess, open_client
 from f07_validation.deployrun import DeployRunError
-from runtime import codecs
+from runtime import codecs, optional
 
 MLSERVER = "mlserver"  # runtime.server: MLServer on the exported package (mlserver_process)
 # runtime.<key> -> the server's command-line flag (host and port are ServerProcess's own)
@@ -111,6 +111,10 @@ def open_endpoint(manifest: Manifest, runtime: dict, where: str) -> Iterator[End
                        ready=check_deployment(url, manifest, token, where, wire))
         return
     if runtime.get("server") == MLSERVER:
+        try:
+            optional.require_installed("mlserver")
+        except optional.MissingPackage as error:
+            raise DeployRunError(f"{where}.runtime.server: {error}") from None
         from f07_validation.mlserver_process import MLServerProcess  # mlserver: an optional extra
 
         unsupported = sorted(key for key in ("workers", "token_env", "expose", "access_log") if runtime.get(key))

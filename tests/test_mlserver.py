@@ -182,3 +182,19 @@ def test_a_vocabulary_shift_fails_the_reference_on_mlserver_as_on_our_server(tmp
     assert set(wrong) == {f"reference equivalence: {EMBEDDING}", f"reference equivalence: {CNN}"}, wrong
     passed = {c["name"] for c in verdict["checks"] if c["passed"] is True}
     assert {f"transport: {CNN}", "replay completed", "server loaded the package", "server ready"} <= passed
+
+
+def test_the_export_refuses_a_package_that_does_not_verify(tmp_path, serving_manifest, capsys):
+    from f07_validation import mlserver_export
+
+    root = tmp_path / "executions"
+    shutil.copytree(serving_manifest.parents[2], root, symlinks=True)
+    package = root / layout.F06 / "v601"
+    summary = next(package.rglob(layout.MODEL_SUMMARY))
+    summary.write_text(summary.read_text() + " ")
+    assert mlserver_export.main(["--package", str(package), "--out", str(tmp_path / "repo")]) == 2
+    error = capsys.readouterr().err
+    assert "refusing to export" in error and f"changed: {summary.relative_to(package).as_posix()}" in error
+    assert not (tmp_path / "repo").exists()  # nothing written
+    assert mlserver_export.main(["--package", str(tmp_path), "--out", str(tmp_path / "repo")]) == 2
+    assert "is not a sealed package" in capsys.readouterr().err

@@ -110,3 +110,12 @@ def test_a_schema_keyword_the_checker_does_not_know_is_refused():
     schema = {**SETTINGS_SCHEMA, "properties": {"port": {"type": "integer", "multipleOf": 2}}}
     with pytest.raises(ValueError, match="multipleOf"):
         schema_errors(schema, {"port": 1})
+
+
+def test_the_mlserver_runtime_without_mlserver_is_one_line_naming_it(minimal_python):
+    done = subprocess.run([str(minimal_python), "-c", "import runtime.mlserver_model"], capture_output=True,
+                          text=True, cwd=PROJECT, env={"PYTHONPATH": str(PROJECT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("runtime.optional.MissingPackage: serving on MLServer needs the Python package mlserver")
+    assert "pip install -r requirements-mlserver.txt" in last
