@@ -38,7 +38,9 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # in the child, before exec
+def _die_with_parent() -> None:
+    """In the child, before exec. The kernel signals when the *thread* that started the
+    child ends: F07 starts its servers from the main thread, which ends with the process."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
