@@ -4,6 +4,7 @@ Open Inference Protocol as our server does, replayed through by F07's OIP client
 by ``runtime.url``, and refusing a package changed after its seal."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,36 @@ def test_the_export_refuses_a_package_that_does_not_verify(tmp_path, serving_man
     assert not (tmp_path / "repo").exists()  # nothing written
     assert mlserver_export.main(["--package", str(tmp_path), "--out", str(tmp_path / "repo")]) == 2
     assert "is not a sealed package" in capsys.readouterr().err
+
+
+def test_mlserver_stops_when_the_process_that_started_it_is_killed(serving_manifest):
+    """F07 killed by SIGKILL runs no ``finally``: the kernel stops its MLServer (PR_SET_PDEATHSIG)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import PROJECT, project_env
+
+    starter = ("import os, signal, sys\n"
+               "from contract.manifest import load_manifest\n"
+               "from f07_validation.mlserver_process import MLServerProcess\n"
+               "server = MLServerProcess(load_manifest(sys.argv[1]), host='127.0.0.1').__enter__()\n"
+               "print(server.pid, flush=True)\n"
+               "os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", starter, str(serving_manifest)], cwd=PROJECT, env=project_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9, done.stderr[-2000:]
+    pid = int(done.stdout.split()[0])
+
+    def running() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            return False
+        return "State:\tZ" not in state  # a zombie no one has reaped yet is stopped
+
+    deadline = time.monotonic() + 20
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running()
