@@ -201,7 +201,7 @@ def test_the_export_refuses_a_package_that_does_not_verify(tmp_path, serving_man
     assert "is not a sealed package" in capsys.readouterr().err
 
 
-def test_mlserver_stops_when_the_process_that_started_it_is_killed(serving_manifest):
+def test_mlserver_stops_when_the_process_that_started_it_is_killed(serving_manifest, tmp_path):
     """F07 killed by SIGKILL runs no ``finally``: the kernel stops its MLServer (PR_SET_PDEATHSIG)."""
     import os
     import subprocess
@@ -216,7 +216,8 @@ def test_mlserver_stops_when_the_process_that_started_it_is_killed(serving_manif
                "server = MLServerProcess(load_manifest(sys.argv[1]), host='127.0.0.1').__enter__()\n"
                "print(server.pid, flush=True)\n"
                "os.kill(os.getpid(), signal.SIGKILL)\n")
-    done = subprocess.run([sys.executable, "-c", starter, str(serving_manifest)], cwd=PROJECT, env=project_env(),
+    env = {**project_env(), "TMPDIR": str(tmp_path)}  # the exported repository, which no one removes here
+    done = subprocess.run([sys.executable, "-c", starter, str(serving_manifest)], cwd=PROJECT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == -9, done.stderr[-2000:]
     pid = int(done.stdout.split()[0])
