@@ -603,7 +603,7 @@ def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeo
     batch_size = batch_size or manifest.batch_size
     with open_client(url, manifest, timeout=timeout, token=token, wire=wire) as client:
         limit = client.models()["limits"]["max_batch_items"]
-    if batch_size > limit:
+    if limit is not None and batch_size > limit:  # None: a deployment that does not say
         raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
                          f"per batch; lower deployrun.{manifest.variant}.batch_size")
     started = last_report = time.monotonic()

@@ -70,7 +70,8 @@ class OipClient(InferenceClient):
                                   "serves another package")
             metadata = self._check(answer, f"GET /v2/models/{name}")
             published = metadata.get("parameters") or {}
-            digests.append(published.get("package_digest"))
+            # our MLServer runtime publishes it; any OIP server names a version
+            digests.append(published.get("package_digest") or next(iter(metadata.get("versions") or []), None))
             limits.append(published.get("max_batch_items"))
             described.append({key: published.get(key) for key in (*entry.identity(), "threshold")})
         served = next((d for d in digests if d != self.manifest.package_digest), digests[0])
