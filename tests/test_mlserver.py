@@ -233,3 +233,14 @@ def test_mlserver_stops_when_the_process_that_started_it_is_killed(serving_manif
     while running() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not running()
+
+
+def test_the_oip_client_replays_through_any_oip_server_as_through_mlserver(ours, manifest):
+    """Our server's /v2 publishes no package parameters: the digest is its models'
+    version, no batch limit is stated, and the replay still equals the models in-process."""
+    with open_endpoint(manifest, {"url": ours.url, "server": "mlserver"}, WHERE) as endpoint:
+        assert endpoint.ready["ready"] is True
+    check = EquivalenceCheck.from_manifest(manifest)
+    for batch in replay(ours.url, manifest, batch_size=100, wire=OIP, progress=None):
+        check.add(batch.windows, {a.entry.key: a.probabilities for a in batch.answers})
+    assert check.summary()["passed"] and check.windows_compared > 0
