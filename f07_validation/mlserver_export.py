@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from contract import layout
-from contract.defaults import DEFAULT_BATCH_SIZE
+from contract.defaults import DEFAULT_BATCH_SIZE, MLSERVER_GRPC_PORT, MLSERVER_HTTP_PORT
 from contract.errors import UserError
 from contract.files import dump_json, write_text_atomic
 from contract.manifest import ModelEntry, load_manifest
@@ -47,8 +47,6 @@ from runtime.core import oip_name
 from runtime.oip_api import PLATFORM
 from runtime.mlserver_model import IMPLEMENTATION
 
-MLSERVER_HTTP_PORT = 8080     # MLServer's defaults, which KServe's probes and routes expect
-MLSERVER_GRPC_PORT = 8081
 KSERVE_STORAGE_ROOT = "/mnt/models"   # where KServe's storage initializer puts storageUri
 PROJECT_IN_IMAGE = "/opt/project"
 MODEL_FORMAT = "f06-sealed-package"
