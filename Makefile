@@ -23,11 +23,13 @@ setup: $(VENV)/.installed
 	@command -v chromium >/dev/null 2>&1 || echo "note: the report's browser tests need Chromium" \
 	    "(Debian/Ubuntu: sudo apt-get install -y chromium); without it they are skipped, saying why"
 
-# The venv: both requirement files, then the notebooks' kernel (their metadata names it
-# f06-f07): this venv's python, for Jupyter and for papermill (`make nb6-run`, `nb7-run`).
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The venv: the requirement files (requirements.txt includes requirements-runtime.txt;
+# requirements-mlserver.txt: README, "Serving on MLServer"), then the notebooks' kernel
+# (their metadata names it f06-f07): this venv's python, for Jupyter and for papermill
+# (`make nb6-run`, `nb7-run`).
+$(VENV)/.installed: requirements.txt requirements-runtime.txt requirements-mlserver.txt requirements-dev.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-mlserver.txt -r requirements-dev.txt
 	$(PY) -m ipykernel install --sys-prefix --name f06-f07 --display-name "Python (F06/F07 project .venv)"
 	touch $@
 
@@ -47,6 +49,7 @@ test: setup
 bench: setup
 	$(PY) -m bench.bench_runtime
 	$(PY) -m bench.bench_serving
+	$(PY) -m bench.bench_engines
 
 # ---------------------------------------------------------------- F06 lifecycle
 variant6: setup

@@ -60,7 +60,9 @@ PACKAGING_ENTRY = mapping({
 RUNTIME = mapping({
     "host": {"type": "string", "minLength": 1},
     "port": {"type": "integer", "minimum": 0, "maximum": 65535, "description": "0 picks a free port"},
-    "server": {"enum": ["werkzeug", "gunicorn"]},
+    "server": {"enum": ["werkzeug", "gunicorn", "mlserver"],
+               "description": "mlserver: the package exported to MLServer (f07_validation.mlserver_export); "
+                              "with url: a running MLServer"},
     "workers": {"type": "integer", "minimum": 1, "maximum": 64},
     "url": {"type": ["string", "null"], "pattern": "^https?://", "description": "a server already running"},
     "expose": {"type": "boolean", "description": "allow a host other than loopback"},

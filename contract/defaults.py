@@ -15,6 +15,8 @@ DEFAULT_EQUIVALENCE_SAMPLE = 20_000  # windows per model compared in-process wit
                                      # least: whole batches, every k-th; all on a shorter replay)
 DEFAULT_MIN_SCORED_SHARE = 0.95  # of the predictions on F04 windows, the share that must get a label
 DEFAULT_LOG_CSV_COMPRESSION = "none"  # the CSV copy of the prediction log as the seeds ask (contract.layout)
+MLSERVER_HTTP_PORT = 8080      # MLServer's own defaults, which KServe's probes and routes expect
+MLSERVER_GRPC_PORT = 8081      # (an exported model repository: f07_validation.mlserver_export)
 F05_DEFAULT_THRESHOLD = 0.5  # the F05 contract's decision threshold for a model_summary.json that declares none
 # The quality gates `make variant7` writes for a new F07 variant (deployrun.<v>.gates.min), per model at its
 # declared threshold. Floors that a broken system fails and a working one passes, not a business target: a

@@ -53,6 +53,17 @@ LINEAGE_DIR = "lineage"                   # digests of the upstream folders it d
 
 # ------------------------------------------------------------------ F07 run
 MANIFEST = "manifest.json"
+# An MLServer model repository exported from a package (f07_validation.mlserver_export):
+# MANIFEST and MLSERVER_SETTINGS at its top, a folder per model holding its
+# MLSERVER_MODEL_SETTINGS, the package linked as MLSERVER_PACKAGE_LINK, and the
+# deployment beside it: the KServe manifests and the container recipe.
+MLSERVER_SETTINGS = "settings.json"
+MLSERVER_MODEL_SETTINGS = "model-settings.json"
+MLSERVER_PACKAGE_LINK = "package"
+KSERVE_DIR = "kserve"
+KSERVE_SERVING_RUNTIME = f"{KSERVE_DIR}/servingruntime.yaml"
+KSERVE_INFERENCE_SERVICE = f"{KSERVE_DIR}/inferenceservice.yaml"
+CONTAINERFILE = "Containerfile"
 SERVE_RECORD = "serve.json"
 LOGS_DIR = "logs"
 PREDICTIONS = f"{LOGS_DIR}/raw_predictions.parquet"

@@ -18,7 +18,9 @@ either side. JSON, the server's default, stays available (``wire=codecs.JSON``);
 answers pass the same checks (a count per model, the model's identity against the
 manifest, a probability in [0, 1] or null, null as "not answered" with the server's
 error kept). ``REPLAY_IN_FLIGHT`` requests are kept in flight (``infer_in_order``), each on
-its own keep-alive connection, and the batches still come back strictly in order.
+its own keep-alive connection, and the batches still come back strictly in order. A
+deployment that speaks only the Open Inference Protocol (MLServer) is replayed through the
+same calls on the ``OIP`` wire (``open_client``, ``f07_validation.oip_client``).
 """
 from __future__ import annotations
 
@@ -80,11 +82,14 @@ class ServerProcess:
     """``with ServerProcess(manifest_path) as server: requests.post(server.url + ...)``.
 
     ``server_args`` are passed on to ``runtime.server`` (e.g. ``["--load-delay", "3"]``);
-    with ``wait_ready=False`` the block starts as soon as the port is bound.
+    with ``wait_ready=False`` the block starts as soon as the port is bound. ``python``
+    is the interpreter that runs it (another environment's, e.g. the minimal runtime's).
     """
 
     def __init__(self, manifest_path, *, host: str = DEFAULT_HOST, port: int = 0,
-                 start_timeout: float = 180.0, wait_ready: bool = True, server_args=()):
+                 start_timeout: float = 180.0, wait_ready: bool = True, server_args=(),
+                 python: str = sys.executable):
+        self.python = str(python)
         self.manifest_path = Path(manifest_path)
         self.host, self.port = host, port
         self.start_timeout = start_timeout
@@ -131,16 +136,30 @@ class ServerProcess:
             self._previous_sigterm = signal.signal(
                 signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
-    def _start(self) -> None:
-        command = [sys.executable, "-m", "runtime.server", "--manifest", str(self.manifest_path),
-                   "--host", self.host, "--port", str(self.port),
-                   "--parent-pid", str(os.getpid()), *self.server_args]
+    before_exec = None  # run in the child before the server's command (None: nothing)
+
+    def command(self) -> list[str]:
+        """The server's command line."""
+        return [self.python, "-m", "runtime.server", "--manifest", str(self.manifest_path),
+                "--host", self.host, "--port", str(self.port),
+                "--parent-pid", str(os.getpid()), *self.server_args]
+
+    def environment(self) -> dict:
+        """The server's environment: this project importable, TensorFlow quiet."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        stdin=subprocess.DEVNULL, text=True, env=env,
-                                        process_group=0)
+        return env
+
+    def listening_url(self, line: str) -> str | None:
+        """The URL a line of the server's output says it listens on (``runtime.server``
+        prints ``LISTENING <url>`` on stdout once its port is bound), else None."""
+        return line.split(None, 1)[1].strip() if line.startswith("LISTENING ") else None
+
+    def _start(self) -> None:
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        stdin=subprocess.DEVNULL, text=True, env=self.environment(),
+                                        process_group=0, preexec_fn=self.before_exec)
         self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
                          threading.Thread(target=self._read_stderr, daemon=True)]
         for reader in self._readers:
@@ -154,16 +173,21 @@ class ServerProcess:
                 raise ServerStartError(f"the server did not bind a port within {self.start_timeout} s:"
                                        f"\n{self.stderr_tail()}")
 
+    def _notice(self, line: str) -> None:
+        url = None if self._listening.is_set() else self.listening_url(line)
+        if url:
+            self.url = url
+            self._listening.set()
+
     def _read_stdout(self) -> None:
         for line in self.process.stdout:
-            if line.startswith("LISTENING ") and not self._listening.is_set():
-                self.url = line.split(None, 1)[1].strip()
-                self._listening.set()
+            self._notice(line)
 
     def _read_stderr(self) -> None:
         # Drained continuously: a full pipe would block the server on its next write.
         for line in self.process.stderr:
             self._stderr_tail.append(line)
+            self._notice(line)
 
     def wait_ready(self, timeout: float | None = None) -> dict:
         """Poll ``GET /ready`` until 200; raise if the server dies, a model fails to load,
@@ -379,6 +403,18 @@ class InferenceClient:
 
 _INFER_BATCH = "POST /infer_batch"
 REQUEST_ID_HEADER = "X-Request-ID"
+OIP = "oip"  # the wire of a deployment speaking only the Open Inference Protocol (MLServer)
+
+
+def open_client(url: str, manifest: Manifest, *, wire: str = codecs.ARROW, **options) -> InferenceClient:
+    """A client of the server at ``url`` on ``wire``: ``codecs.ARROW`` or ``codecs.JSON``
+    through ``POST /infer_batch``, or ``OIP`` (``f07_validation.oip_client``: each model
+    through ``POST /v2/models/<name>/infer``); ``options`` as ``InferenceClient`` takes them."""
+    if wire == OIP:
+        from f07_validation.oip_client import OipClient
+
+        return OipClient(url, manifest, **options)
+    return InferenceClient(url, manifest, wire=wire, **options)
 
 
 _REPLAY_REQUEST_PREFIX = "replay-batch-"
@@ -578,9 +614,9 @@ def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeo
     windows/s goes to ``progress`` every ``progress_every`` seconds (long runs only).
     """
     batch_size = batch_size or manifest.batch_size
-    with InferenceClient(url, manifest, timeout=timeout, token=token) as client:
+    with open_client(url, manifest, timeout=timeout, token=token, wire=wire) as client:
         limit = client.models()["limits"]["max_batch_items"]
-    if batch_size > limit:
+    if limit is not None and batch_size > limit:  # None: a deployment that does not say
         raise ReplayError(f"batch_size {batch_size} exceeds the server's limit of {limit} windows "
                          f"per batch; lower deployrun.{manifest.variant}.batch_size")
     started = last_report = time.monotonic()
@@ -608,7 +644,7 @@ def infer_in_order(url: str, manifest: Manifest, batches: Iterable[Windows], *, 
     bounds each request); no request is left running after it, nor when the consumer
     leaves early: the connections under them are cut.
     """
-    clients = [InferenceClient(url, manifest, timeout=timeout, token=token, wire=wire)
+    clients = [open_client(url, manifest, timeout=timeout, token=token, wire=wire)
                for _ in range(in_flight)]
     numbered = enumerate(batches, start=1)
     pending: collections.deque = collections.deque()  # (number, windows, future), oldest first

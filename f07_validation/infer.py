@@ -314,7 +314,7 @@ def infer(run: DeployRun) -> dict:
                 try:
                     for number, batch in enumerate(replay(endpoint.url, manifest, batch_size=settings.batch_size,
                                                           timeout=settings.request_timeout, token=endpoint.token,
-                                                          progress=None), start=1):
+                                                          progress=None, wire=endpoint.wire), start=1):
                         check_server_alive(endpoint, number, batch, settings.request_timeout)
                         worker.put(batch)
                         bar.update(len(batch.windows))

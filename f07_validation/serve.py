@@ -20,7 +20,7 @@ from contract import layout
 from contract.files import dump_json, write_json_atomic, write_text_atomic
 from contract.manifest import load_manifest
 from contract.seal import verify_seal
-from f07_validation.client import InferenceClient
+from f07_validation.client import open_client
 from f07_validation.deployrun import DeployRun, DeployRunError, Settings
 from f07_validation.endpoint import open_endpoint
 from f07_validation.gates import validate_gates
@@ -92,7 +92,7 @@ def serve(run: DeployRun, deployrun_section: dict) -> Served:
     try:
         pending_manifest = load_manifest(pending)
         with open_endpoint(pending_manifest, settings.runtime, f"deployrun.{run.variant}") as endpoint:
-            with InferenceClient(endpoint.url, pending_manifest, token=endpoint.token) as client:
+            with open_client(endpoint.url, pending_manifest, token=endpoint.token, wire=endpoint.wire) as client:
                 ready_status, ready = client.ready()
                 published = client.models()
         _check_published(run.variant, manifest, published)

@@ -12,6 +12,7 @@ arrays. The codecs here know the formats; they know nothing about models:
   column per model, nulls where the output was not finite, and the models' identities and
   errors as JSON in the schema metadata key ``models``. No per-window Python objects on
   either side: the cheap path for a client that already holds Arrow (the replay does).
+  pyarrow is an optional extra (``runtime.optional``): without it these bodies answer 501.
 - Open Inference Protocol V2 tensors: input ``events`` INT64 ``[n, L]``, each row a
   window's codes followed by ``-1`` padding; as JSON ``data`` (flat or nested) or as raw
   little-endian bytes (the protocol's binary tensor extension, which ``tritonclient``
@@ -26,6 +27,7 @@ import struct
 
 import numpy as np
 
+from runtime import optional
 from runtime.errors import BadRequest, PayloadTooLarge
 from runtime.vectorize import Ragged
 
@@ -195,7 +197,7 @@ def windows_from_arrow(body: bytes, max_items: int, max_bytes: int) -> Ragged:
     ``max_bytes`` (the body limit holds for the decoded body, however it was compressed)
     before the batch is decoded; a decoded batch is validated whole (offsets inside the
     values, ...), so a crafted stream is a 400, never a 500 or an allocation."""
-    import pyarrow as pa
+    pa = optional.require("pyarrow")
 
     fix = (f"send an Arrow IPC stream (Content-Type: {ARROW}) with a column 'windows' of "
            "type list<int64>, one row per window")
@@ -245,7 +247,7 @@ def windows_to_arrow(codes: np.ndarray, offsets: np.ndarray) -> bytes:
     """Windows as flat codes and offsets -> the Arrow request body ``windows_from_arrow``
     reads: one ``windows`` column of ``large_list<int64>`` over the arrays as they are (no
     Python object per window). The client's side of the same wire."""
-    import pyarrow as pa
+    pa = optional.require("pyarrow")
 
     offsets = np.asarray(offsets, dtype=np.int64)
     codes = np.asarray(codes, dtype=np.int64)[offsets[0]:offsets[-1]]
@@ -263,7 +265,7 @@ def arrow_answer_columns(key: str) -> tuple[str, str]:
 
 
 def batch_answer_arrow(n: int, results) -> bytes:
-    import pyarrow as pa
+    pa = optional.require("pyarrow")
 
     columns, names, models = [], [], []
     for scores in results:

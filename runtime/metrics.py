@@ -1,5 +1,8 @@
 """The server's one Prometheus registry (prometheus_client), served at ``GET /metrics``.
 
+prometheus_client is optional (``runtime.optional``): without it every metric is an
+``Unmeasured`` that counts nothing, and ``GET /metrics`` answers 501 naming the package.
+
 One process (werkzeug mode): the metrics live in this process's default registry.
 Several gunicorn workers: each worker writes its values to files in the folder named by
 ``PROMETHEUS_MULTIPROC_DIR`` (the server's command line creates a private one and sets
@@ -15,9 +18,18 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest, multiprocess)
-from prometheus_client import REGISTRY as _PROCESS_REGISTRY
+from runtime import optional
+
+try:
+    from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                                   generate_latest, multiprocess)
+    from prometheus_client import REGISTRY as _PROCESS_REGISTRY
+except ModuleNotFoundError as error:  # the minimal runtime: nothing counted, GET /metrics says why
+    if error.name != "prometheus_client":
+        raise
+    CONTENT_TYPE_LATEST = "text/plain"
+    Counter = Gauge = Histogram = optional.Unmeasured
+    _PROCESS_REGISTRY = None
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -56,6 +68,8 @@ def multiprocess_mode() -> bool:
 
 
 def _registry() -> CollectorRegistry:
+    if _PROCESS_REGISTRY is None:
+        raise optional.MissingPackage(optional.missing_message("prometheus_client"))
     if not multiprocess_mode():
         return _PROCESS_REGISTRY
     registry = CollectorRegistry()
@@ -65,7 +79,8 @@ def _registry() -> CollectorRegistry:
 
 def exposition() -> bytes:
     """Every metric of every worker, in the Prometheus text format."""
-    return generate_latest(_registry())
+    registry = _registry()  # first: without prometheus_client, the one-line refusal
+    return generate_latest(registry)
 
 
 def workers_ready() -> int:

@@ -42,6 +42,7 @@ import tempfile
 import threading
 import time
 
+from runtime import optional
 from runtime.errors import PackageRefused
 from runtime.settings import SERVERS, ServingSettings, SettingsError
 
@@ -179,6 +180,11 @@ def main(argv=None) -> int:
         _say(warning)
     metrics_dir = None
     if settings.server == "gunicorn":
+        try:
+            optional.require_installed("gunicorn", "prometheus_client")
+        except optional.MissingPackage as error:
+            print(f"runtime.server: {error}", file=sys.stderr)
+            return 2
         # Before runtime.metrics (prometheus_client) is imported: workers share this folder.
         metrics_dir = tempfile.TemporaryDirectory(prefix="runtime-metrics-")
         os.environ[PROMETHEUS_DIR_ENV] = metrics_dir.name

@@ -2,7 +2,8 @@
 
 The command line (``python -m runtime.server``), the F07 variant's ``runtime:`` block and
 the tests all end up here, so a setting is named, typed and defaulted once. Values are
-checked with a JSON schema (``SETTINGS_SCHEMA``) before anything starts; a wrong one is a
+checked with a JSON schema (``SETTINGS_SCHEMA``, by ``runtime.settings_schema``, which needs
+no package beyond the minimal runtime) before anything starts; a wrong one is a
 ``SettingsError`` naming the key and the allowed values.
 
 Two rules that are policy, not types:
@@ -20,9 +21,8 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
-import jsonschema
-
 from contract.defaults import DEFAULT_HOST, DEFAULT_PORT, MAX_BATCH_ITEMS, MAX_CONTENT_LENGTH
+from runtime.settings_schema import schema_errors
 
 SERVERS = ("werkzeug", "gunicorn")
 
@@ -92,12 +92,11 @@ class ServingSettings:
     @classmethod
     def from_mapping(cls, values: dict, where: str = "runtime settings") -> "ServingSettings":
         """Checked settings from a mapping (defaults fill what is absent)."""
-        errors = sorted(jsonschema.Draft202012Validator(SETTINGS_SCHEMA).iter_errors(values),
-                        key=lambda e: list(e.path))
+        errors = schema_errors(SETTINGS_SCHEMA, values)
         if errors:
             error = errors[0]
-            key = ".".join(map(str, error.path)) or "(top level)"
-            if error.validator == "additionalProperties":
+            key = error.key or "(top level)"
+            if error.keyword == "additionalProperties":
                 known = ", ".join(sorted(SETTINGS_SCHEMA["properties"]))
                 raise SettingsError(f"{where}: {error.message}; known keys: {known}")
             raise SettingsError(f"{where}: key '{key}': {error.message}")

@@ -71,6 +71,20 @@ def test_repro_deploys_and_validates_v701(demo_project):
     assert verdict["passed"] is True, verdict
 
 
+def test_repro_validates_v711_on_mlserver_with_our_servers_answers(demo_project):
+    """v711 is v701's package and batches on MLServer (runtime.server: mlserver): its
+    verdict passes, and its log holds, window by window and model by model, the
+    probabilities our server gave v701."""
+    verdict = json.loads((demo_project / "executions/07_deployrun/v711/verdict.json").read_text())
+    assert verdict["passed"] is True, [c for c in verdict["checks"] if c["passed"] is False]
+    on_mlserver, on_ours = (pq.read_table(demo_project / run_dir / "logs/raw_predictions.parquet").to_pandas()
+                            for run_dir in ("executions/07_deployrun/v711", DEPLOY))
+    columns = ["t0", "objective", "source_f05", "model_id"]
+    assert on_mlserver[columns].equals(on_ours[columns]) and len(on_ours) > 0
+    assert (on_mlserver["probability"] - on_ours["probability"]).abs().max() <= 1e-6
+    assert on_mlserver["y_pred"].equals(on_ours["y_pred"])
+
+
 def test_metrics_show_lists_v701s_models(demo_project):
     shown = dvc(demo_project, "metrics", "show", "--json").stdout
     metrics = json.loads(shown)
