@@ -183,7 +183,7 @@ def project_copy(demo_project, tmp_path) -> Path:
 # first one builds the demo (``built_demo``) while the other worker works through modules
 # that need no demo. Modules not listed follow in their usual order.
 XDIST_ORDER = ("test_pipeline.py", "test_runtime_faults.py", "test_readme.py", "test_lifecycle.py",
-               "test_notebooks.py", "test_bench.py", "test_dvc_deps.py", "test_mlserver.py",
+               "test_notebooks.py", "test_bench.py", "test_dvc_deps.py", "test_mlserver.py", "test_upstream_import.py",
                "test_runtime_server_deployment.py")
 
 
