@@ -92,7 +92,11 @@ def workers_ready() -> int:
 
 
 def worker_exits() -> int:
-    """How many worker processes have exited (been replaced, or stopped) so far."""
+    """How many worker processes have exited (been replaced, or stopped) so far: none in
+    one process (werkzeug), where nothing counts them and the minimal runtime, without
+    prometheus_client, answers /ready all the same."""
+    if not multiprocess_mode():
+        return 0
     for family in _registry().collect():
         if family.name == "runtime_worker_exits":
             return int(sum(s.value for s in family.samples if s.name.endswith("_total")))

@@ -180,7 +180,9 @@ def test_a_vocabulary_shift_fails_the_reference_on_mlserver_as_on_our_server(tmp
         importlib.import_module(f"stages.{stage}").main("v701")
     verdict = json.loads((root / "executions" / layout.F07 / "v701" / layout.VERDICT).read_text())
     wrong = {c["name"]: c["detail"] for c in verdict["checks"] if c["passed"] is False}
-    assert set(wrong) == {f"reference equivalence: {EMBEDDING}", f"reference equivalence: {CNN}"}, wrong
+    shifted = {f"reference equivalence: {EMBEDDING}", f"reference equivalence: {CNN}"}
+    # shifted inputs move probabilities across the threshold too: decisions may differ as well
+    assert shifted <= set(wrong) <= shifted | {f"reference decisions: {EMBEDDING}", f"reference decisions: {CNN}"}, wrong
     passed = {c["name"] for c in verdict["checks"] if c["passed"] is True}
     assert {f"transport: {CNN}", "replay completed", "server loaded the package", "server ready"} <= passed
 

@@ -65,7 +65,7 @@ def fresh_project(root: Path) -> Path:
             "v611": {**base, "parent_variants_f05": ["v501"], "models": {"v401": base["models"]["v401"]}},
             "v612": {**base, "parent_variants_f05": ["v502"], "models": {"v402": base["models"]["v402"]}},
         }
-        (entry,) = params["deployrun"].values()
+        entry = params["deployrun"]["v701"]  # the demo's own F07 entry (v711 is its MLServer twin)
         params["deployrun"] = {"v711": {**entry, "parent_variant_f06": "v611"},
                                "v712": {**entry, "parent_variant_f06": "v612"}}
         return params
