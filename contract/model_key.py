@@ -7,10 +7,11 @@ the three columns identify it in the prediction log and the metrics. Standard li
 from __future__ import annotations
 
 KEY_COLUMNS = ["objective", "source_f05", "model_id"]  # a list: pandas selects columns by a list
+KEY_SEPARATOR = "/"
 
 
 def model_key(objective: str, source_f05: str, model_id: str) -> str:
-    return f"{objective}/{source_f05}/{model_id}"
+    return KEY_SEPARATOR.join((objective, source_f05, model_id))
 
 
 def key_of(record) -> str:

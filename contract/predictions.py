@@ -6,6 +6,9 @@ finite."""
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from contract.model_key import KEY_COLUMNS, KEY_SEPARATOR
 
 PREDICTION_SCHEMA = pa.schema([
     ("t0", pa.int64()),
@@ -21,3 +24,9 @@ PREDICTION_SCHEMA = pa.schema([
 PREDICTION_CSV_SCHEMA = pa.schema([field if field.name != "OW_events" else pa.field("OW_events", pa.string())
                                    for field in PREDICTION_SCHEMA])
 
+
+
+def model_keys(batch) -> pa.Array:
+    """Each row's model key (``contract.model_key.model_key``) of a batch or table of the
+    log, computed in Arrow: how score, reference and verdict tell the models' rows apart."""
+    return pc.binary_join_element_wise(*(batch.column(column) for column in KEY_COLUMNS), KEY_SEPARATOR)

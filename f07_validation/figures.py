@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from contract.model_key import KEY_COLUMNS
+from contract.model_key import key_of
 
 DPI = 100
 CLASS_TICKS = ["0 (negative)", "1 (positive)"]
@@ -82,7 +82,7 @@ def timeline_png(timeline: pd.DataFrame, models: list[dict], bin_seconds: int) -
             axes.set_ylim(-0.16, 1.05)
             axes.set_yticks([0, 0.5, 1])
             axes.set_ylabel("probability")
-            mine = by_model.get("/".join(model[column] for column in KEY_COLUMNS))
+            mine = by_model.get(key_of(model))
             if mine is None:
                 axes.text(0.5, 0.5, "no prediction logged", transform=axes.transAxes, ha="center")
                 continue

@@ -57,6 +57,7 @@ import pyarrow.parquet as pq
 from console.progress import progress
 from contract.defaults import F05_DEFAULT_THRESHOLD
 from contract.errors import UserError
+from contract.predictions import model_keys
 from contract import layout
 
 FIRST_SHOWN = 5  # mismatching or missing windows named in a result
@@ -319,8 +320,7 @@ def _log_batches(log_path: Path, models: list[ModelUnderTest], with_events: bool
         raise ReferenceComparisonError(f"{log_path} lacks columns {missing}: it is not a raw prediction log")
     with progress(desc=f"reference: {log_path.name}", total=file.metadata.num_rows, unit="row") as bar:
         for batch in file.iter_batches(batch_size=READ_ROWS, columns=columns):
-            key = pc.binary_join_element_wise(batch.column("objective"), batch.column("source_f05"),
-                                              batch.column("model_id"), "/")
+            key = model_keys(batch)
             rows = {m.key: np.flatnonzero(pc.equal(key, m.key).to_numpy(zero_copy_only=False)) for m in models}
             yield batch, rows
             bar.update(batch.num_rows)

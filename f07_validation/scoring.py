@@ -36,9 +36,8 @@ import pyarrow.parquet as pq
 
 from contract import layout
 from contract.files import atomic_path, dump_json
-from contract.model_key import KEY_COLUMNS
 from console.progress import progress
-from contract.predictions import PREDICTION_SCHEMA
+from contract.predictions import PREDICTION_SCHEMA, model_keys
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, NO_REFERENCE, REFERENCED, Reference, load_reference,
@@ -129,7 +128,7 @@ def log_batches(run: DeployRun, log: pq.ParquetFile):
 def model_index(run: DeployRun, batch: pa.Table) -> np.ndarray:
     """Each row's model, as its position in the manifest; refuses rows of a model the
     manifest does not list (a log from another serve)."""
-    key = pc.binary_join_element_wise(*(batch[column] for column in KEY_COLUMNS), "/")
+    key = model_keys(batch)
     index = pc.index_in(key, value_set=pa.array([model.key for model in run.models], pa.string()))
     if index.null_count:
         stray = sorted(set(pc.filter(key, pc.is_null(index)).to_pylist()))

@@ -46,6 +46,7 @@ from contract import layout
 from contract.defaults import DEFAULT_QUALITY_FLOORS
 from contract.files import write_json_atomic
 from contract.model_key import KEY_COLUMNS
+from contract.predictions import model_keys
 from contract.seal import verify_seal
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.gates import Gates, drop, read_model_metrics, validate_gates
@@ -355,8 +356,7 @@ def logged_per_model(path: Path) -> dict[str, int]:
     check cannot pass on a pass over fewer rows than were logged."""
     counts: dict[str, int] = {}
     for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=65_536, columns=KEY_COLUMNS):
-        keys = pc.binary_join_element_wise(*(batch.column(column) for column in KEY_COLUMNS), "/")
-        for item in pc.value_counts(keys).to_pylist():
+        for item in pc.value_counts(model_keys(batch)).to_pylist():
             counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     return counts
 
