@@ -499,3 +499,122 @@ def test_server_killed_under_dvc_gives_a_failed_verdict_on_the_next_repro(projec
     assert verdict["passed"] is False
     assert "killed by SIGKILL" in failed(verdict)["replay completed"]
     assert "Runtime fault" in (run_dir / layout.REPORT_HTML).read_text()
+
+
+# --------------------------------------------------------------------------- the same faults on MLServer
+
+KEYS = (DENSE, EMBEDDING, CNN)
+
+
+@pytest.fixture(scope="module")
+def mlserver_faults(pristine, tmp_path_factory):
+    """The served project validating one MLServer process by URL (``runtime: {server:
+    mlserver, url}``, the serve stage run against it), and the file that process reads its
+    fault from on every request (tests/server_faults: ``from_file``): one MLServer start
+    for every fault below that leaves it running."""
+    from contract.manifest import load_manifest
+    from f07_validation.mlserver_process import MLServerProcess
+
+    root = Path(shutil.copytree(pristine, tmp_path_factory.mktemp("mlserver") / "project"))
+    fault_file = root.parent / "fault.json"
+    server = MLServerProcess(load_manifest(root / RUN / layout.MANIFEST), host="127.0.0.1")
+    environment = server.environment
+
+    def with_fault() -> dict:  # the fault in MLServer's environment only, not in this process's
+        env = environment()
+        env["PYTHONPATH"] += os.pathsep + str(FAULTS)
+        env["F07_TEST_FAULT"] = json.dumps({"kind": "from_file", "path": str(fault_file)})
+        return env
+
+    server.environment = with_fault
+    with server:
+        server.wait_ready()
+        write_params(root, runtime={"url": server.url, "server": "mlserver"})
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(root)
+            run_stages("serve")
+        yield root, server.url, fault_file
+
+
+def judge_on_mlserver(mlserver_faults, tmp_path, monkeypatch, fault: dict | None, runtime=(), **entry) -> dict:
+    """A private copy of the project, judged through the shared MLServer answering with
+    ``fault`` (None: none); the verdict."""
+    source, url, fault_file = mlserver_faults
+    root = working_copy(source, tmp_path, monkeypatch)
+    write_params(root, runtime={"url": url, "server": "mlserver", **dict(runtime)}, **entry)
+    if fault is not None:
+        fault_file.write_text(json.dumps(fault))
+    try:
+        return judge(monkeypatch)
+    finally:
+        fault_file.unlink(missing_ok=True)  # lifted: a hung request ends, the next test starts clean
+
+
+def test_the_shared_mlserver_without_a_fault_passes_every_check(mlserver_faults, tmp_path, monkeypatch):
+    """The control of the faults below: the same MLServer, validated by URL, no fault."""
+    verdict = judge_on_mlserver(mlserver_faults, tmp_path, monkeypatch, None)
+    assert verdict["passed"], failed(verdict)
+    assert {f"transport: {key}" for key in KEYS} <= {name for name, passed in outcome(verdict).items() if passed}
+
+
+@pytest.mark.parametrize("fault, settings, fails, passes", [
+    # each row: the fault of a test above, and the checks its assertions name, failing
+    # with what their detail says there (and, where it asserts so, the checks that pass)
+    ({"kind": "reorder"}, {}, {f"reference equivalence: {key}": "" for key in KEYS}, ()),
+    ({"kind": "nan", "model_id": "obj_b", "every": 5}, {},
+     {f"finite outputs: {CNN}": "NaN or infinite"}, (f"finite outputs: {DENSE}",)),
+    ({"kind": "scale", "batch": 1, "model_id": "obj_b", "factor": 0.5}, {"equivalence_sample_windows": 64},
+     {f"transport: {CNN}": "1 batch in "}, (f"transport: {DENSE}", f"reference equivalence: {DENSE}")),
+    ({"kind": "decision", "rule": "inverted"}, {},
+     {name: detail for key in KEYS for name, detail in (
+         (f"reference decisions: {key}", "decided otherwise at threshold 0.5 (model_summary.json"),
+         (f"logged decisions: {key}", "logged rows disagree with threshold 0.5"),
+         (f"transport: {key}", "another y_pred than in-process"))},
+     tuple(f"reference equivalence: {key}" for key in KEYS)),
+    ({"kind": "fail_after", "batches": 2}, {}, {"replay completed": "answered 500"}, ()),
+    ({"kind": "drop", "after": 2}, {}, {"replay completed": "31 probabilities for 32 windows"}, ()),
+    ({"kind": "hang_after", "batches": 2}, {"runtime": {"request_timeout": 2}},
+     {"replay completed": "did not answer within 2"}, ()),
+], ids=["reorder", "nan", "scale", "decision-inverted", "fail_after", "drop", "hang_after"])
+def test_mlserver_fails_the_verdict_for_the_same_faults_as_our_server(mlserver_faults, tmp_path, monkeypatch,
+                                                                     fault, settings, fails, passes):
+    """The faults of the tests above, injected into MLServer's runtime class: the same
+    checks fail, saying the same."""
+    verdict = judge_on_mlserver(mlserver_faults, tmp_path, monkeypatch, fault, **settings)
+    assert verdict["passed"] is False
+    wrong = failed(verdict)
+    for name, detail in fails.items():
+        assert detail in wrong.get(name, "(passed)"), (name, wrong)
+    assert not set(passes) & set(wrong), wrong
+
+
+def test_mlserver_deciding_at_another_threshold_fails_naming_the_declared_one(mlserver_faults, tmp_path,
+                                                                            monkeypatch):
+    """As with our server (ignoring a declared 0.3 there): MLServer's core decides at 0.3
+    where every model declares 0.5; the models with probabilities in [0.3, 0.5) fail."""
+    wrong = failed(judge_on_mlserver(mlserver_faults, tmp_path, monkeypatch,
+                                     {"kind": "decision", "threshold": 0.3}))
+    log = pq.read_table(RUN / layout.PREDICTIONS).to_pandas()
+    between = log[(log.probability >= 0.3) & (log.probability < 0.5)]
+    affected = set(between.objective + "/" + between.source_f05 + "/" + between.model_id)
+    assert EMBEDDING in affected
+    for key in KEYS:
+        assert (f"logged decisions: {key}" in wrong) == (key in affected), wrong
+        if key in affected:
+            assert "threshold 0.5 (model_summary.json of the package)" in wrong[f"logged decisions: {key}"]
+            assert "threshold 0.5" in wrong[f"reference decisions: {key}"]
+
+
+def test_mlserver_killed_mid_replay_is_a_failed_verdict_naming_its_exit(project, monkeypatch):
+    """The F07 run starts MLServer itself (``runtime: {server: mlserver}``), which kills
+    itself at batch 3: as with our server, the replay's fault names the exit and the
+    batch, two batches were logged, only the partial log remains, and no process is left."""
+    write_params(project, runtime={"host": "127.0.0.1", "port": 0, "server": "mlserver"}, check_equivalence=False)
+    wrong = failed(judge(monkeypatch, {"kind": "kill_after", "batches": 3}))
+    assert "exited with code -9 (killed by SIGKILL)" in wrong["replay completed"], wrong
+    assert "batch 3" in wrong["replay completed"]
+    assert "every replay window sent" in wrong and f"coverage: {DENSE}" in wrong
+    summary = json.loads((RUN / layout.RUN_SUMMARY).read_text())
+    assert summary["windows_answered"] == 2 * 32 and summary["fault"]["exit_code"] == -9
+    assert_partial_log_only()
+    assert processes_in(project) == []

@@ -11,6 +11,22 @@ receives them from a client that sends no id. Answers are rewritten in the forma
 they were sent in, JSON or Arrow IPC (decoded, changed, encoded again), so a fault
 reaches the client on whichever wire it speaks.
 
+In an MLServer process (``mlserver start``, ``runtime: {server: mlserver}``) the same
+faults are injected into MLServer's request handling, which calls the runtime class
+(``runtime.mlserver_model``) once per model and batch (``POST /v2/models/<name>/infer``): there
+"POST /infer_batch" below reads "a model's request", a batch's number is the replay's
+(the OIP client sends it as the request's ``id``; for a client that sends none, the
+order of arrival of that model's requests), and a batch counts as answered once every
+model answered it. ``kill_after``, ``hang_after``, ``fail_after``, ``nan``, ``drop``,
+``reorder``, ``scale``, ``decision`` and ``vocab_shift`` apply there as written;
+``kill_master_after`` does not (the exported repository runs MLServer as one process,
+``parallel_workers: 0``: there is no master apart from the process that serves), nor do
+the Arrow rewrites (the OIP client speaks JSON only). There the fault may also be
+``{"kind": "from_file", "path": ...}``: the fault the file holds, read again on every
+request (none while it is absent), so that one MLServer process, validated by URL,
+takes several faults in turn (a ``hang_after`` hangs until the file changes). It holds
+no ``vocab_shift`` (installed at start-up), and ``kill_after`` leaves nothing to reuse.
+
 Faults (``kind``):
 - ``vocab_shift``: the runtime's vectorizer of ``family`` (``sequence`` or ``dense_bow``)
   builds inputs over a vocabulary shifted by one position: a wrong input that the
@@ -41,6 +57,7 @@ process (where the infer stage runs) with ``monkeypatch.setattr``: ``log_writer(
 """
 import json
 import os
+import sys
 
 
 def vocab_shift(family: str):
@@ -96,8 +113,8 @@ def log_writer(kind: str, **options):
     return PredictionLog, add
 
 
-def _decision(fault: dict) -> None:
-    """The core's decision rule replaced (the ``decision`` fault)."""
+def _decision(current) -> None:
+    """The core's decision rule replaced (the ``decision`` fault ``current()`` returns)."""
     import dataclasses
 
     import numpy as np
@@ -108,6 +125,9 @@ def _decision(fault: dict) -> None:
 
     def scores(self, windows):
         result = original(self, windows)
+        fault = current()
+        if fault is None or fault["kind"] != "decision":
+            return result
         if fault.get("rule") == "inverted":
             y_pred = result.probabilities < self.entry.threshold
         else:
@@ -117,12 +137,27 @@ def _decision(fault: dict) -> None:
     core.ModelSlot.scores = scores
 
 
+def _from_file(path: str):
+    """The fault in the file ``path`` as it is now (None while there is none)."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except FileNotFoundError:
+        return None
+
+
 def install(fault: dict) -> None:
     if fault["kind"] == "vocab_shift":
         cls, shifted = vocab_shift(fault["family"])
         cls.__call__ = shifted
+    elif os.path.basename(sys.argv[0]) == "mlserver":  # the command ``mlserver start``
+        def current():
+            return _from_file(fault["path"]) if fault["kind"] == "from_file" else fault
+
+        _decision(current)
+        _oip_answers(current)
     elif fault["kind"] == "decision":
-        _decision(fault)
+        _decision(lambda: fault)
     else:
         _answers(fault)
 
@@ -247,3 +282,78 @@ def _answers(fault: dict) -> None:
 
     flask.Flask.preprocess_request = preprocess_request
     flask.Flask.process_response = process_response
+
+
+def _oip_answers(current) -> None:
+    """The answer faults in an MLServer process, the fault being ``current()`` at each
+    request: MLServer's request handling wrapped (``DataPlane.infer``, which calls the
+    runtime class's ``predict`` once per model and batch; the class itself cannot be
+    patched: MLServer reloads its module when it loads a model). The export runs the
+    runtime in MLServer's own process (``parallel_workers: 0``). A batch's number is the
+    replay's, which the OIP client sends as the request's ``id`` (a model's request of
+    batch k is batch k, whichever arrives first); for a client that sends no id, the
+    order in which this model's requests arrive under the current fault. The rewrites
+    are ``_rewrite_json``'s, on the model's ``probability`` and ``y_pred`` outputs (a
+    probability made null gets ``y_pred`` -1 and counts in ``parameters.non_finite``,
+    as the codec answers it)."""
+    import asyncio
+    import collections
+    import signal
+
+    from mlserver.errors import MLServerError
+    from mlserver.handlers.dataplane import DataPlane
+    from mlserver.types import InferenceResponse
+
+    from f07_validation.client import replay_batch_number
+
+    original = DataPlane.infer
+    seen = {"fault": None, "arrived": collections.Counter(), "answered": collections.Counter()}
+
+    async def infer(self, payload, name, version=None):
+        fault = current()
+        if fault is None:
+            return await original(self, payload, name, version)
+        if fault != seen["fault"]:  # another fault, counted afresh
+            seen.update(fault=fault, arrived=collections.Counter(), answered=collections.Counter())
+        arrived, answered = seen["arrived"], seen["answered"]
+        model = await self._model_registry.get_model(name, version)  # a SealedPackageModel
+        arrived[name] += 1
+        sent_as = replay_batch_number(payload.id or "")
+        batch = arrived[name] if sent_as is None else sent_as
+        [slot] = model._core.slots
+        kind = fault["kind"]
+        if kind == "kill_master_after":
+            raise ValueError("kill_master_after: MLServer runs as one process here (parallel_workers: 0), "
+                             "no master apart from the process serving; use kill_after")
+        if kind == "kill_after" and batch >= fault["batches"]:
+            # every model's answer to every earlier batch first, and a moment for MLServer
+            # to write the last of them (an answer goes out once infer has returned)
+            models = len(model._core.manifest.models)
+            while any(answered[earlier] < models for earlier in range(1, batch)):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "hang_after" and batch >= fault["batches"]:
+            if fault.get("hung_file"):
+                open(fault["hung_file"], "w").close()
+            # this request only (MLServer goes on serving others), until the fault is lifted
+            for _ in range(36_000):
+                if current() != fault:
+                    break
+                await asyncio.sleep(0.1)
+        if kind == "fail_after" and batch >= fault["batches"]:
+            raise MLServerError(f"model {name} raised on the batch: injected", status_code=500)
+        response = (await original(self, payload, name, version)).model_dump(mode="json", exclude_none=True)
+        outputs = {output["name"]: output for output in response["outputs"]}
+        answer = {"model_id": slot.entry.model_id, "probabilities": outputs["probability"]["data"],
+                  "y_pred": outputs["y_pred"]["data"], "errors": []}
+        _rewrite_json(fault, {"models": [answer]}, batch)
+        outputs["probability"]["data"] = answer["probabilities"]
+        outputs["y_pred"]["data"] = [-1 if label is None else label for label in answer["y_pred"]]
+        if answer["errors"]:
+            parameters = response.setdefault("parameters", {})
+            parameters["non_finite"] = parameters.get("non_finite", 0) + len(answer["errors"])
+        answered[batch] += 1
+        return InferenceResponse.model_validate(response)
+
+    DataPlane.infer = infer
