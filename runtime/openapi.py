@@ -1,12 +1,16 @@
 """The OpenAPI 3 description of every route, served at ``GET /openapi.json``.
 
-Built from the running server's settings, so the limits it states (windows per batch,
-body bytes) are the ones enforced, and the bearer-token requirement appears only when a
-token is configured. Every status a route can answer is listed with its body schema; the
-tests run schemathesis against a real server process with this document.
+Built from the running server's settings and environment, so the limits it states
+(windows per batch, body bytes) are the ones enforced, the bearer-token requirement
+appears only when a token is configured, and a 501 only where a feature's optional
+package is not installed (the operations ``runtime.optional.EXTRAS`` names for it, the
+description the refusal's own message). Every status a route can answer is listed with
+its body schema; the tests run schemathesis against a real server process with this
+document.
 """
 from __future__ import annotations
 
+from runtime import optional
 from runtime.codecs import ARROW, JSON, OCTET
 from runtime.settings import ServingSettings
 
@@ -199,6 +203,12 @@ def build(settings: ServingSettings) -> dict:
         **model_routes("/v2/models/{name}", [name]),
         **model_routes("/v2/models/{name}/versions/{version}", [name, version]),
     }
+    for module, extra in optional.EXTRAS.items():
+        if not optional.installed(module):  # the operations that refuse it, in MissingPackage's words
+            for method, path in extra.operations:
+                answers = paths[path][method]["responses"]
+                refusals = [answers["501"]["description"]] if "501" in answers else []
+                answers["501"] = _answer("; ".join([*refusals, optional.missing_message(module)]), _ERROR)
     for route in OPEN_ROUTES:
         for operation in paths[route].values():
             operation["responses"].pop("401", None)

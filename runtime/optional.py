@@ -17,18 +17,30 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from types import ModuleType
+from typing import NamedTuple
 
 from runtime.errors import ServingError
 
-# import name -> (distribution to install, the feature that needs it, the project's
-# requirements file that pins it)
-EXTRAS = {
-    "prometheus_client": ("prometheus-client", "metrics (GET /metrics, gunicorn's readiness "
-                                               "across workers)", "requirements.txt"),
-    "gunicorn": ("gunicorn", "the gunicorn server (--server gunicorn)", "requirements.txt"),
-    "pyarrow": ("pyarrow", "Arrow IPC bodies (Content-Type: application/vnd.apache.arrow.stream)",
-                "requirements.txt"),
-    "mlserver": ("mlserver", "serving on MLServer", "requirements-mlserver.txt"),
+
+class Extra(NamedTuple):
+    """An optional extra: the distribution to install, the feature that needs it, the
+    project's requirements file that pins it, and the server's operations that answer 501
+    without it (``(method, OpenAPI path)``; ``runtime.openapi`` lists the 501 from here)."""
+
+    distribution: str
+    feature: str
+    requirements: str
+    operations: tuple[tuple[str, str], ...] = ()
+
+
+EXTRAS = {  # import name -> Extra
+    "prometheus_client": Extra("prometheus-client", "metrics (GET /metrics, gunicorn's readiness "
+                                                    "across workers)", "requirements.txt",
+                               operations=(("get", "/metrics"),)),
+    "gunicorn": Extra("gunicorn", "the gunicorn server (--server gunicorn)", "requirements.txt"),
+    "pyarrow": Extra("pyarrow", "Arrow IPC bodies (Content-Type: application/vnd.apache.arrow.stream)",
+                     "requirements.txt", operations=(("post", "/infer_batch"),)),
+    "mlserver": Extra("mlserver", "serving on MLServer", "requirements-mlserver.txt"),
 }
 
 
@@ -40,18 +52,23 @@ class MissingPackage(ServingError):
 
 
 def missing_message(module: str) -> str:
-    distribution, feature, requirements = EXTRAS[module]
+    distribution, feature, requirements, _ = EXTRAS[module]
     return (f"{feature} needs the Python package {distribution}, which is not installed in "
             f"this environment; install it with `pip install -r {requirements}` (pinned) or "
             f"`pip install {distribution}`, or use the server without it")
 
 
+def installed(module: str) -> bool:
+    """Whether an extra is installed, without importing it (prometheus_client, for one,
+    must be imported only once its multiprocess folder is set)."""
+    return importlib.util.find_spec(module) is not None
+
+
 def require_installed(*modules: str) -> None:
     """Refuse (``MissingPackage``) a feature whose extras are not all installed, without
-    importing them (prometheus_client, for one, must be imported only once its
-    multiprocess folder is set)."""
+    importing them."""
     for module in modules:
-        if importlib.util.find_spec(module) is None:
+        if not installed(module):
             raise MissingPackage(missing_message(module))
 
 

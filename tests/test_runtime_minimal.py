@@ -58,12 +58,21 @@ def test_the_replay_runs_against_the_minimal_runtime(server, serving_manifest):
     assert "not installed" not in server.stderr_tail()  # silent while no extra is asked for
 
 
+def documented_501(server) -> dict[tuple[str, str], str]:
+    """(method, path) -> the description of its 501 answer, in the server's /openapi.json."""
+    document = requests.get(server.url + "/openapi.json", timeout=10).json()
+    return {(method, path): operation["responses"]["501"]["description"]
+            for path, item in document["paths"].items() for method, operation in item.items()
+            if "501" in operation["responses"]}
+
+
 def test_metrics_without_prometheus_client_is_one_line_naming_it(server):
     answer = requests.get(server.url + "/metrics", timeout=10)
     assert answer.status_code == 501
     message = answer.json()["error"]
     assert "prometheus-client" in message and "pip install prometheus-client" in message
     assert "\n" not in message
+    assert documented_501(server)[("get", "/metrics")] == message  # the OpenAPI document says it
 
 
 def test_arrow_bodies_without_pyarrow_are_one_line_naming_it(server):
@@ -74,8 +83,16 @@ def test_arrow_bodies_without_pyarrow_are_one_line_naming_it(server):
                            headers={"Content-Type": codecs.ARROW})
     assert answer.status_code == 501
     assert "pip install pyarrow" in answer.json()["error"]
+    assert documented_501(server)[("post", "/infer_batch")] == answer.json()["error"]
     json_answer = requests.post(server.url + "/infer_batch", json={"windows": windows}, timeout=10)
     assert json_answer.status_code == 200  # the same batch as JSON is served
+
+
+def test_the_openapi_document_lists_a_501_only_where_an_extra_is_missing(server):
+    """The two refusals above, and no other operation: the JSON bodies, the OIP routes and
+    the rest need no extra (the full server's document lists no 501:
+    test_runtime_server_openapi.py)."""
+    assert set(documented_501(server)) == {("get", "/metrics"), ("post", "/infer_batch")}
 
 
 def test_gunicorn_without_its_packages_refuses_to_start_in_one_line(minimal_python, serving_manifest):

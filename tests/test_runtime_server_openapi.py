@@ -44,6 +44,9 @@ def test_every_route_is_described(server):
               ("/v2/models/{name}/versions/{version}/ready", "GET"),
               ("/v2/models/{name}/versions/{version}/infer", "POST")}
     assert described == routes
+    # every optional extra is installed here: no 501 (the minimal runtime's in test_runtime_minimal.py)
+    assert [path for path, item in document["paths"].items() for operation in item.values()
+            if "501" in operation["responses"]] == []
     batch = document["paths"]["/infer_batch"]["post"]
     assert batch["requestBody"]["content"]["application/json"]["schema"]["properties"]["windows"]["maxItems"] == 32
     assert "16384 bytes" in batch["summary"]
