@@ -5,7 +5,8 @@ from a temporary project root), on the small validated package of
 tests/validated_package.py, served once by the serve stage and then replayed by the
 infer stage through a real server process, with one fault injected into that process
 (tests/server_faults). A correct run passes every check; each fault fails the check that
-exists to catch it, and the check's detail says why.
+exists to catch it, and the check's detail says why. The last section injects the same
+faults into MLServer (``runtime: {server: mlserver}``) and finds the same checks failing.
 """
 from __future__ import annotations
 
