@@ -40,8 +40,8 @@ from f07_validation.deployrun import DeployRun
 from f07_validation.failures import (MISSED, NOT_COVERED, WARNED, FailureCoverage, ObjectiveFailures,
                                      lead_time_summary, read_failures)
 from f07_validation.matching import REFERENCED, match_windows, window_starts
-from f07_validation.scoring import (HEADLINE_DECIMALS, headline_key, load_references, log_batches, model_index,
-                                    open_log, time_span)
+from f07_validation.scoring import (headline_key, headline_values, load_references, log_batches, model_index,
+                                    open_log, time_span, write_headlines)
 from f07_validation.thresholds import (BELOW, EpisodeTally, Histogram, average_precision, ratio, roc_auc,
                                        roc_auc_bound, threshold_edges)
 from f07_validation.timefmt import utc_iso
@@ -82,7 +82,7 @@ class Evaluation:
     summary: dict               # evaluation.json
     failures: pd.DataFrame      # failures.csv: FAILURE_COLUMNS
     thresholds: pd.DataFrame    # thresholds.csv: THRESHOLD_COLUMNS
-    headline: dict              # failures.json
+    headline: dict              # failure_level/<model>.json: {short key: values}
 
 
 def _curves(tally: _ModelTally, days: float) -> pd.DataFrame:
@@ -209,16 +209,16 @@ def evaluate_deployrun(run: DeployRun) -> Evaluation:
 
 
 def headline(models: dict, run: DeployRun) -> dict:
-    """A few values per model for `dvc metrics show`, under the score stage's short keys."""
+    """A few values per model for `dvc metrics show`, under the score stage's short keys
+    (a file per model, as the score stage's window_level/)."""
     per_model = pd.DataFrame([model.identity() for model in run.models])
     tree = {}
     for row, model in zip(per_model.to_dict("records"), run.models):
         item = models[model.key]
-        # three, as metrics.json has three: `dvc metrics show` puts both files in one table
-        values = {"failure_recall": item["failure_recall"], "lead_time_p50_s": item["lead_time_s"]["p50"],
-                  "false_alarms_per_day": item["declared"]["false_alarms_per_day"]}
-        tree[headline_key(row, per_model)] = {name: (round(value, HEADLINE_DECIMALS) if isinstance(value, float)
-                                                     else value) for name, value in values.items()}
+        # three, as the score stage's files: `dvc metrics show` puts both in one table
+        tree[headline_key(row, per_model)] = headline_values({
+            "failure_recall": item["failure_recall"], "lead_time_p50_s": item["lead_time_s"]["p50"],
+            "false_alarms_per_day": item["declared"]["false_alarms_per_day"]})
     return tree
 
 
@@ -228,7 +228,7 @@ def curve_file_name(key: str) -> str:
 
 
 def write_evaluation(evaluation: Evaluation, run: DeployRun) -> None:
-    """failures.csv, failures.json, evaluation.json, thresholds.csv, plots/curves/ and the
+    """failures.csv, failure_level/, evaluation.json, thresholds.csv, plots/curves/ and the
     figure, each replaced whole; everything is computed before the first is written."""
     from f07_validation.figures import thresholds_png  # matplotlib: only where drawn
 
@@ -251,7 +251,8 @@ def write_evaluation(evaluation: Evaluation, run: DeployRun) -> None:
     write_text_atomic(run.path(layout.FAILURES), failures_csv)
     write_text_atomic(run.path(layout.THRESHOLDS), thresholds_csv)
     write_json_atomic(run.path(layout.EVALUATION), evaluation.summary)
-    write_json_atomic(run.path(layout.FAILURES_SUMMARY), evaluation.headline)
+    with atomic_path(run.path(layout.FAILURE_HEADLINES)) as out:
+        write_headlines(out, evaluation.headline)
 
 
 def write_latency(run: DeployRun) -> dict | None:

@@ -172,10 +172,12 @@ def test_stage_files_are_stable_and_survive_a_rescore(tmp_path):
     metrics = run / "metrics"
     first = {p.relative_to(metrics).as_posix(): p.read_bytes() for p in metrics.rglob("*") if p.is_file()}
     assert set(first) == {
-        "failures.csv", "failures.json", "evaluation.json", "thresholds.csv", "plots/evaluation/thresholds.png",
+        "failures.csv", "evaluation.json", "thresholds.csv", "plots/evaluation/thresholds.png",
+        *(f"failure_level/{f05}.json" for f05 in ("v501", "v502", "v503")),
         *(f"plots/curves/{kind}/{model}.csv" for kind in ("pr", "roc", "alarms")
           for model in ("v401__v501__unit_down", "v401__v502__unit_down", "v402__v503__unit_down_noisy"))}
-    assert json.loads(first["failures.json"])["v503"]["failure_recall"] == 1.0
+    assert json.loads(first["failure_level/v503.json"])["failure_recall"] == 1.0
+    (metrics / "failure_level" / "v599.json").write_text("{}")  # a model the package no longer holds
     assert run_f07_stage("evaluate", tmp_path).returncode == 0
     assert {p.relative_to(metrics).as_posix(): p.read_bytes() for p in metrics.rglob("*") if p.is_file()} == first
     # the score stage replaces its own files in metrics/ and keeps these
