@@ -72,11 +72,13 @@ def confusion_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     return {"TP": tp, "TN": int(len(y_true)) - tp - fp - fn, "FP": fp, "FN": fn, **ratios(tp, fp, fn)}
 
 
-def load_references(run: DeployRun) -> dict[str, Reference]:
-    """One reference per objective of the manifest (its models share the dataset)."""
+def load_references(run: DeployRun, contents: bool = True) -> dict[str, Reference]:
+    """One reference per objective of the manifest (its models share the dataset);
+    ``contents`` as ``load_reference``'s."""
     return {objective: load_reference(run.dataset_path(objective), objective,
                                       spec.input_column, spec.label_column,
-                                      run.manifest.package_dir / spec.recovered_t0 if spec.recovered_t0 else None)
+                                      run.manifest.package_dir / spec.recovered_t0 if spec.recovered_t0 else None,
+                                      contents)
             for objective, spec in run.references.items()}
 
 
@@ -109,17 +111,19 @@ def time_span(run: DeployRun, log: pq.ParquetFile) -> tuple[int | None, int | No
     return first, last
 
 
-def log_batches(run: DeployRun, log: pq.ParquetFile):
+def log_batches(run: DeployRun, log: pq.ParquetFile, events: bool = True):
     """The log a batch at a time, each column in the type the contract fixes (any integer
-    width is accepted and widened)."""
+    width is accepted and widened); without its OW lists when ``events`` is off (they are
+    ~90% of a batch's bytes)."""
     path = run.predictions_path
-    for batch in log.iter_batches(batch_size=READ_ROWS, columns=PREDICTION_SCHEMA.names):
+    schema = pa.schema([field for field in PREDICTION_SCHEMA if events or field.name != "OW_events"])
+    for batch in log.iter_batches(batch_size=READ_ROWS, columns=schema.names):
         try:
-            batch = pa.Table.from_batches([batch]).cast(PREDICTION_SCHEMA)
+            batch = pa.Table.from_batches([batch]).cast(schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise DeployRunError(f"{path} has columns of unexpected types ({exc}); "
                                  f"{run.stage_fix('infer')}") from None
-        if batch["OW_events"].null_count:
+        if events and batch["OW_events"].null_count:
             raise DeployRunError(f"{path} has rows with a null OW_events (an empty window is an empty list): "
                                  f"{run.stage_fix('infer')}")
         yield batch
