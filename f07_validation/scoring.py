@@ -339,7 +339,7 @@ def headline_metrics(per_model: pd.DataFrame) -> dict[str, dict]:
         if key in tree:
             raise DeployRunError(f"models {row['source_f05']}/{row['model_id']} and another one share the "
                                  f"metrics file name {key} once '/' is replaced by '_'")
-        tree[key] = headline_values({metric: float(row[metric]) for metric in HEADLINE_METRICS})
+        tree[key] = headline_values({metric: row[metric] for metric in HEADLINE_METRICS})
     return tree
 
 
