@@ -81,18 +81,21 @@ EQUIVALENCE = f"{LOGS_DIR}/equivalence.json"
 RUN_TIMING = f"{LOGS_DIR}/{TIMING}"
 METRICS_DIR = "metrics"
 METRICS_PER_MODEL = f"{METRICS_DIR}/metrics_per_model.csv"
-METRICS_SUMMARY = f"{METRICS_DIR}/metrics.json"
 SCORING = f"{METRICS_DIR}/scoring.json"
 METRICS_TIMELINE = f"{METRICS_DIR}/timeline.csv"   # predictions binned over replay time
 METRICS_IMAGES = f"{METRICS_DIR}/plots/images"   # the score stage's figures (dvclive images)
 # the evaluate stage's files, in metrics/ beside the score stage's (each file has one owner stage)
 FAILURES = f"{METRICS_DIR}/failures.csv"            # one row per failure and model of its objective
-FAILURES_SUMMARY = f"{METRICS_DIR}/failures.json"   # DVC metric: a few failure-level values per model
 EVALUATION = f"{METRICS_DIR}/evaluation.json"       # failures, episodes, lead times, curves' summary
 THRESHOLDS = f"{METRICS_DIR}/thresholds.csv"        # every model's figures across thresholds
 CURVES_DIR = f"{METRICS_DIR}/plots/curves"          # DVC plots: <curve>/<model>.csv
 CURVE_KINDS = ("pr", "roc", "alarms")               # a folder each: one plot template per folder
 EVALUATION_IMAGES = f"{METRICS_DIR}/plots/evaluation"   # the evaluate stage's figures
+# DVC metrics (`dvc metrics show`, `dvc metrics diff`): one small JSON per model, in a folder
+# per stage that dvc.yaml declares as a metric (DVC lists a folder's files), so the table
+# grows in rows with the models and each of its columns is one metric name
+WINDOW_HEADLINES = f"{METRICS_DIR}/window_level"    # score: precision, recall, f1
+FAILURE_HEADLINES = f"{METRICS_DIR}/failure_level"  # evaluate: failure recall, lead time p50, false alarms/day
 LATENCY = f"{METRICS_DIR}/{TIMING}"                 # per-batch latency percentiles: wall clock, untracked
 REFERENCE = "reference.json"              # the server against the independent reference
 VERDICT = "verdict.json"
@@ -160,6 +163,12 @@ def confusion_figure(prediction_name: str) -> str:
 def curve_file(kind: str, model_file_name: str) -> str:
     """A DVC plot's data: ``CURVES_DIR/<kind>/<model>.csv``, ``kind`` one of CURVE_KINDS."""
     return f"{CURVES_DIR}/{kind}/{model_file_name}.csv"
+
+
+def headline_file(folder: str, model: str) -> str:
+    """A model's DVC metric file in a headline folder (WINDOW_HEADLINES or
+    FAILURE_HEADLINES): ``<folder>/<model>.json``, ``model`` its short key (a file name)."""
+    return f"{folder}/{model}.json"
 
 
 def evaluation_image(figure: str) -> str:

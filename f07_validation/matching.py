@@ -63,13 +63,16 @@ class Reference:
 
 
 class T0Reference(Reference):
-    """A merge join on `t0`: the dataset's rows are read just ahead of the windows asked for."""
+    """A merge join on `t0`: the dataset's rows are read just ahead of the windows asked for.
+    With ``contents`` off, its OW column is never read and no mismatch is reported (labels
+    only: the OW lists are ~90% of an F04 batch's bytes)."""
 
-    def __init__(self, path, objective, join, rows, positives, input_column, label_column, t0_path):
+    def __init__(self, path, objective, join, rows, positives, input_column, label_column, t0_path,
+                 contents: bool = True):
         super().__init__(path, objective, join, rows, positives)
-        self._rows = RowStream(path, [input_column, label_column])
+        self._rows = RowStream(path, [input_column, label_column] if contents else [label_column])
         self._t0 = RowStream(t0_path, ["t0"])
-        self._input, self._label = input_column, label_column
+        self._input, self._label, self._contents = input_column, label_column, contents
         self._buffer_t0 = np.zeros(0, np.int64)
         self._buffer_label = np.zeros(0, np.int8)
         self._buffer_ow = None
@@ -81,11 +84,12 @@ class T0Reference(Reference):
             self._exhausted = True
             return
         t0 = self._t0.take(table.num_rows).column("t0").to_numpy().astype(np.int64)
-        ow = table.column(self._input).combine_chunks()
         self._buffer_t0 = np.concatenate([self._buffer_t0, t0])
         self._buffer_label = np.concatenate([self._buffer_label,
                                              table.column(self._label).to_numpy().astype(np.int8)])
-        self._buffer_ow = ow if self._buffer_ow is None else pa.concat_arrays([self._buffer_ow, ow])
+        if self._contents:
+            ow = table.column(self._input).combine_chunks()
+            self._buffer_ow = ow if self._buffer_ow is None else pa.concat_arrays([self._buffer_ow, ow])
 
     def match(self, t0: np.ndarray, ow_hash: np.ndarray) -> Matched:
         n = len(t0)
@@ -99,7 +103,7 @@ class T0Reference(Reference):
         found = at >= 0
         status[found] = REFERENCED
         label[found] = self._buffer_label[at[found]]
-        if found.any():
+        if self._contents and found.any():
             mismatch[found] = content_hashes(self._buffer_ow.take(pa.array(at[found]))) != ow_hash[found]
         keep = int(np.searchsorted(self._buffer_t0, high, side="left"))  # later windows start at `high` or later
         self._buffer_t0, self._buffer_label = self._buffer_t0[keep:], self._buffer_label[keep:]
@@ -147,10 +151,11 @@ def _check_t0_order(path: Path, t0_path: Path) -> None:
 
 
 def load_reference(path: Path, objective: str, input_column: str, label_column: str,
-                   recovered_t0: Path | None = None) -> Reference:
+                   recovered_t0: Path | None = None, contents: bool = True) -> Reference:
     """Check an F04 dataset (columns, labels 0/1, `t0` unique and ascending) and open it
     for matching. A dataset without `t0` takes the one F06 recovered for it
-    (`recovered_t0`), when F06 could prove it row by row; else it is matched by content."""
+    (`recovered_t0`), when F06 could prove it row by row; else it is matched by content.
+    ``contents`` off: a `t0` join reads labels only and reports no OW mismatch."""
     if not path.exists():
         raise DeployRunError(
             f"{path} (reference of objective {objective}) is missing: the package is "
@@ -187,7 +192,7 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
         raise DeployRunError(f"{t0_path} holds {pq.ParquetFile(t0_path).metadata.num_rows} t0 values for the "
                              f"{rows} rows of {path}; rebuild the package (seal_package stage)")
     _check_t0_order(path, t0_path)
-    return T0Reference(path, objective, join, rows, positives, input_column, label_column, t0_path)
+    return T0Reference(path, objective, join, rows, positives, input_column, label_column, t0_path, contents)
 
 
 def window_starts(t0: np.ndarray) -> np.ndarray:
@@ -196,8 +201,13 @@ def window_starts(t0: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, t0[1:] != t0[:-1]]) if len(t0) else np.zeros(0, np.int64)
 
 
-def match_windows(t0: np.ndarray, ow: pa.Array, references: dict[str, Reference]) -> dict[str, Matched]:
+def joins_by_content(references: dict[str, Reference]) -> bool:
+    """Whether any reference needs the windows' OW lists to give a label."""
+    return any(reference.join == JOIN_OW_CONTENT for reference in references.values())
+
+
+def match_windows(t0: np.ndarray, ow: pa.Array | None, references: dict[str, Reference]) -> dict[str, Matched]:
     """Per objective, the reference status of each window (`t0` ascending, `ow` their OW
-    event lists)."""
-    hashes = content_hashes(ow)
+    event lists; None when no reference joins by content and none reports mismatches)."""
+    hashes = content_hashes(ow) if ow is not None else None
     return {objective: reference.match(t0, hashes) for objective, reference in references.items()}

@@ -14,10 +14,10 @@ Memory does not grow with the log: counts are summed per batch, the references a
 merged in `t0` order (`f07_validation.matching`), and the timeline keeps at most
 `TIMELINE_BINS` time bins per model. Everything the later stages show comes out small:
 `metrics_per_model.csv` (the full table), `scoring.json` (matching and held-out),
-`timeline.csv` (the binned predictions), and, through dvclive, `metrics.json` (a few
-headline values per model for `dvc metrics show`) and the confusion and timeline figures
-(`plots/images/`, DVC image plots: DVC's confusion template counts one row per window,
-which at upstream scale is millions of rows, so the matrices are drawn from the counts).
+`timeline.csv` (the binned predictions), `window_level/<model>.json` (three headline
+values per model for `dvc metrics show`) and, through dvclive, the confusion and timeline
+figures (`plots/images/`, DVC image plots: DVC's confusion template counts one row per
+window, which at upstream scale is millions of rows, so the matrices are drawn from the counts).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ CONFUSION_METRICS = ["TP", "TN", "FP", "FN", "precision", "recall", "f1"]
 COUNT_METRICS = ["no_ref_pred_1", "no_ref_pred_0", "no_ref_total", "ambiguous", "non_finite",
                  "referenced", "predictions"]
 METRICS = CONFUSION_METRICS + COUNT_METRICS
-HEADLINE_METRICS = ["precision", "recall", "f1"]  # per model in metrics.json (dvc metrics show)
+HEADLINE_METRICS = ["precision", "recall", "f1"]  # per model in window_level/ (dvc metrics show)
 HEADLINE_DECIMALS = 4
 READ_ROWS = 65_536
 TIMELINE_BINS = 480  # bins per model over the replay, whatever its length
@@ -72,11 +72,13 @@ def confusion_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     return {"TP": tp, "TN": int(len(y_true)) - tp - fp - fn, "FP": fp, "FN": fn, **ratios(tp, fp, fn)}
 
 
-def load_references(run: DeployRun) -> dict[str, Reference]:
-    """One reference per objective of the manifest (its models share the dataset)."""
+def load_references(run: DeployRun, contents: bool = True) -> dict[str, Reference]:
+    """One reference per objective of the manifest (its models share the dataset);
+    ``contents`` as ``load_reference``'s."""
     return {objective: load_reference(run.dataset_path(objective), objective,
                                       spec.input_column, spec.label_column,
-                                      run.manifest.package_dir / spec.recovered_t0 if spec.recovered_t0 else None)
+                                      run.manifest.package_dir / spec.recovered_t0 if spec.recovered_t0 else None,
+                                      contents)
             for objective, spec in run.references.items()}
 
 
@@ -109,17 +111,19 @@ def time_span(run: DeployRun, log: pq.ParquetFile) -> tuple[int | None, int | No
     return first, last
 
 
-def log_batches(run: DeployRun, log: pq.ParquetFile):
+def log_batches(run: DeployRun, log: pq.ParquetFile, events: bool = True):
     """The log a batch at a time, each column in the type the contract fixes (any integer
-    width is accepted and widened)."""
+    width is accepted and widened); without its OW lists when ``events`` is off (they are
+    ~90% of a batch's bytes)."""
     path = run.predictions_path
-    for batch in log.iter_batches(batch_size=READ_ROWS, columns=PREDICTION_SCHEMA.names):
+    schema = pa.schema([field for field in PREDICTION_SCHEMA if events or field.name != "OW_events"])
+    for batch in log.iter_batches(batch_size=READ_ROWS, columns=schema.names):
         try:
-            batch = pa.Table.from_batches([batch]).cast(PREDICTION_SCHEMA)
+            batch = pa.Table.from_batches([batch]).cast(schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise DeployRunError(f"{path} has columns of unexpected types ({exc}); "
                                  f"{run.stage_fix('infer')}") from None
-        if batch["OW_events"].null_count:
+        if events and batch["OW_events"].null_count:
             raise DeployRunError(f"{path} has rows with a null OW_events (an empty window is an empty list): "
                                  f"{run.stage_fix('infer')}")
         yield batch
@@ -311,25 +315,45 @@ def score_deployrun(run: DeployRun) -> Scoring:
 # --------------------------------------------------------------------------- outputs
 
 def headline_key(row: dict, per_model: pd.DataFrame) -> str:
-    """A model's short key in metrics.json: its source F05 (which fixes its objective),
-    plus its model_id when the package holds several models of that F05. `dvc metrics
-    show` reads '.' as nesting and dvclive '/', so those become '_' in names."""
+    """A model's short key, the name of its headline files (``layout.headline_file``): its
+    source F05 (which fixes its objective), plus ``__<model_id>`` when the package holds
+    several models of that F05; a '/' in a part becomes '_' (it is one file name)."""
     shared = int(np.sum(per_model["source_f05"] == row["source_f05"])) > 1
     parts = [row["source_f05"]] + ([row["model_id"]] if shared else [])
-    return "/".join(part.replace(".", "_").replace("/", "_") for part in parts)
+    return "__".join(part.replace("/", "_") for part in parts)
+
+
+def headline_values(values: dict) -> dict:
+    """A model's headline values as its metrics file holds them: floats rounded to
+    HEADLINE_DECIMALS (a narrow column), counts and nulls as they are."""
+    return {name: round(value, HEADLINE_DECIMALS) if isinstance(value, float) else value
+            for name, value in values.items()}
 
 
 def headline_metrics(per_model: pd.DataFrame) -> dict[str, dict]:
-    """`{"<source_f05>": {"precision", "recall", "f1"}}` rounded: a few columns per model,
-    so that `dvc metrics show` fits a terminal; the full table is metrics_per_model.csv."""
+    """``{"<short key>": {"precision", "recall", "f1"}}``: a few values per model for
+    `dvc metrics show`; the full table is metrics_per_model.csv."""
     tree: dict[str, dict] = {}
     for row in per_model.to_dict("records"):
         key = headline_key(row, per_model)
         if key in tree:
             raise DeployRunError(f"models {row['source_f05']}/{row['model_id']} and another one share the "
-                                 f"metrics key {key} once '.' and '/' are replaced by '_'")
-        tree[key] = {metric: round(float(row[metric]), HEADLINE_DECIMALS) for metric in HEADLINE_METRICS}
+                                 f"metrics file name {key} once '/' is replaced by '_'")
+        tree[key] = headline_values({metric: row[metric] for metric in HEADLINE_METRICS})
     return tree
+
+
+def write_headlines(folder: Path, headlines: dict[str, dict]) -> None:
+    """One JSON file per model in ``folder`` (a staged WINDOW_HEADLINES or
+    FAILURE_HEADLINES), which dvc.yaml declares as a metric. A file per model, not one
+    file keyed by model (as dvclive's metrics.json would be): `dvc metrics show` makes a
+    row per file and a column per key path, so one tree keyed by model widens the table
+    by a column per model and value, past a terminal at three models; files per model add
+    rows, and every column is a plain metric name, the same in every variant."""
+    folder.mkdir(parents=True)
+    for key, values in sorted(headlines.items()):
+        name = posixpath.basename(layout.headline_file(folder.name, key))
+        (folder / name).write_text(dump_json(values), encoding="utf-8")
 
 
 def figures(scoring: Scoring) -> dict[str, bytes]:
@@ -349,30 +373,26 @@ def figures(scoring: Scoring) -> dict[str, bytes]:
     return drawn
 
 
-def log_with_dvclive(headline: dict[str, dict], images: dict[str, bytes], out_dir: Path) -> None:
-    """metrics.json and plots/images/ through dvclive. `dvcyaml=False` keeps it off
-    dvc.yaml (the stage declares its outputs); only the summary is written, because
-    `Live.end()` would also try to save an experiment and, inside `dvc exp run`, `git add`
-    the folder. `Live()` opens the DVC repo of the working directory; `out_dir` is the
-    staging folder, which `Live()` empties of dvclive files, never the final one. Bytes
-    depend only on the values (sorted logging order) and the images' pixels."""
+def log_images_with_dvclive(images: dict[str, bytes], out_dir: Path) -> None:
+    """plots/images/ through dvclive (the headline values are not logged: they are files
+    per model, ``write_headlines``). `dvcyaml=False` keeps it off dvc.yaml (the stage
+    declares its outputs), and `Live.end()` is never called: it would also save an
+    experiment and, inside `dvc exp run`, `git add` the folder. `Live()` opens the DVC repo
+    of the working directory; `out_dir` is the staging folder, which `Live()` empties of
+    dvclive files, never the final one. Bytes depend only on the images' pixels."""
     import io
 
     from dvclive import Live  # imported here: it loads dvc
     from PIL import Image
 
     live = Live(dir=str(out_dir), dvcyaml=False, save_dvc_exp=False)
-    for key in sorted(headline):
-        for metric, value in headline[key].items():
-            live.log_metric(f"{key}/{metric}", value, plot=False)
     for path, png in sorted(images.items()):
         live.log_image(posixpath.basename(path), Image.open(io.BytesIO(png)))
-    live.make_summary()
 
 
 # What the score stage writes in metrics/; the folder also holds the evaluate stage's files
 # (dvc.yaml declares each stage's files apart), which a rescore keeps.
-SCORE_FILES = (layout.METRICS_PER_MODEL, layout.METRICS_TIMELINE, layout.SCORING, layout.METRICS_SUMMARY,
+SCORE_FILES = (layout.METRICS_PER_MODEL, layout.METRICS_TIMELINE, layout.SCORING, layout.WINDOW_HEADLINES,
                layout.METRICS_IMAGES)
 
 
@@ -391,7 +411,7 @@ def keep_other_stages_files(run: DeployRun, staged_run: Path) -> None:
 
 def write_scoring(scoring: Scoring, run: DeployRun) -> None:
     """Replace the run's metrics folder with metrics_per_model.csv, scoring.json,
-    timeline.csv, metrics.json and plots/images/ (and the other stages' files as they
+    timeline.csv, window_level/ and plots/images/ (and the other stages' files as they
     were), all or nothing. The staging folder has the metrics folder's name, so its
     parent stands for the run folder and the layout's paths apply to it."""
     headline = headline_metrics(scoring.per_model)
@@ -399,8 +419,9 @@ def write_scoring(scoring: Scoring, run: DeployRun) -> None:
     with atomic_path(run.path(layout.METRICS_DIR)) as out:
         staged = out.parent
         out.mkdir(parents=True)
-        log_with_dvclive(headline, images, out)
+        log_images_with_dvclive(images, out)
         keep_other_stages_files(run, staged)  # after dvclive, which empties its folder of what it writes
+        write_headlines(staged / layout.WINDOW_HEADLINES, headline)
         scoring.per_model.to_csv(staged / layout.METRICS_PER_MODEL, index=False, lineterminator="\n")
         scoring.timeline.to_csv(staged / layout.METRICS_TIMELINE, index=False, lineterminator="\n")
         (staged / layout.SCORING).write_text(dump_json(scoring.summary), encoding="utf-8")

@@ -24,11 +24,11 @@ FILE_NAMES = {
     "scoring.json",
     "verdict.json", "verdict_metrics.json", "reference.json", "report.html", "runtime.js", "timeline.png",
     "07_deployrun_metadata.json", "dvc_deps.yaml",
-    "failures.csv", "failures.json", "evaluation.json", "thresholds.csv", "thresholds.png", "07_comparison",
+    "failures.csv", "evaluation.json", "thresholds.csv", "thresholds.png", "07_comparison",
 }
 # Folder names that are also ordinary words (a JSON key "models"): counted only as a path part.
 FOLDER_NAMES = {"models", "experiments", "datasets", "replay", "lineage", "logs", "metrics", "confusion",
-                "report", "figures"}
+                "report", "figures", "window_level", "failure_level"}
 OWNER = PROJECT / "contract" / "layout.py"
 
 

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from f07_validation.deployrun import DeployRun, DeployRunError
@@ -165,6 +166,34 @@ def test_curves_across_thresholds_equal_brute_force_and_auc_within_its_bound(tmp
     assert model["average_precision"] == pytest.approx(ap, abs=1e-12)
 
 
+def test_an_objective_joined_by_ow_content_is_labelled_from_the_logs_ow_lists(tmp_path, evaluated):
+    """The stage reads the log's OW lists only when a reference joins by content: v401's
+    F04 dataset without t0 labels its windows by OW content, so its window-level counts
+    take only the windows whose content has one label (brute force here), while every
+    failure-level figure, which no reference touches, is the same as by t0."""
+    run = fs.build(tmp_path, EVENTS, MODELS)
+    dataset = run.parents[1] / "06_packaging" / "v601" / "datasets" / "v401" / "04_targetengineering_dataset.parquet"
+    table = pq.read_table(dataset).drop_columns(["t0"])
+    pq.write_table(table, dataset)
+    by_content = evaluate_deployrun(run_of(tmp_path))
+    assert by_content.summary["objectives"] == evaluated.summary["objectives"]
+    pd.testing.assert_frame_equal(by_content.failures, evaluated.failures)
+    contents, labels = [tuple(ow) for ow in table["OW_events"].to_pylist()], table["label"].to_pylist()
+    seen = {}
+    for content, label in zip(contents, labels):
+        seen.setdefault(content, set()).add(label)
+    for spec in MODELS[:2]:  # v401's models
+        key = next(k for k, m in by_content.summary["models"].items() if m["source_f05"] == spec["source_f05"])
+        model, before = by_content.summary["models"][key], evaluated.summary["models"][key]
+        failure_level = ("failures", "warned", "missed", "not_covered", "failure_recall", "lead_time_s")
+        assert {name: model[name] for name in failure_level} == {name: before[name] for name in failure_level}
+        assert model["declared"]["false_alarms"] == before["declared"]["false_alarms"]
+        referenced = [k for k, p in enumerate(spec["probability"]) if p is not None and len(seen[contents[k]]) == 1]
+        lowest = by_content.thresholds[(by_content.thresholds["model"] == key) & (by_content.thresholds["threshold"] == 0)]
+        assert int(lowest["TP"].iloc[0]) == sum(labels[k] for k in referenced)
+        assert int(lowest["TP"].iloc[0] + lowest["FP"].iloc[0]) == len(referenced) < 27  # some are ambiguous
+
+
 def test_stage_files_are_stable_and_survive_a_rescore(tmp_path):
     run = fs.build(tmp_path, EVENTS, MODELS)
     result = run_f07_stage("evaluate", tmp_path)
@@ -172,10 +201,12 @@ def test_stage_files_are_stable_and_survive_a_rescore(tmp_path):
     metrics = run / "metrics"
     first = {p.relative_to(metrics).as_posix(): p.read_bytes() for p in metrics.rglob("*") if p.is_file()}
     assert set(first) == {
-        "failures.csv", "failures.json", "evaluation.json", "thresholds.csv", "plots/evaluation/thresholds.png",
+        "failures.csv", "evaluation.json", "thresholds.csv", "plots/evaluation/thresholds.png",
+        *(f"failure_level/{f05}.json" for f05 in ("v501", "v502", "v503")),
         *(f"plots/curves/{kind}/{model}.csv" for kind in ("pr", "roc", "alarms")
           for model in ("v401__v501__unit_down", "v401__v502__unit_down", "v402__v503__unit_down_noisy"))}
-    assert json.loads(first["failures.json"])["v503"]["failure_recall"] == 1.0
+    assert json.loads(first["failure_level/v503.json"])["failure_recall"] == 1.0
+    (metrics / "failure_level" / "v599.json").write_text("{}")  # a model the package no longer holds
     assert run_f07_stage("evaluate", tmp_path).returncode == 0
     assert {p.relative_to(metrics).as_posix(): p.read_bytes() for p in metrics.rglob("*") if p.is_file()} == first
     # the score stage replaces its own files in metrics/ and keeps these

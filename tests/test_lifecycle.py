@@ -520,7 +520,7 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     body = run(["git", "log", "--format=%b", "-1"], root).stdout
     assert "FORCED: published although the verdict did not pass" in body and failed_gate in body
     committed = run(["git", "show", "--name-only", "--format=", "HEAD"], root).stdout.split()
-    assert {"executions/07_deployrun/v702/verdict.json", "executions/07_deployrun/v702/metrics/metrics.json",
+    assert {"executions/07_deployrun/v702/verdict.json", "executions/07_deployrun/v702/metrics/window_level/v501.json",
             "executions/07_deployrun/v702/report/report.html"} <= set(committed)
     outside = [out for out in Project(root).locked_outputs(F07, "v702") if "07_deployrun/v702" not in str(out)]
     assert all(str(out.relative_to(root)) in committed for out in outside)  # cache: false, outside the folder

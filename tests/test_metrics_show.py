@@ -1,5 +1,6 @@
-"""What a user sees of the demo's metrics and plots: `dvc metrics show` fits a terminal,
-and the plots DVC renders are the score stage's images, of bounded size."""
+"""What a user sees of the demo's metrics and plots: `dvc metrics show` fits a terminal
+and `dvc metrics diff` compares model by model, and the plots DVC renders are the score
+stage's images, of bounded size."""
 import sys
 
 from tests.conftest import run
@@ -8,36 +9,40 @@ MAX_WIDTH = 200  # characters: a terminal, not a spreadsheet
 
 
 RUN = "executions/07_deployrun/v701"
+MODELS = ("v501", "v502", "v503")
 
 
-def metrics_table(root, *targets: str) -> tuple[list[str], list[str]]:
-    shown = run([sys.executable, "-m", "dvc", "metrics", "show", *targets], root).stdout
+def metrics_table(root, *args: str) -> tuple[list[str], list[str]]:
+    shown = run([sys.executable, "-m", "dvc", "metrics", *args], root).stdout
     lines = [line for line in shown.splitlines() if line.strip()]
     assert lines[0].split()[0] == "Path", shown
     return lines, lines[0].split()[1:]
 
 
-def test_dvc_metrics_show_lists_models_failures_and_verdict_each_family_within_a_terminal(demo_project):
+def test_dvc_metrics_show_lists_models_failures_and_verdict_in_rows_within_a_terminal(demo_project):
     """The whole table holds every headline: three window-level and three failure-level
-    values per model and the verdict. Window-level values and the verdict side by side (the
-    files a user compares first) fit a terminal; the failure-level values (long names:
-    false_alarms_per_day) and the whole table, six values for each of three models, do
-    not, and the README says how to ask for each part."""
-    models = ("v501", "v502", "v503")
-    _, everything = metrics_table(demo_project)
-    window = [f"{f05}.{metric}" for f05 in models for metric in ("f1", "precision", "recall")]
-    failure = [f"{f05}.{metric}" for f05 in models
-               for metric in ("failure_recall", "lead_time_p50_s", "false_alarms_per_day")]
-    assert sorted(everything) == sorted([*window, *failure, "failed", "passed"])
-
-    lines, header = metrics_table(demo_project, f"{RUN}/metrics/metrics.json", f"{RUN}/verdict_metrics.json")
+    values per model (a file each, so a row each: the table grows in rows with the models)
+    and the verdict, and fits a terminal; every column is one plain metric name."""
+    lines, header = metrics_table(demo_project, "show")
     assert max(len(line) for line in lines) < MAX_WIDTH, "\n".join(lines)
-    assert sorted(header) == sorted([*window, "failed", "passed"])
-    verdict = next(line.split()[1:] for line in lines if line.startswith(f"{RUN}/verdict_metrics"))
-    assert verdict[header.index("passed")] == "1" and verdict[header.index("failed")] == "0"
+    assert sorted(header) == sorted(["f1", "precision", "recall", "failure_recall", "lead_time_p50_s",
+                                     "false_alarms_per_day", "failed", "passed"])
+    rows = {line.split()[0]: dict(zip(header, line.split()[1:])) for line in lines[1:]}
+    files = [f"{RUN}/metrics/{family}/{f05}.json" for family in ("window_level", "failure_level") for f05 in MODELS]
+    assert set(files) | {f"{RUN}/verdict_metrics.json"} <= set(rows)
+    assert all(rows[f"{RUN}/metrics/window_level/{f05}.json"]["f1"] != "-" for f05 in MODELS)
+    assert all(rows[f"{RUN}/metrics/failure_level/{f05}.json"]["failure_recall"] != "-" for f05 in MODELS)
+    assert rows[f"{RUN}/verdict_metrics.json"]["passed"] == "1" and rows[f"{RUN}/verdict_metrics.json"]["failed"] == "0"
 
-    _, header = metrics_table(demo_project, f"{RUN}/metrics/failures.json")
-    assert sorted(header) == sorted(failure)
+
+def test_dvc_metrics_diff_compares_each_models_values(demo_project):
+    """Against the commit before the demo was built (no metrics yet), every model's file
+    and value is a row of its own, new in the workspace."""
+    lines, header = metrics_table(demo_project, "diff", "HEAD~1")
+    assert header == ["Metric", "HEAD~1", "workspace", "Change"]
+    changed = {tuple(line.split()[:2]) for line in lines[1:]}
+    assert {(f"{RUN}/metrics/window_level/{f05}.json", "f1") for f05 in MODELS} <= changed
+    assert {(f"{RUN}/metrics/failure_level/{f05}.json", "false_alarms_per_day") for f05 in MODELS} <= changed
 
 
 def test_dvc_plots_show_renders_the_images_and_bounded_curves(demo_project, tmp_path):

@@ -89,9 +89,9 @@ def test_metrics_show_lists_v701s_models(demo_project):
     shown = dvc(demo_project, "metrics", "show", "--json").stdout
     metrics = json.loads(shown)
     files = next(iter(metrics.values()))["data"]
-    per_model = files[f"{DEPLOY}/metrics/metrics.json"]["data"]
-    # short keys (the F05 variant of each model), three headline values each
-    assert set(per_model) == {"v501", "v502", "v503"}
+    # a file per model named by its short key (the F05 variant of each model), three headline values each
+    per_model = {path: file["data"] for path, file in files.items() if path.startswith(f"{DEPLOY}/metrics/window_level/")}
+    assert sorted(per_model) == [f"{DEPLOY}/metrics/window_level/{f05}.json" for f05 in ("v501", "v502", "v503")]
     for values in per_model.values():
         assert set(values) == {"precision", "recall", "f1"} and all(0 <= v <= 1 for v in values.values())
     assert f"{DEPLOY}/verdict.json" not in files  # an output, not a metric: read it, or `make check7`
@@ -143,7 +143,7 @@ def test_exp_run_reruns_only_what_its_overrides_reach_and_exp_show_lists_them(pr
     assert params_["packaging"]["v601"]["temporal"]["OW"] == new_ow
     assert params_["deployrun"]["v701"]["batch_size"] == 64
     metrics = experiment["data"]["metrics"]
-    assert f"{DEPLOY}/metrics/metrics.json" in metrics
+    assert f"{DEPLOY}/metrics/window_level/v501.json" in metrics
     assert metrics != baseline["data"]["metrics"]  # other windows, other figures
     # the verdict is an output, not a DVC metric (dvc metrics show stays narrow): the experiment wrote it
     assert json.loads((root / DEPLOY / "verdict.json").read_text())["passed"] in (True, False)

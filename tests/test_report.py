@@ -76,7 +76,7 @@ def test_phase_metadata_records_the_run_without_times(reported):
     assert metadata["matching"]["v402"]["join"] == "ow_content"
     assert metadata["held_out"]["value"] is None
     assert metadata["verdict_passed"] is False and "verdict.json" in metadata["outputs"]
-    assert "report/report.html" in metadata["outputs"] and "metrics/metrics.json" in metadata["outputs"]
+    assert "report/report.html" in metadata["outputs"] and "metrics/window_level/v501.json" in metadata["outputs"]
     assert not [p for p in metadata["outputs"] if p.endswith(("timing.json", "runtime.js"))]
 
 

@@ -12,12 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from contract import layout
 from f07_validation.deployrun import DeployRunError
 from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, JOIN_OW_CONTENT, JOIN_T0, NO_LABEL, NO_REFERENCE, REFERENCED,
                                      load_reference)
 from f07_validation.reference import content_hashes
-from f07_validation.scoring import TIMELINE_BINS, confusion_metrics
+from f07_validation.scoring import TIMELINE_BINS, confusion_metrics, headline_metrics
 from tests import f07_synthetic as synthetic
 from tests.f07_synthetic import run_f07_stage
 
@@ -66,14 +67,30 @@ def test_every_prediction_lands_in_exactly_one_bucket(scored):
     assert (table["no_ref_pred_1"] + table["no_ref_pred_0"] == table["no_ref_total"]).all()
 
 
-def test_metrics_json_holds_a_few_headline_values_per_model_under_short_keys(scored):
-    """`dvc metrics show` prints one column per value: three per model, keyed by F05."""
-    metrics = json.loads((scored / "metrics" / "metrics.json").read_text())
-    assert metrics == {
-        "v501": {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667},
-        "v502": {"precision": 0.0, "recall": 0.0, "f1": 0.0},
-        "v503": {"precision": 0.5, "recall": 1.0, "f1": 0.6667},
+def headline_files(run: Path, folder: str) -> dict[str, dict]:
+    """A headline folder's files (layout.WINDOW_HEADLINES or FAILURE_HEADLINES), by name."""
+    return {path.name: json.loads(path.read_text()) for path in sorted((run / folder).iterdir())}
+
+
+def test_window_level_holds_a_file_of_three_values_per_model_named_by_short_key(scored):
+    """`dvc metrics show` prints a row per file and a column per value: three values per
+    model, in a file named by its F05."""
+    assert headline_files(scored, layout.WINDOW_HEADLINES) == {
+        "v501.json": {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667},
+        "v502.json": {"precision": 0.0, "recall": 0.0, "f1": 0.0},
+        "v503.json": {"precision": 0.5, "recall": 1.0, "f1": 0.6667},
     }
+
+
+def test_short_keys_add_the_model_id_when_an_f05_has_several_models_and_refuse_a_clash():
+    row = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "objective": "v401"}
+    models = pd.DataFrame([{**row, "source_f05": "v501", "model_id": "a/b"},
+                           {**row, "source_f05": "v501", "model_id": "c"},
+                           {**row, "source_f05": "v502", "model_id": "a"}])
+    assert sorted(headline_metrics(models)) == ["v501__a_b", "v501__c", "v502"]
+    models.loc[1, "model_id"] = "a_b"  # the same file name once '/' is replaced
+    with pytest.raises(DeployRunError, match="share the metrics file name v501__a_b"):
+        headline_metrics(models)
 
 
 def test_figures_are_images_drawn_from_counts(scored):
@@ -121,7 +138,8 @@ def test_rerun_gives_identical_bytes_and_dvclive_leaves_nothing_else(tmp_path):
     second = {p.relative_to(metrics): p.read_bytes() for p in metrics.rglob("*") if p.is_file()}
     assert first == second
     assert set(map(str, first)) == {
-        "metrics_per_model.csv", "metrics.json", "scoring.json", "timeline.csv",
+        "metrics_per_model.csv", "scoring.json", "timeline.csv",
+        "window_level/v501.json", "window_level/v502.json", "window_level/v503.json",
         "plots/images/confusion_power_high.png", "plots/images/confusion_temp.alarm.png",
         "plots/images/timeline.png"}
     assert not list(tmp_path.rglob("dvc.yaml")) and not list(tmp_path.rglob("dvclive"))
@@ -226,7 +244,7 @@ def test_unusable_reference_is_refused_naming_the_file(tmp_path, defect, message
 
 def test_stage_refuses_a_log_of_another_manifest_and_keeps_previous_metrics(tmp_path):
     scored = score_tree(tmp_path)
-    before = (scored / "metrics" / "metrics.json").read_bytes()
+    before = headline_files(scored, layout.WINDOW_HEADLINES)
     log = scored / "logs" / "raw_predictions.parquet"
     table = pq.read_table(log)
     names = pa.array(["v599"] * len(table), type=pa.string())
@@ -235,7 +253,7 @@ def test_stage_refuses_a_log_of_another_manifest_and_keeps_previous_metrics(tmp_
     assert result.returncode == 1
     assert "not in manifest.json" in result.stderr and "infer@v701" in result.stderr
     assert "Traceback" not in result.stderr
-    assert (scored / "metrics" / "metrics.json").read_bytes() == before
+    assert headline_files(scored, layout.WINDOW_HEADLINES) == before
     assert not [p for p in scored.iterdir() if p.name.startswith(".")]
 
 
