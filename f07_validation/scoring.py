@@ -57,16 +57,42 @@ TIMELINE_COLUMNS = ["model", "bin_t0", "windows", "finite", "mean_probability", 
                     "max_probability", "positive", "no_reference", "ambiguous", "non_finite"]
 
 
+# Why a rate is undefined (its denominator is 0). An undefined rate is None: an empty cell
+# in metrics_per_model.csv, absent from metrics.json (dvclive logs numbers only), shown as
+# "undefined" with this reason, refused by a gate; never a 0, which would read as a
+# measured failure (or, under a max gate, a pass).
+RATES = ("precision", "recall", "f1")
+UNDEFINED_BECAUSE = {
+    "precision": "no window predicted positive",                       # TP + FP = 0
+    "recall": "no positive window in the reference",                   # TP + FN = 0
+    "f1": "no window predicted positive and no positive window in the reference",  # 2 TP + FP + FN = 0
+}
+NOTHING_SCORED = "no prediction fell on a window with a reference label"
+
+
 def ratios(tp: int, fp: int, fn: int) -> dict:
-    """precision, recall and f1 of the positive class; a ratio whose denominator is 0 is 0."""
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    """precision, recall and f1 of the positive class; None where the denominator is 0."""
+    return {"precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / (tp + fn) if tp + fn else None,
+            "f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None}
+
+
+def undefined_reasons(counts: dict) -> dict[str, str]:
+    """Rate -> why it is undefined, for each undefined rate of a row of counts (TP, FP,
+    FN and referenced, as in metrics_per_model.csv)."""
+    defined = ratios(int(counts["TP"]), int(counts["FP"]), int(counts["FN"]))
+    return {rate: NOTHING_SCORED if not int(counts["referenced"]) else UNDEFINED_BECAUSE[rate]
+            for rate in RATES if defined[rate] is None}
+
+
+def shown_rate(value, digits: int = 4) -> str:
+    """A rate as text, "undefined" where it is (None, or NaN once in a frame)."""
+    return "undefined" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
 def confusion_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """TP/TN/FP/FN and precision/recall/f1 of label/prediction pairs (no pair: all zeros)."""
+    """TP/TN/FP/FN and precision/recall/f1 of label/prediction pairs (no pair: zero counts,
+    undefined rates)."""
     y_true, y_pred = np.asarray(y_true) == 1, np.asarray(y_pred) == 1
     tp, fp, fn = int(np.sum(y_true & y_pred)), int(np.sum(~y_true & y_pred)), int(np.sum(y_true & ~y_pred))
     return {"TP": tp, "TN": int(len(y_true)) - tp - fp - fn, "FP": fp, "FN": fn, **ratios(tp, fp, fn)}
@@ -321,14 +347,17 @@ def headline_key(row: dict, per_model: pd.DataFrame) -> str:
 
 def headline_metrics(per_model: pd.DataFrame) -> dict[str, dict]:
     """`{"<source_f05>": {"precision", "recall", "f1"}}` rounded: a few columns per model,
-    so that `dvc metrics show` fits a terminal; the full table is metrics_per_model.csv."""
+    so that `dvc metrics show` fits a terminal (it shows an absent, undefined, value as
+    "-"); the full table is metrics_per_model.csv."""
     tree: dict[str, dict] = {}
     for row in per_model.to_dict("records"):
         key = headline_key(row, per_model)
         if key in tree:
             raise DeployRunError(f"models {row['source_f05']}/{row['model_id']} and another one share the "
                                  f"metrics key {key} once '.' and '/' are replaced by '_'")
-        tree[key] = {metric: round(float(row[metric]), HEADLINE_DECIMALS) for metric in HEADLINE_METRICS}
+        # an undefined rate (NaN in the frame) is left out: dvclive logs numbers only
+        tree[key] = {metric: round(float(row[metric]), HEADLINE_DECIMALS) for metric in HEADLINE_METRICS
+                     if not pd.isna(row[metric])}
     return tree
 
 

@@ -51,6 +51,7 @@ from contract.seal import verify_seal
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.gates import Gates, drop, read_model_metrics, validate_gates
 from f07_validation.reference import describe_mismatch
+from f07_validation.scoring import undefined_reasons
 from f07_validation.timefmt import utc_iso
 
 
@@ -421,15 +422,22 @@ def scored_share_checks(run: DeployRun, metrics: dict, scoring: dict, reference:
     return checks
 
 
-def _fmt(value: int | float) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _fmt(value: int | float | None) -> str:
+    return "undefined" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _undefined(metric: str, counts: dict, where: str = "") -> str:
+    """'recall undefined: no positive window in the reference' (``where``: e.g. ' in v701')."""
+    return f"{metric} undefined{where}: {undefined_reasons(counts)[metric]}"
 
 
 def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | None) -> list[dict]:
     """One check per gate and gated model, gates in KINDS then metric order, models in
     manifest order; a gate switched off (null) is shown as off, not measured. A model the
-    baseline did not score fails its drop gates: the comparison asked for cannot be made.
-    Then a "not judged" check per quality floor the gates leave out (Gates.unjudged_quality)."""
+    baseline did not score fails its drop gates: the comparison asked for cannot be made;
+    so does a gate on a rate that is undefined here (or, for a drop, in the baseline),
+    naming why. Then a "not judged" check per quality floor the gates leave out
+    (Gates.unjudged_quality)."""
     checks = []
     where = f"deployrun.{run.variant}.gates"
     for bound in gates.bounds:
@@ -439,23 +447,33 @@ def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | No
                                      f"{run.stage_fix('score')}")
             value = metrics[name][bound.metric]
             label = f"{bound.label(gates.baseline)}: {name}"
+            shown = _fmt(value) if value is not None else _undefined(bound.metric, metrics[name])
             if bound.off:
                 checks.append(check(label, None, value, "off",
                                     f"off: {where}.{bound.kind}.{bound.metric} is null; {bound.metric} = "
-                                    f"{_fmt(value)} is not judged"))
+                                    f"{shown} is not judged" if value is not None else
+                                    f"off: {where}.{bound.kind}.{bound.metric} is null; {shown}"))
+            elif value is None:
+                checks.append(check(label, False, None, bound.expected,
+                                    f"{shown}: no value to judge against the bound"))
             elif bound.kind != "max_drop":
                 checks.append(check(label, bound.holds(value), value, bound.expected,
-                                    f"{bound.metric} = {_fmt(value)}"))
+                                    f"{bound.metric} = {shown}"))
             elif name not in baseline:
                 checks.append(check(label, False, None, bound.expected,
                                     f"baseline {gates.baseline} did not score this model; gate it against a "
                                     f"baseline that serves it, or leave it out of "
                                     f"deployrun.{run.variant}.gates.models"))
+            elif baseline[name][bound.metric] is None:
+                checks.append(check(label, False, None, bound.expected,
+                                    f"{bound.metric} {shown} here, but "
+                                    f"{_undefined(bound.metric, baseline[name], f' in {gates.baseline}')}: "
+                                    f"no drop can be measured"))
             else:
                 reference = baseline[name][bound.metric]
                 fell = drop(value, reference)
                 checks.append(check(label, bound.holds(fell), fell, bound.expected,
-                                    f"{bound.metric} {_fmt(value)} here, {_fmt(reference)} in "
+                                    f"{bound.metric} {shown} here, {_fmt(reference)} in "
                                     f"{gates.baseline} (drop {_fmt(fell)})"))
     for metric, name in gates.unjudged_quality([model.key for model in run.models]):
         floor = DEFAULT_QUALITY_FLOORS[metric]

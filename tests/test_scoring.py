@@ -17,7 +17,7 @@ from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, JOIN_OW_CONTENT, JOIN_T0, NO_LABEL, NO_REFERENCE, REFERENCED,
                                      load_reference)
 from f07_validation.reference import content_hashes
-from f07_validation.scoring import TIMELINE_BINS, confusion_metrics
+from f07_validation.scoring import TIMELINE_BINS, confusion_metrics, undefined_reasons
 from tests import f07_synthetic as synthetic
 from tests.f07_synthetic import run_f07_stage
 
@@ -26,12 +26,12 @@ from tests.f07_synthetic import run_f07_stage
 #   -> TP 2 (w1, w5), TN 2 (w0, w4), FP 1 (w3), FN 1 (w2); no-ref: one 1, one 0.
 # v502 y_pred 0 0 - 0 0 0 | - 0 ('-' non-finite, w2 and w6)
 #   -> referenced finite w0 w1 w3 w4 w5, labels 0 1 0 0 1, all predicted 0:
-#      TN 3, FN 2, no positive predicted so precision = 0 (0/0), recall 0, f1 0.
+#      TN 3, FN 2, no positive predicted so precision 0/0 is undefined (empty), recall 0, f1 0.
 # v503 (OW content): [1,2]->1 TP; [3]->0 TN; []->0 TN; [4,5] ambiguous; [9] no ref (pred 1);
 #   [2,1]->0 TN (order matters); [4,5] ambiguous; [3]->0 but pred 1: FP.
 EXPECTED = pd.DataFrame([
     ["v401", "power_high", "v501", "power_high", "t0", 2, 2, 1, 1, 2 / 3, 2 / 3, 2 / 3, 1, 1, 2, 0, 0, 6, 8],
-    ["v401", "power_high", "v502", "power_high", "t0", 0, 3, 0, 2, 0.0, 0.0, 0.0, 0, 1, 1, 0, 2, 5, 8],
+    ["v401", "power_high", "v502", "power_high", "t0", 0, 3, 0, 2, np.nan, 0.0, 0.0, 0, 1, 1, 0, 2, 5, 8],
     ["v402", "temp.alarm", "v503", "temp.alarm", "ow_content", 1, 3, 1, 0, 0.5, 1.0, 2 / 3, 1, 0, 1, 2, 0, 5, 8],
 ], columns=["objective", "prediction_name", "source_f05", "model_id", "join", "TP", "TN", "FP", "FN",
             "precision", "recall", "f1", "no_ref_pred_1", "no_ref_pred_0", "no_ref_total",
@@ -67,11 +67,12 @@ def test_every_prediction_lands_in_exactly_one_bucket(scored):
 
 
 def test_metrics_json_holds_a_few_headline_values_per_model_under_short_keys(scored):
-    """`dvc metrics show` prints one column per value: three per model, keyed by F05."""
+    """`dvc metrics show` prints one column per value: three per model, keyed by F05; an
+    undefined rate is left out (v502 predicted no positive: its precision is 0/0), never 0."""
     metrics = json.loads((scored / "metrics" / "metrics.json").read_text())
     assert metrics == {
         "v501": {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667},
-        "v502": {"precision": 0.0, "recall": 0.0, "f1": 0.0},
+        "v502": {"recall": 0.0, "f1": 0.0},
         "v503": {"precision": 0.5, "recall": 1.0, "f1": 0.6667},
     }
 
@@ -141,25 +142,31 @@ def test_a_nan_probability_is_non_finite_even_when_y_pred_says_0(tmp_path):
 
 
 @pytest.mark.parametrize("y_true, y_pred, expected", [
-    # no positive predicted: precision 0/0 -> 0
-    ([0, 1, 1], [0, 0, 0], {"TP": 0, "TN": 1, "FP": 0, "FN": 2, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
-    # no positive in the reference: recall 0/0 -> 0, precision 0/1
-    ([0, 0, 0], [1, 0, 0], {"TP": 0, "TN": 2, "FP": 1, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    # no positive predicted: precision 0/0 undefined, recall 0/2, f1 0/2
+    ([0, 1, 1], [0, 0, 0], {"TP": 0, "TN": 1, "FP": 0, "FN": 2, "precision": None, "recall": 0.0, "f1": 0.0}),
+    # no positive in the reference: recall 0/0 undefined, precision 0/1, f1 0/1
+    ([0, 0, 0], [1, 0, 0], {"TP": 0, "TN": 2, "FP": 1, "FN": 0, "precision": 0.0, "recall": None, "f1": 0.0}),
     # neither: every ratio 0/0
-    ([0, 0], [0, 0], {"TP": 0, "TN": 2, "FP": 0, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    ([0, 0], [0, 0], {"TP": 0, "TN": 2, "FP": 0, "FN": 0, "precision": None, "recall": None, "f1": None}),
     # only positives, all found
     ([1, 1], [1, 1], {"TP": 2, "TN": 0, "FP": 0, "FN": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}),
     # precision 1/2, recall 1/3, f1 = 2pr/(p+r) = 0.4
     ([1, 1, 1, 0, 0], [1, 0, 0, 1, 0], {"TP": 1, "TN": 1, "FP": 1, "FN": 2, "precision": 0.5,
                                         "recall": 1 / 3, "f1": 0.4}),
-    # no referenced window at all
-    ([], [], {"TP": 0, "TN": 0, "FP": 0, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    # no referenced window at all (an empty replay)
+    ([], [], {"TP": 0, "TN": 0, "FP": 0, "FN": 0, "precision": None, "recall": None, "f1": None}),
 ])
 def test_confusion_metrics_hand_cases(y_true, y_pred, expected):
     got = confusion_metrics(np.array(y_true, dtype=np.int8), np.array(y_pred, dtype=np.int8))
     assert got.keys() == expected.keys()
     for key, value in expected.items():
-        assert got[key] == pytest.approx(value, abs=1e-12), key
+        assert got[key] is None if value is None else got[key] == pytest.approx(value, abs=1e-12), key
+    reasons = undefined_reasons({**got, "referenced": len(y_true)})
+    assert sorted(reasons) == sorted(key for key, value in expected.items() if value is None)
+    if not len(y_true):
+        assert set(reasons.values()) == {"no prediction fell on a window with a reference label"}
+    elif expected["recall"] is None:
+        assert reasons["recall"] == "no positive window in the reference"
 
 
 def _dataset(path: Path, ow: list, labels: list, t0: list | None = None) -> Path:
