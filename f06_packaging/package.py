@@ -15,11 +15,11 @@ import yaml
 
 from contract import layout
 from contract.files import atomic_path, write_json_atomic, write_text_atomic
+from contract.parquet import parquet_file
 from contract.seal import seal_package
 from f06_packaging.lineage import recorded_sources
 from f06_packaging.plan import PackagePlan, PackagingError
 from f06_packaging.reference import reference_join
-from upstream.reader import parquet_file
 
 
 def copy_models(plan: PackagePlan, models_dir) -> None:

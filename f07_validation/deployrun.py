@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract import layout
@@ -23,7 +22,8 @@ from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EQUIVALENCE_SAMPLE, D
                                DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE, DEFAULT_REQUEST_TIMEOUT)
 from contract.errors import UserError
 from contract.manifest import Manifest, ModelEntry, load_manifest
-from contract.predictions import PREDICTION_SCHEMA
+from contract.parquet import damaged_package_fix, parquet_file
+
 
 class DeployRunError(UserError):
     """An F07 variant cannot run as configured, or an input of it is missing or
@@ -102,6 +102,16 @@ class DeployRun:
     def package_root(self) -> Path:
         """The F06 package params.yaml names (the manifest's, once serve has run)."""
         return layout.variant_dir(layout.F06, self.params.get("parent_variant_f06"), self.executions)
+
+    def parquet(self, path: Path, fix: str) -> pq.ParquetFile:
+        """A parquet file of the run or its package, opened (``contract.parquet``); one
+        that is cut short or not parquet is a DeployRunError naming it and ``fix``."""
+        return parquet_file(path, f"F07 variant {self.variant}", fix, DeployRunError)
+
+    @property
+    def package_fix(self) -> str:
+        """What to do about a damaged file of the run's package."""
+        return damaged_package_fix(self.manifest.package_dir, self.manifest.parent_variant_f06)
 
     def stage_fix(self, stage: str) -> str:
         return f"run `dvc repro {stage}@{self.variant}` first"
@@ -212,31 +222,6 @@ class DeployRun:
 
     def dataset_path(self, objective: str) -> Path:
         return self.manifest.package_dir / self.references[objective].dataset
-
-    def read_predictions(self) -> pa.Table:
-        """The raw prediction log, with every column in the type the contract fixes (any
-        integer width is accepted and widened, so that a log written with narrower types
-        still scores)."""
-        path = self.predictions_path
-        if not path.exists():
-            raise DeployRunError(f"{path} is missing: {self.stage_fix('infer')}")
-        table = pq.read_table(path)
-        missing = sorted(set(PREDICTION_SCHEMA.names) - set(table.column_names))
-        if missing:
-            raise DeployRunError(f"{path} lacks columns {missing}: {self.stage_fix('infer')}")
-        table = table.select(PREDICTION_SCHEMA.names)
-        try:
-            table = table.cast(PREDICTION_SCHEMA)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise DeployRunError(
-                f"{path} has columns of unexpected types ({exc}); {self.stage_fix('infer')}"
-            ) from None
-        if table["OW_events"].null_count:
-            raise DeployRunError(
-                f"{path} has rows with a null OW_events (an empty window is an empty list): "
-                f"{self.stage_fix('infer')}"
-            )
-        return table
 
 
 def load_deployrun(variant: str, params: dict, executions=layout.EXECUTIONS) -> DeployRun:

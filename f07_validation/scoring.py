@@ -102,7 +102,8 @@ def load_references(run: DeployRun) -> dict[str, Reference]:
     """One reference per objective of the manifest (its models share the dataset)."""
     return {objective: load_reference(run.dataset_path(objective), objective,
                                       spec.input_column, spec.label_column,
-                                      run.manifest.package_dir / spec.recovered_t0 if spec.recovered_t0 else None)
+                                      run.manifest.package_dir / spec.recovered_t0 if spec.recovered_t0 else None,
+                                      fix=run.package_fix)
             for objective, spec in run.references.items()}
 
 
@@ -112,7 +113,7 @@ def open_log(run: DeployRun) -> pq.ParquetFile:
     path = run.predictions_path
     if not path.exists():
         raise DeployRunError(f"{path} is missing: {run.stage_fix('infer')}")
-    log = pq.ParquetFile(path, pre_buffer=False)
+    log = run.parquet(path, run.stage_fix("infer"))
     missing = sorted(set(PREDICTION_SCHEMA.names) - set(log.schema_arrow.names))
     if missing:
         raise DeployRunError(f"{path} lacks columns {missing}: {run.stage_fix('infer')}")

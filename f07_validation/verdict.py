@@ -352,11 +352,11 @@ def decision_consistency_checks(run: DeployRun, reference: dict, logged: dict[st
     return checks
 
 
-def logged_per_model(path: Path) -> dict[str, int]:
+def logged_per_model(log: pq.ParquetFile) -> dict[str, int]:
     """The log's rows per model key, counted here in the file, so that the consistency
     check cannot pass on a pass over fewer rows than were logged."""
     counts: dict[str, int] = {}
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=65_536, columns=KEY_COLUMNS):
+    for batch in log.iter_batches(batch_size=65_536, columns=KEY_COLUMNS):
         for item in pc.value_counts(model_keys(batch)).to_pylist():
             counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     return counts
@@ -505,14 +505,15 @@ def judge(run: DeployRun, deployrun_section: dict) -> dict:
                          ("tolerance", "objectives", "models"), reference_path, run.stage_fix("reference"))
     if not run.predictions_path.is_file():
         raise DeployRunError(f"{run.predictions_path} is missing: {run.stage_fix('infer')}")
-    logged = pq.read_metadata(run.predictions_path).num_rows
+    log = run.parquet(run.predictions_path, run.stage_fix("infer"))
+    logged = log.metadata.num_rows
     metrics = read_model_metrics(run.path(layout.METRICS_PER_MODEL), run.stage_fix("score"))
     scoring = read_json(run.path(layout.SCORING), run.stage_fix("score"))
     checks = [*seal_checks(run, serve), *readiness_checks(run, serve),
               *delivery_checks(run, summary, logged, replay_window_count(run.package_metadata())),
               *event_checks(run, summary),
               *reference_checks(run, reference), *reference_decision_checks(run, reference),
-              *decision_consistency_checks(run, reference, logged_per_model(run.predictions_path)),
+              *decision_consistency_checks(run, reference, logged_per_model(log)),
               *coverage_checks(run, reference),
               *scored_share_checks(run, metrics, scoring, reference, run.settings.min_scored_share),
               *transport_checks(run, equivalence, equivalence_path)]

@@ -246,6 +246,27 @@ def test_stage_refuses_a_log_of_another_manifest_and_keeps_previous_metrics(tmp_
     assert not [p for p in scored.iterdir() if p.name.startswith(".")]
 
 
+LOG = "executions/07_deployrun/v701/logs/raw_predictions.parquet"
+
+
+@pytest.mark.parametrize("stage, cut, fix", [
+    ("score", LOG, "run `dvc repro infer@v701` first"),
+    ("verdict", LOG, "run `dvc repro infer@v701` first"),
+    ("score", "executions/06_packaging/v601/datasets/v401/04_targetengineering_dataset.parquet",
+     "verify the package (`python -m contract.seal verify "),
+])
+def test_a_truncated_parquet_input_is_one_error_line_naming_the_file_and_the_fix(tmp_path, stage, cut, fix):
+    run = synthetic.write_everything(tmp_path)
+    # what the verdict reads before the log (its content is judged after)
+    (run / "serve.json").write_text(json.dumps({"seal": {}, "served_digest": None, "ready": {}}))
+    synthetic.truncate(tmp_path / cut)
+    line = synthetic.one_error_line(run_f07_stage(stage, tmp_path))
+    assert f"{cut} is not a readable parquet file" in line and "it is truncated or not parquet" in line, line
+    assert fix in line, line
+    if "06_packaging" in cut:
+        assert "or rebuild it (`dvc repro seal_package@v601`)" in line, line
+
+
 def test_stage_refuses_a_log_out_of_time_order(tmp_path):
     """The reference join merges two t0-ordered streams: a log out of order is refused."""
     run = synthetic.write_everything(tmp_path)
