@@ -52,7 +52,7 @@ def _replay_summary(plan: PackagePlan, package_dir: Path) -> dict:
         raise PackagingError(f"packaging variant {plan.variant}: {path} is missing; run the "
                              f"materialize_replay@{plan.variant} stage first")
     replay = parquet_file(path, f"packaging variant {plan.variant}",  # batch by batch: it can be long
-                          f"run `dvc repro -f -s materialize_replay@{plan.variant}`")
+                          f"run `dvc repro -f -s materialize_replay@{plan.variant}`", PackagingError)
     events, first_segs, last_segs = 0, None, None
     for batch in replay.iter_batches(batch_size=65_536, columns=["segs", "events"]):
         if batch.num_rows:

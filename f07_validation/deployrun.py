@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import yaml
 
 from contract import layout
 from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EQUIVALENCE_SAMPLE, DEFAULT_HOST,
@@ -132,29 +133,38 @@ class DeployRun:
     # ------------------------------------------------------------------ settings
     @cached_property
     def settings(self) -> Settings:
-        """``deployrun.<variant>`` (everything but the gates) with defaults applied. Keys
-        and types are the schema's (``contract.config``, checked before any stage runs);
-        here: is the package there."""
-        entry = self.params
-        parent = entry.get("parent_variant_f06")
+        """``deployrun.<variant>`` (everything but the gates) with defaults applied, once
+        the package it names is there (``settings_of``)."""
+        parent = self.params.get("parent_variant_f06")
         if not layout.is_variant_id(parent) or not (self.package_root / layout.PACKAGE_METADATA).is_file():
             raise DeployRunError(f"deployrun.{self.variant}.parent_variant_f06: {parent!r} is not a built F06 "
                                  f"package; name a packaging variant and run its seal_package stage")
-        runtime = dict(entry.get("runtime") or {})
-        if not runtime.get("url"):  # a server this run starts
-            runtime = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, **runtime}
-        reference = entry.get("reference") or {}
-        return Settings(parent_variant_f06=parent, host=runtime.get("host", DEFAULT_HOST),
-                        port=runtime.get("port", DEFAULT_PORT),
-                        batch_size=entry.get("batch_size", DEFAULT_BATCH_SIZE),
-                        check_equivalence=entry.get("check_equivalence", True),
-                        equivalence_sample=entry.get("equivalence_sample_windows", DEFAULT_EQUIVALENCE_SAMPLE),
-                        runtime=runtime,
-                        request_timeout=float(runtime.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
-                        reference_sample=reference.get("sample_windows", DEFAULT_REFERENCE_SAMPLE),
-                        reference_tolerance=float(reference.get("tolerance", DEFAULT_REFERENCE_TOLERANCE)),
-                        min_scored_share=float(entry.get("min_scored_share", DEFAULT_MIN_SCORED_SHARE)),
-                        log_csv_compression=entry.get("log_csv_compression", DEFAULT_LOG_CSV_COMPRESSION))
+        return settings_of(self.params)
+
+    def effective_params(self) -> str:
+        """The run's params.yaml (``layout.PARAMS_FILE``), which the settings stage writes:
+        what serve and infer use, every key written out with its default applied and the
+        gates left out. DVC tracks serve's and infer's parameters in this file rather than
+        in params.yaml, where a key the schema calls optional may be absent (DVC refuses a
+        tracked parameter that is missing) and where a gate edit would rerun them."""
+        settings = settings_of(self.params)
+        return yaml.safe_dump({
+            "variant": self.variant, "parent_variant_f06": settings.parent_variant_f06,
+            "runtime": settings.runtime, "batch_size": settings.batch_size,
+            "check_equivalence": settings.check_equivalence,
+            "equivalence_sample_windows": settings.equivalence_sample,
+            "log_csv_compression": settings.log_csv_compression,
+        }, sort_keys=True, default_flow_style=False)
+
+    def check_effective_params(self) -> None:
+        """Refuse to serve or infer unless the run's params.yaml holds params.yaml's entry
+        as it is now: DVC judged the stage up to date or not on that file."""
+        path = self.path(layout.PARAMS_FILE)
+        if not path.is_file() or path.read_text(encoding="utf-8") != self.effective_params():
+            state = "is missing" if not path.is_file() else "was written before params.yaml's last edit"
+            raise DeployRunError(f"{path} {state}: it holds deployrun.{self.variant} as serve and infer use it "
+                                 f"(DVC tracks their parameters there); run `dvc repro settings@{self.variant}` "
+                                 f"first (`dvc repro` without -s does)")
 
     # ------------------------------------------------------------------ manifest and package
     @cached_property
@@ -222,6 +232,26 @@ class DeployRun:
 
     def dataset_path(self, objective: str) -> Path:
         return self.manifest.package_dir / self.references[objective].dataset
+
+
+def settings_of(entry: dict) -> Settings:
+    """A ``deployrun.<variant>`` entry (everything but the gates) with defaults applied.
+    Keys and types are the schema's (``contract.config``, checked before any stage runs)."""
+    runtime = dict(entry.get("runtime") or {})
+    if not runtime.get("url"):  # a server this run starts
+        runtime = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, **runtime}
+    reference = entry.get("reference") or {}
+    return Settings(parent_variant_f06=entry.get("parent_variant_f06"), host=runtime.get("host", DEFAULT_HOST),
+                    port=runtime.get("port", DEFAULT_PORT),
+                    batch_size=entry.get("batch_size", DEFAULT_BATCH_SIZE),
+                    check_equivalence=entry.get("check_equivalence", True),
+                    equivalence_sample=entry.get("equivalence_sample_windows", DEFAULT_EQUIVALENCE_SAMPLE),
+                    runtime=runtime,
+                    request_timeout=float(runtime.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
+                    reference_sample=reference.get("sample_windows", DEFAULT_REFERENCE_SAMPLE),
+                    reference_tolerance=float(reference.get("tolerance", DEFAULT_REFERENCE_TOLERANCE)),
+                    min_scored_share=float(entry.get("min_scored_share", DEFAULT_MIN_SCORED_SHARE)),
+                    log_csv_compression=entry.get("log_csv_compression", DEFAULT_LOG_CSV_COMPRESSION))
 
 
 def load_deployrun(variant: str, params: dict, executions=layout.EXECUTIONS) -> DeployRun:
