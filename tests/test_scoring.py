@@ -77,6 +77,26 @@ def test_metrics_json_holds_a_few_headline_values_per_model_under_short_keys(sco
     }
 
 
+def test_dvc_metrics_show_and_diff_read_an_undefined_rate_as_absent(scored, tmp_path):
+    """Real DVC on the score stage's metrics.json, committed once with v502's precision as
+    the old code wrote it (0.0): `dvc metrics show` lists the defined values, and `dvc
+    metrics diff` the undefined one as gone (new: null), with no error."""
+    import sys
+
+    from tests.conftest import run
+    metrics = json.loads((scored / "metrics" / "metrics.json").read_text())
+    (tmp_path / "dvc.yaml").write_text("metrics:\n  - metrics.json\n")
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "v502": {**metrics["v502"], "precision": 0.0}}))
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "old"]):
+        run(command, tmp_path)
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], tmp_path).stdout)
+    assert shown[""]["data"]["metrics.json"]["data"]["v502"] == {"recall": 0.0, "f1": 0.0}
+    diff = json.loads(run([sys.executable, "-m", "dvc", "metrics", "diff", "--json"], tmp_path).stdout)
+    assert diff == {"metrics.json": {"v502.precision": {"old": 0.0, "new": None}}}
+
+
 def test_figures_are_images_drawn_from_counts(scored):
     """DVC's confusion template would count one row per window: the score stage logs
     the matrices (and the timeline) as PNG images instead, one per prediction_name."""
