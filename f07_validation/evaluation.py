@@ -151,10 +151,10 @@ def _model_summary(tally: _ModelTally, curves: pd.DataFrame) -> dict:
         "average_precision": _defined(average_precision(curves["precision"].to_numpy(),
                                                         curves["recall"].to_numpy())),
     }
-    return {**summary, "undefined": undefined_reasons(summary)}
+    return {**summary, "undefined": undefined_in(summary)}
 
 
-def undefined_reasons(summary: dict) -> dict[str, str]:
+def undefined_in(summary: dict) -> dict[str, str]:
     """``{"failure_recall": why, "declared.precision": why, ...}`` for each undefined value
     of a model's summary (points by their path), so that the pages show why."""
     reasons = {}

@@ -45,7 +45,7 @@ from contract.defaults import DEFAULT_QUALITY_FLOORS
 from contract.errors import UserError
 from contract.model_key import KEY_COLUMNS, key_of
 from f07_validation.deployrun import DeployRunError
-from f07_validation.scoring import METRICS, RATES, undefined_reasons
+from f07_validation.scoring import METRICS, RATES
 
 # RATES are in [0, 1], higher is better, undefined (None) where their denominator is 0;
 # the rest of METRICS count predictions

@@ -428,7 +428,8 @@ def _fmt(value: int | float | None) -> str:
 
 def _undefined(metric: str, counts: dict, where: str = "") -> str:
     """'recall undefined: no positive window in the reference' (``where``: e.g. ' in v701')."""
-    return f"{metric} undefined{where}: {undefined_reasons(counts)[metric]}"
+    why = undefined_reasons(counts).get(metric, f"its cell in {layout.METRICS_PER_MODEL} is empty")
+    return f"{metric} undefined{where}: {why}"
 
 
 def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | None) -> list[dict]:
