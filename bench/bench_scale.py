@@ -42,7 +42,7 @@ from f07_validation.client import ServerProcess, replay
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = [("select_models", "v601"), ("materialize_replay", "v601"), ("seal_package", "v601"),
-          ("serve", "v701"), ("infer", "v701"), ("score", "v701"), ("evaluate", "v701"), ("reference", "v701"),
+          ("settings", "v701"), ("serve", "v701"), ("infer", "v701"), ("score", "v701"), ("evaluate", "v701"), ("reference", "v701"),
           ("verdict", "v701"), ("report", "v701")]
 PEAK_LIMIT_BYTES = 1.5 * 1024 ** 3  # the bound on every stage at upstream size
 FLAT_WITHIN = 0.10  # a stage's peak at N may exceed its peak at N/4 by this much

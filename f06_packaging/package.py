@@ -15,11 +15,11 @@ import yaml
 
 from contract import layout
 from contract.files import atomic_path, write_json_atomic, write_text_atomic
+from contract.parquet import parquet_file
 from contract.seal import seal_package
 from f06_packaging.lineage import recorded_sources
 from f06_packaging.plan import PackagePlan, PackagingError
 from f06_packaging.reference import reference_join
-from upstream.reader import parquet_file
 
 
 def copy_models(plan: PackagePlan, models_dir) -> None:
@@ -52,7 +52,7 @@ def _replay_summary(plan: PackagePlan, package_dir: Path) -> dict:
         raise PackagingError(f"packaging variant {plan.variant}: {path} is missing; run the "
                              f"materialize_replay@{plan.variant} stage first")
     replay = parquet_file(path, f"packaging variant {plan.variant}",  # batch by batch: it can be long
-                          f"run `dvc repro -f -s materialize_replay@{plan.variant}`")
+                          f"run `dvc repro -f -s materialize_replay@{plan.variant}`", PackagingError)
     events, first_segs, last_segs = 0, None, None
     for batch in replay.iter_batches(batch_size=65_536, columns=["segs", "events"]):
         if batch.num_rows:

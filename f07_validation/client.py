@@ -563,21 +563,23 @@ def _timed_infer(client: InferenceClient, windows: Windows, request_id: str) -> 
 
 
 def replay_windows(path: Path, regime: Regime, batch_size: int, *,
-                   rows_per_read: int = 65536) -> Iterator[Windows]:
+                   rows_per_read: int = 65536, package_dir: Path | None = None) -> Iterator[Windows]:
     """The replay's OW windows, ``batch_size`` at a time, in time order.
 
     Starts lie on the package grid; a window is emitted only when its whole OW lies in
     the replay (``grid_starts``). Rows are read ``rows_per_read`` at a time, and only
-    the rows still needed by a pending window are carried over to the next read.
+    the rows still needed by a pending window are carried over to the next read. An
+    unreadable replay is a ReplayError naming the package to verify (``package_dir``).
     """
-    import pyarrow.parquet as pq
+    from contract.parquet import damaged_package_fix, parquet_file  # pyarrow: only where a replay is read
 
+    replay = parquet_file(path, "the replay", damaged_package_fix(package_dir or "<package_dir>"), ReplayError)
     next_start = None  # no window starting before this has been emitted yet
     pending = np.zeros(0, np.int64)  # starts whose OW is fully read, not yet emitted
     carry: EventRows | None = None
     # pre_buffer (on by default) would load the whole compressed file before the first
     # batch: memory would grow with the replay. Off, one row group is held at a time.
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows_per_read, columns=["segs", "events"]):
+    for batch in replay.iter_batches(batch_size=rows_per_read, columns=["segs", "events"]):
         rows = EventRows.from_arrow(batch)
         if len(rows) == 0:
             continue
@@ -621,7 +623,8 @@ def replay(url: str, manifest: Manifest, *, batch_size: int | None = None, timeo
                          f"per batch; lower deployrun.{manifest.variant}.batch_size")
     started = last_report = time.monotonic()
     sent = 0
-    for batch in infer_in_order(url, manifest, replay_windows(manifest.replay_path(), manifest.regime(), batch_size),
+    windows = replay_windows(manifest.replay_path(), manifest.regime(), batch_size, package_dir=manifest.package_dir)
+    for batch in infer_in_order(url, manifest, windows,
                                 timeout=timeout, token=token, in_flight=in_flight, wire=wire):
         sent += len(batch.windows)
         yield batch

@@ -19,7 +19,8 @@ from contract import layout
 from contract.errors import UserError
 from contract.manifest import load_manifest
 from f07_validation.deployrun import DeployRunError, read_json
-from f07_validation.report import data_uri, render_html
+from f07_validation.report import data_uri, render_html, with_reasons
+from f07_validation.scoring import RATES
 
 TEMPLATE = "compare.html.j2"
 WINDOW_COLUMNS = ["TP", "FP", "FN", "precision", "recall", "f1"]
@@ -51,7 +52,7 @@ def read_variant(variant: str, executions: Path) -> dict:
     if not per_model.is_file():
         raise DeployRunError(f"{per_model} is missing: run `dvc repro score@{variant}` first")
     window = pd.read_csv(per_model, dtype={"objective": str, "source_f05": str, "model_id": str},
-                         keep_default_na=False)
+                         keep_default_na=False, na_values={rate: [""] for rate in RATES})  # "": undefined
     window["model"] = window["objective"] + "/" + window["source_f05"] + "/" + window["model_id"]
     evaluation = root / layout.EVALUATION
     thresholds = root / layout.THRESHOLDS
@@ -63,7 +64,7 @@ def read_variant(variant: str, executions: Path) -> dict:
         "package_digest": manifest.package_digest,
         "verdict": read_json(root / layout.VERDICT, "rerun its verdict stage") if (root / layout.VERDICT).is_file()
         else None,
-        "window": window.to_dict("records"),
+        "window": with_reasons(window),
         "evaluation": read_json(evaluation, f"rerun `dvc repro evaluate@{variant}`") if evaluated else None,
         "thresholds": pd.read_csv(thresholds) if evaluated else None,
         "parameters": _flatten({
@@ -119,4 +120,4 @@ def render_comparison(variants: list[str], executions: Path, template_dir: Path)
     for item in read:
         del item["thresholds"]  # drawn; the page shows the figure
     return render_html({"variants": read, "differences": rows, "same": same, "curves_uri": curves,
-                        "window_columns": WINDOW_COLUMNS}, template_dir, TEMPLATE)
+                        "window_columns": WINDOW_COLUMNS, "rates": RATES}, template_dir, TEMPLATE)

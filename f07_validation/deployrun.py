@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from contract import layout
 from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EQUIVALENCE_SAMPLE, DEFAULT_HOST,
@@ -23,7 +23,8 @@ from contract.defaults import (DEFAULT_BATCH_SIZE, DEFAULT_EQUIVALENCE_SAMPLE, D
                                DEFAULT_REFERENCE_SAMPLE, DEFAULT_REFERENCE_TOLERANCE, DEFAULT_REQUEST_TIMEOUT)
 from contract.errors import UserError
 from contract.manifest import Manifest, ModelEntry, load_manifest
-from contract.predictions import PREDICTION_SCHEMA
+from contract.parquet import damaged_package_fix, parquet_file
+
 
 class DeployRunError(UserError):
     """An F07 variant cannot run as configured, or an input of it is missing or
@@ -103,6 +104,16 @@ class DeployRun:
         """The F06 package params.yaml names (the manifest's, once serve has run)."""
         return layout.variant_dir(layout.F06, self.params.get("parent_variant_f06"), self.executions)
 
+    def parquet(self, path: Path, fix: str) -> pq.ParquetFile:
+        """A parquet file of the run or its package, opened (``contract.parquet``); one
+        that is cut short or not parquet is a DeployRunError naming it and ``fix``."""
+        return parquet_file(path, f"F07 variant {self.variant}", fix, DeployRunError)
+
+    @property
+    def package_fix(self) -> str:
+        """What to do about a damaged file of the run's package."""
+        return damaged_package_fix(self.manifest.package_dir, self.manifest.parent_variant_f06)
+
     def stage_fix(self, stage: str) -> str:
         return f"run `dvc repro {stage}@{self.variant}` first"
 
@@ -122,29 +133,38 @@ class DeployRun:
     # ------------------------------------------------------------------ settings
     @cached_property
     def settings(self) -> Settings:
-        """``deployrun.<variant>`` (everything but the gates) with defaults applied. Keys
-        and types are the schema's (``contract.config``, checked before any stage runs);
-        here: is the package there."""
-        entry = self.params
-        parent = entry.get("parent_variant_f06")
+        """``deployrun.<variant>`` (everything but the gates) with defaults applied, once
+        the package it names is there (``settings_of``)."""
+        parent = self.params.get("parent_variant_f06")
         if not layout.is_variant_id(parent) or not (self.package_root / layout.PACKAGE_METADATA).is_file():
             raise DeployRunError(f"deployrun.{self.variant}.parent_variant_f06: {parent!r} is not a built F06 "
                                  f"package; name a packaging variant and run its seal_package stage")
-        runtime = dict(entry.get("runtime") or {})
-        if not runtime.get("url"):  # a server this run starts
-            runtime = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, **runtime}
-        reference = entry.get("reference") or {}
-        return Settings(parent_variant_f06=parent, host=runtime.get("host", DEFAULT_HOST),
-                        port=runtime.get("port", DEFAULT_PORT),
-                        batch_size=entry.get("batch_size", DEFAULT_BATCH_SIZE),
-                        check_equivalence=entry.get("check_equivalence", True),
-                        equivalence_sample=entry.get("equivalence_sample_windows", DEFAULT_EQUIVALENCE_SAMPLE),
-                        runtime=runtime,
-                        request_timeout=float(runtime.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
-                        reference_sample=reference.get("sample_windows", DEFAULT_REFERENCE_SAMPLE),
-                        reference_tolerance=float(reference.get("tolerance", DEFAULT_REFERENCE_TOLERANCE)),
-                        min_scored_share=float(entry.get("min_scored_share", DEFAULT_MIN_SCORED_SHARE)),
-                        log_csv_compression=entry.get("log_csv_compression", DEFAULT_LOG_CSV_COMPRESSION))
+        return settings_of(self.params)
+
+    def effective_params(self) -> str:
+        """The run's params.yaml (``layout.PARAMS_FILE``), which the settings stage writes:
+        what serve and infer use, every key written out with its default applied and the
+        gates left out. DVC tracks serve's and infer's parameters in this file rather than
+        in params.yaml, where a key the schema calls optional may be absent (DVC refuses a
+        tracked parameter that is missing) and where a gate edit would rerun them."""
+        settings = settings_of(self.params)
+        return yaml.safe_dump({
+            "variant": self.variant, "parent_variant_f06": settings.parent_variant_f06,
+            "runtime": settings.runtime, "batch_size": settings.batch_size,
+            "check_equivalence": settings.check_equivalence,
+            "equivalence_sample_windows": settings.equivalence_sample,
+            "log_csv_compression": settings.log_csv_compression,
+        }, sort_keys=True, default_flow_style=False)
+
+    def check_effective_params(self) -> None:
+        """Refuse to serve or infer unless the run's params.yaml holds params.yaml's entry
+        as it is now: DVC judged the stage up to date or not on that file."""
+        path = self.path(layout.PARAMS_FILE)
+        if not path.is_file() or path.read_text(encoding="utf-8") != self.effective_params():
+            state = "is missing" if not path.is_file() else "was written before params.yaml's last edit"
+            raise DeployRunError(f"{path} {state}: it holds deployrun.{self.variant} as serve and infer use it "
+                                 f"(DVC tracks their parameters there); run `dvc repro settings@{self.variant}` "
+                                 f"first (`dvc repro` without -s does)")
 
     # ------------------------------------------------------------------ manifest and package
     @cached_property
@@ -213,30 +233,25 @@ class DeployRun:
     def dataset_path(self, objective: str) -> Path:
         return self.manifest.package_dir / self.references[objective].dataset
 
-    def read_predictions(self) -> pa.Table:
-        """The raw prediction log, with every column in the type the contract fixes (any
-        integer width is accepted and widened, so that a log written with narrower types
-        still scores)."""
-        path = self.predictions_path
-        if not path.exists():
-            raise DeployRunError(f"{path} is missing: {self.stage_fix('infer')}")
-        table = pq.read_table(path)
-        missing = sorted(set(PREDICTION_SCHEMA.names) - set(table.column_names))
-        if missing:
-            raise DeployRunError(f"{path} lacks columns {missing}: {self.stage_fix('infer')}")
-        table = table.select(PREDICTION_SCHEMA.names)
-        try:
-            table = table.cast(PREDICTION_SCHEMA)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise DeployRunError(
-                f"{path} has columns of unexpected types ({exc}); {self.stage_fix('infer')}"
-            ) from None
-        if table["OW_events"].null_count:
-            raise DeployRunError(
-                f"{path} has rows with a null OW_events (an empty window is an empty list): "
-                f"{self.stage_fix('infer')}"
-            )
-        return table
+
+def settings_of(entry: dict) -> Settings:
+    """A ``deployrun.<variant>`` entry (everything but the gates) with defaults applied.
+    Keys and types are the schema's (``contract.config``, checked before any stage runs)."""
+    runtime = dict(entry.get("runtime") or {})
+    if not runtime.get("url"):  # a server this run starts
+        runtime = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, **runtime}
+    reference = entry.get("reference") or {}
+    return Settings(parent_variant_f06=entry.get("parent_variant_f06"), host=runtime.get("host", DEFAULT_HOST),
+                    port=runtime.get("port", DEFAULT_PORT),
+                    batch_size=entry.get("batch_size", DEFAULT_BATCH_SIZE),
+                    check_equivalence=entry.get("check_equivalence", True),
+                    equivalence_sample=entry.get("equivalence_sample_windows", DEFAULT_EQUIVALENCE_SAMPLE),
+                    runtime=runtime,
+                    request_timeout=float(runtime.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)),
+                    reference_sample=reference.get("sample_windows", DEFAULT_REFERENCE_SAMPLE),
+                    reference_tolerance=float(reference.get("tolerance", DEFAULT_REFERENCE_TOLERANCE)),
+                    min_scored_share=float(entry.get("min_scored_share", DEFAULT_MIN_SCORED_SHARE)),
+                    log_csv_compression=entry.get("log_csv_compression", DEFAULT_LOG_CSV_COMPRESSION))
 
 
 def load_deployrun(variant: str, params: dict, executions=layout.EXECUTIONS) -> DeployRun:

@@ -42,8 +42,9 @@ from f07_validation.deployrun import DeployRun
 from f07_validation.failures import (MISSED, NOT_COVERED, WARNED, FailureCoverage, ObjectiveFailures,
                                      lead_time_summary, read_failures)
 from f07_validation.matching import REFERENCED, joins_by_content, match_windows, window_starts
-from f07_validation.scoring import (headline_key, headline_values, load_references, log_batches, model_index,
-                                    open_log, time_span, write_headlines)
+from f07_validation.scoring import (UNDEFINED_BECAUSE, headline_key, headline_values,
+                                    load_references, log_batches, model_index, open_log, time_span,
+                                    write_headlines)
 from f07_validation.thresholds import (BELOW, EpisodeTally, Histogram, average_precision, ratio, roc_auc,
                                        roc_auc_bound, threshold_edges)
 from f07_validation.timefmt import utc_iso
@@ -58,6 +59,20 @@ FAILURE_COLUMNS = ["objective", "prediction_name", "failure_segs", "failure_utc"
                    "max_probability"]
 CURVES = {"pr": ("recall", "precision"), "roc": ("fpr", "recall"),
           "alarms": ("false_alarms_per_day", "failure_recall")}
+# Why a value of evaluation.json is undefined (None there, an empty cell in thresholds.csv,
+# no point in the curves), shown with it: its denominator is 0. Beside the window-level
+# rates' reasons, at the threshold of the point.
+UNDEFINED = {
+    **UNDEFINED_BECAUSE,
+    "fpr": "no negative window in the reference",
+    "false_alarms_per_day": "no window logged",
+    "failure_recall": "no failure of the replay falls in a logged window's prediction period",
+    "failure_precision": "no alarm episode that warned a failure or was false (open ones are not judged)",
+    "roc_auc": "the reference's windows are of one class only",
+    "roc_auc_bound": "the reference's windows are of one class only",
+    "average_precision": UNDEFINED_BECAUSE["recall"],
+    "best_f1": "f1 is undefined at every threshold: " + UNDEFINED_BECAUSE["f1"],
+}
 
 
 class _ModelTally:
@@ -103,35 +118,55 @@ def _curves(tally: _ModelTally, days: float) -> pd.DataFrame:
         "model": tally.model.key, "threshold": tally.edges, "TP": tp, "FP": fp,
         "precision": precision, "recall": recall, "f1": ratio(2 * tp, 2 * tp + fp + (positives - tp)),
         "fpr": ratio(fp, negatives), "episodes": episodes, "warning_episodes": warning,
-        "open_episodes": marked - warning, "false_alarms": false, "false_alarms_per_day": false / days if days else 0.0,
+        "open_episodes": marked - warning, "false_alarms": false, "false_alarms_per_day": false / days if days else np.nan,
         "failures_warned": warned, "failure_recall": ratio(warned, coverable.sum()),
         "failure_precision": ratio(warning, warning + false),
     }, columns=THRESHOLD_COLUMNS)
 
 
+def _defined(value) -> float | None:
+    """A float of the summary, None where it is undefined (NaN)."""
+    return None if np.isnan(value) else float(value)
+
+
 def _model_summary(tally: _ModelTally, curves: pd.DataFrame) -> dict:
     declared = int(np.searchsorted(tally.edges, tally.model.threshold))
     at = curves.iloc[declared]
-    best = int(np.argmax(curves["f1"].to_numpy()))
+    f1 = curves["f1"].to_numpy()
+    best = None if np.isnan(f1).all() else int(np.nanargmax(f1))
     status = tally.coverage.status()
     lead = tally.coverage.lead_times()[status == WARNED]
     counts = {name: int(np.sum(status == name)) for name in (WARNED, MISSED, NOT_COVERED)}
 
     def point(row) -> dict:
-        return {name: (float(row[name]) if isinstance(row[name], (float, np.floating)) else int(row[name]))
+        return {name: (_defined(row[name]) if isinstance(row[name], (float, np.floating)) else int(row[name]))
                 for name in THRESHOLD_COLUMNS if name != "model"}
 
-    return {
+    summary = {
         **tally.model.identity(), "threshold": tally.model.threshold,
         "failures": len(status), "warned": counts[WARNED], "missed": counts[MISSED],
         "not_covered": counts[NOT_COVERED],
-        "failure_recall": float(ratio(counts[WARNED], counts[WARNED] + counts[MISSED])),
+        "failure_recall": _defined(ratio(counts[WARNED], counts[WARNED] + counts[MISSED])),
         "lead_time_s": lead_time_summary(lead),
-        "declared": point(at), "best_f1": point(curves.iloc[best]),
-        "roc_auc": roc_auc(curves["recall"].to_numpy(), curves["fpr"].to_numpy()),
-        "roc_auc_bound": roc_auc_bound(tally.positives.counts[1:], tally.negatives.counts[1:]),
-        "average_precision": average_precision(curves["precision"].to_numpy(), curves["recall"].to_numpy()),
+        "declared": point(at), "best_f1": None if best is None else point(curves.iloc[best]),
+        "roc_auc": _defined(roc_auc(curves["recall"].to_numpy(), curves["fpr"].to_numpy())),
+        "roc_auc_bound": _defined(roc_auc_bound(tally.positives.counts[1:], tally.negatives.counts[1:])),
+        "average_precision": _defined(average_precision(curves["precision"].to_numpy(),
+                                                        curves["recall"].to_numpy())),
     }
+    return {**summary, "undefined": undefined_in(summary)}
+
+
+def undefined_in(summary: dict) -> dict[str, str]:
+    """``{"failure_recall": why, "declared.precision": why, ...}`` for each undefined value
+    of a model's summary (points by their path), so that the pages show why."""
+    reasons = {}
+    for name, value in summary.items():
+        if value is None:
+            reasons[name] = UNDEFINED[name]
+        elif name in ("declared", "best_f1"):
+            reasons.update({f"{name}.{key}": UNDEFINED[key] for key, item in value.items() if item is None})
+    return reasons
 
 
 def _failure_rows(tally: _ModelTally) -> pd.DataFrame:
@@ -215,7 +250,8 @@ def evaluate_deployrun(run: DeployRun) -> Evaluation:
 
 def headline(models: dict, run: DeployRun) -> dict:
     """A few values per model for `dvc metrics show`, under the score stage's short keys
-    (a file per model, as the score stage's window_level/)."""
+    (a file per model, as the score stage's window_level/); an undefined one is null, as
+    a lead time where nothing was warned (shown as "-")."""
     per_model = pd.DataFrame([model.identity() for model in run.models])
     tree = {}
     for row, model in zip(per_model.to_dict("records"), run.models):
@@ -246,10 +282,9 @@ def write_evaluation(evaluation: Evaluation, run: DeployRun) -> None:
             (out / kind).mkdir(parents=True)
             for key, table in evaluation.thresholds.groupby("model", sort=False):
                 name = posixpath.basename(layout.curve_file(kind, curve_file_name(key)))
-                if kind == "pr":  # no precision where nothing is predicted positive
-                    table = table[table["TP"] + table["FP"] > 0]
-                table[["threshold", x, y]].to_csv(out / kind / name, index=False, lineterminator="\n",
-                                                  float_format="%.6g")
+                # no point where x or y is undefined (precision where nothing is predicted positive)
+                table = table[["threshold", x, y]].dropna()
+                table.to_csv(out / kind / name, index=False, lineterminator="\n", float_format="%.6g")
     with atomic_path(run.path(layout.EVALUATION_IMAGES)) as out:
         out.mkdir(parents=True)
         (out / posixpath.basename(layout.THRESHOLDS_FIGURE)).write_bytes(figure)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from contract import layout
 from contract.windows import EventRows, Regime
@@ -95,8 +94,7 @@ def read_failures(run: DeployRun) -> dict[str, ObjectiveFailures]:
     times = {objective: [] for objective in wanted}
     names = {objective: [] for objective in wanted}
     replay = run.manifest.replay_path()
-    for batch in pq.ParquetFile(replay, pre_buffer=False).iter_batches(batch_size=READ_ROWS,
-                                                                        columns=["segs", "events"]):
+    for batch in run.parquet(replay, run.package_fix).iter_batches(batch_size=READ_ROWS, columns=["segs", "events"]):
         rows = EventRows.from_arrow(batch)
         row_of = np.repeat(np.arange(len(rows)), np.diff(rows.offsets))
         for objective, codes in wanted.items():

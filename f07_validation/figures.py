@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from contract.model_key import key_of
+from f07_validation.scoring import RATES, shown_rate
 
 DPI = 100
 CLASS_TICKS = ["0 (negative)", "1 (positive)"]
@@ -49,8 +50,7 @@ def confusion_png(prediction_name: str, models: list[dict]) -> bytes:
             axes.set_ylabel("actual (F04 label)")
             axes.set_title(
                 f"{model['objective']} · {model['source_f05']} / {model['model_id']}\n"
-                f"precision {model['precision']:.3f}  recall {model['recall']:.3f}  "
-                f"f1 {model['f1']:.3f}", fontsize=9)
+                + "  ".join(f"{rate} {shown_rate(model[rate], 3)}" for rate in RATES), fontsize=9)
         figure.suptitle(f"{prediction_name}: windows with a reference", fontsize=11)
         return _png(figure)
 
@@ -123,7 +123,7 @@ def thresholds_png(thresholds: pd.DataFrame, models: list[dict]) -> bytes:
     value of its ``model`` column): precision against recall (windows), the ROC, and the
     failures warned against the false alarms per day. Each of ``models`` (``label``: its
     ``model`` value, ``declared`` and ``best_f1``: rows of the table) marks its declared
-    threshold (o) and the one that maximises F1 (x); an optional ``color`` and
+    threshold (o) and the one that maximises F1 (x), where defined; an optional ``color`` and
     ``linestyle`` tell overlaid variants apart."""
     panels = (("recall", "precision", "windows: precision / recall"),
               ("fpr", "recall", "windows: ROC (recall against false positive rate)"),
@@ -138,12 +138,12 @@ def thresholds_png(thresholds: pd.DataFrame, models: list[dict]) -> bytes:
                 if curve is None:
                     continue
                 color = model.get("color", f"C{index % 10}")
-                if y == "precision":  # no precision where nothing is predicted positive
-                    curve = curve[curve["TP"] + curve["FP"] > 0]
+                curve = curve[[x, y]].dropna()  # undefined: no point (precision where nothing is positive)
                 axes.plot(curve[x], curve[y], linewidth=1.2, color=color, linestyle=model.get("linestyle", "-"),
                           label=model["label"])
-                axes.plot(model["declared"][x], model["declared"][y], "o", color=color, markersize=6)
-                axes.plot(model["best_f1"][x], model["best_f1"][y], "x", color=color, markersize=8)
+                for point, marker, size in ((model["declared"], "o", 6), (model["best_f1"], "x", 8)):
+                    if point is not None and point[x] is not None and point[y] is not None:
+                        axes.plot(point[x], point[y], marker, color=color, markersize=size)
             axes.set_xlabel(x.replace("_", " "))
             axes.set_ylabel(y.replace("_", " "))
             axes.set_title(title, fontsize=10)

@@ -13,7 +13,9 @@ variant in params.yaml, optionally against another F07 variant (the baseline):
 Metric names are those of metrics_per_model.csv (`f07_validation.scoring.METRICS`).
 Absolute bounds apply to every gated model; a drop is measured per model against the
 baseline's model with the same `<objective>/<source_f05>/<model_id>`. A bound written as
-`null` is a gate switched off: the verdict shows it as off, not as passed.
+`null` is a gate switched off: the verdict shows it as off, not as passed. A gate on an
+undefined rate (no positive window in the reference, say) fails, saying why: nothing
+was measured that could meet the bound.
 
 `make variant7` writes the quality floors of `contract.defaults.DEFAULT_QUALITY_FLOORS`
 (and, given a baseline, `DEFAULT_MAX_DROP`); a run whose gates leave one of those
@@ -43,9 +45,10 @@ from contract.defaults import DEFAULT_QUALITY_FLOORS
 from contract.errors import UserError
 from contract.model_key import KEY_COLUMNS, key_of
 from f07_validation.deployrun import DeployRunError
-from f07_validation.scoring import METRICS
+from f07_validation.scoring import METRICS, RATES
 
-RATES = ("precision", "recall", "f1")  # in [0, 1], higher is better; the rest count predictions
+# RATES are in [0, 1], higher is better, undefined (None) where their denominator is 0;
+# the rest of METRICS count predictions
 KINDS = ("min", "max", "max_drop")  # the order of the verdict's gate checks
 GATE_KEYS = KINDS + ("baseline", "models")
 EXAMPLES = {"min": "{recall: 0.5}", "max": "{FP: 100}", "max_drop": "{f1: 0.02}"}
@@ -236,11 +239,11 @@ def _models(where: str, models, served: list[str], package, bounds: list[Bound])
     return tuple(models)
 
 
-def read_model_metrics(path: Path, fix: str) -> dict[str, dict[str, int | float]]:
+def read_model_metrics(path: Path, fix: str) -> dict[str, dict[str, int | float | None]]:
     """Model key -> {metric: value} from a metrics_per_model.csv (the run's own or its
     baseline's). Read as text, not through pandas' type guessing, so that names stay exactly
     as written (a model_id 'NA' is not a missing value) and every float comes back as
-    the same double."""
+    the same double; an undefined rate (an empty cell) is None."""
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
@@ -253,8 +256,9 @@ def read_model_metrics(path: Path, fix: str) -> dict[str, dict[str, int | float]
     metrics = {}
     for line, row in enumerate(rows, start=2):
         try:
-            metrics[key_of(row)] = {metric: float(row[metric]) if metric in RATES else int(row[metric])
-                                        for metric in METRICS}
+            # an empty rate is undefined (scoring.ratios), kept as None
+            metrics[key_of(row)] = {metric: (float(row[metric]) if row[metric] != "" else None)
+                                    if metric in RATES else int(row[metric]) for metric in METRICS}
         except ValueError as error:
             raise DeployRunError(f"{path} line {line}: {error}: {fix}") from None
     return metrics

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from contract.parquet import damaged_package_fix, parquet_file
 from contract.row_stream import RowStream
 from f07_validation.deployrun import DeployRunError
 from f07_validation.reference import content_hashes, index_in
@@ -132,11 +133,11 @@ class ContentReference(Reference):
         return Matched(status, label, np.zeros(len(t0), bool))
 
 
-def _check_t0_order(path: Path, t0_path: Path) -> None:
+def _check_t0_order(path: Path, t0_file: pq.ParquetFile) -> None:
     """The t0 of a dataset ascend strictly (one row per window, in window order): the
     merge join relies on it."""
     previous, row = None, 0
-    for batch in pq.ParquetFile(t0_path, pre_buffer=False).iter_batches(batch_size=READ_ROWS, columns=["t0"]):
+    for batch in t0_file.iter_batches(batch_size=READ_ROWS, columns=["t0"]):
         t0 = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
         if previous is not None:
             t0 = np.concatenate([[previous], t0])
@@ -151,17 +152,19 @@ def _check_t0_order(path: Path, t0_path: Path) -> None:
 
 
 def load_reference(path: Path, objective: str, input_column: str, label_column: str,
-                   recovered_t0: Path | None = None, contents: bool = True) -> Reference:
+                   recovered_t0: Path | None = None, contents: bool = True,
+                   fix: str = damaged_package_fix("<package_dir>")) -> Reference:
     """Check an F04 dataset (columns, labels 0/1, `t0` unique and ascending) and open it
     for matching. A dataset without `t0` takes the one F06 recovered for it
     (`recovered_t0`), when F06 could prove it row by row; else it is matched by content.
-    ``contents`` off: a `t0` join reads labels only and reports no OW mismatch."""
+    ``contents`` off: a `t0` join reads labels only and reports no OW mismatch. ``fix``:
+    what to do about a package file missing or unreadable."""
     if not path.exists():
-        raise DeployRunError(
-            f"{path} (reference of objective {objective}) is missing: the package is "
-            f"incomplete; check it with `python -m contract.seal verify <package_dir>`"
-        )
-    schema = pq.read_schema(path)
+        raise DeployRunError(f"{path} (reference of objective {objective}) is missing: the package is "
+                             f"incomplete; {fix}")
+    where = f"reference of objective {objective}"
+    dataset = parquet_file(path, where, fix, DeployRunError)
+    schema = dataset.schema_arrow
     missing = sorted({input_column, label_column} - set(schema.names))
     if missing:
         raise DeployRunError(
@@ -171,7 +174,7 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
     rows, positives, hashes, labels = 0, 0, [], []
     by_content = "t0" not in schema.names and recovered_t0 is None
     columns = [label_column] + ([input_column] if by_content else [])
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=READ_ROWS, columns=columns):
+    for batch in dataset.iter_batches(batch_size=READ_ROWS, columns=columns):
         label = batch.column(label_column)
         if label.null_count or (by_content and batch.column(input_column).null_count):
             raise DeployRunError(f"{path} has null {input_column} or {label_column} values")
@@ -188,10 +191,11 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
                                 np.concatenate(hashes) if hashes else np.zeros(0, np.int64),
                                 np.concatenate(labels) if labels else np.zeros(0, np.int8))
     t0_path, join = (path, JOIN_T0) if "t0" in schema.names else (recovered_t0, JOIN_T0_RECOVERED)
-    if join == JOIN_T0_RECOVERED and pq.ParquetFile(t0_path).metadata.num_rows != rows:
-        raise DeployRunError(f"{t0_path} holds {pq.ParquetFile(t0_path).metadata.num_rows} t0 values for the "
+    t0_file = dataset if join == JOIN_T0 else parquet_file(t0_path, where, fix, DeployRunError)
+    if t0_file.metadata.num_rows != rows:
+        raise DeployRunError(f"{t0_path} holds {t0_file.metadata.num_rows} t0 values for the "
                              f"{rows} rows of {path}; rebuild the package (seal_package stage)")
-    _check_t0_order(path, t0_path)
+    _check_t0_order(path, t0_file)
     return T0Reference(path, objective, join, rows, positives, input_column, label_column, t0_path, contents)
 
 

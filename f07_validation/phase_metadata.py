@@ -16,7 +16,7 @@ import pandas as pd
 from contract import layout
 from contract.files import write_json_atomic
 from f07_validation.deployrun import DeployRun
-from f07_validation.scoring import METRICS, MODEL_COLUMNS
+from f07_validation.scoring import METRICS, MODEL_COLUMNS, undefined_reasons
 
 NOT_OUTPUTS = {layout.RUN_TIMING, layout.LATENCY, layout.RUNTIME_JS, layout.RUN_METADATA}  # and DVC's .gitignore files
 
@@ -46,7 +46,9 @@ def phase_metadata(run: DeployRun, per_model: pd.DataFrame, scoring: dict) -> di
         "temporal": run.manifest.temporal,
         "models": [
             {**{column: row[column] for column in MODEL_COLUMNS},
-             "metrics": {metric: row[metric] for metric in METRICS}}
+             # an undefined rate is null, with why beside it
+             "metrics": {metric: None if pd.isna(row[metric]) else row[metric] for metric in METRICS},
+             "undefined": undefined_reasons(row)}
             for row in per_model.to_dict("records")
         ],
         "run": run.read_log_json(layout.RUN_SUMMARY),

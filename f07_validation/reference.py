@@ -57,6 +57,7 @@ import pyarrow.parquet as pq
 from console.progress import progress
 from contract.defaults import F05_DEFAULT_THRESHOLD
 from contract.errors import UserError
+from contract.parquet import damaged_package_fix, parquet_file
 from contract.predictions import model_keys
 from contract import layout
 
@@ -235,16 +236,16 @@ def every_kth_true(flags: np.ndarray, stride: int, chunk: int = READ_ROWS * 16) 
     return np.concatenate(chosen)
 
 
-def _batches(path: Path, columns: list[str]):
-    return pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=READ_ROWS, columns=columns)
+def _batches(file: pq.ParquetFile, columns: list[str]):
+    return file.iter_batches(batch_size=READ_ROWS, columns=columns)
 
 
-def _int64_column(path: Path, column: str) -> np.ndarray:
+def _int64_column(file: pq.ParquetFile, column: str) -> np.ndarray:
     """One integer column of a parquet file as int64, filled batch by batch into one
     array (no list of chunks and concatenated copy beside it)."""
-    values = np.empty(pq.ParquetFile(path).metadata.num_rows, dtype=np.int64)
+    values = np.empty(file.metadata.num_rows, dtype=np.int64)
     start = 0
-    for batch in _batches(path, [column]):
+    for batch in _batches(file, [column]):
         values[start:start + batch.num_rows] = batch.column(column).to_numpy(zero_copy_only=False)
         start += batch.num_rows
     return values
@@ -255,26 +256,24 @@ class _Dataset:
     content hash) and ``unique``, the distinct keys sorted (``first_rows`` and ``per_row``
     map between the two)."""
 
-    def __init__(self, spec: ReferenceDataset):
+    def __init__(self, spec: ReferenceDataset, fix: str):
         self.spec = spec
-        try:
-            names = pq.read_schema(spec.path).names
-        except (OSError, pa.ArrowInvalid) as error:
-            raise ReferenceComparisonError(f"{spec.path} (F04 reference of objective {spec.objective}) cannot be read "
-                                 f"({error}); check the package with `python -m runtime.seal verify`") from None
+        where = f"F04 reference of objective {spec.objective}"
+        self.file = dataset = parquet_file(spec.path, where, fix, ReferenceComparisonError)  # read again for the samples
+        names = dataset.schema_arrow.names
         if "OW_events" not in names:
             raise ReferenceComparisonError(f"{spec.path} has no OW_events column; it is not an F04 dataset")
         if "t0" in names:
             self.join = JOIN_T0
-            keys = _int64_column(spec.path, "t0")
+            keys = _int64_column(dataset, "t0")
         elif spec.recovered_t0 is not None:
             self.join = JOIN_T0_RECOVERED
-            keys = _int64_column(spec.recovered_t0, "t0")
+            keys = _int64_column(parquet_file(spec.recovered_t0, where, fix, ReferenceComparisonError), "t0")
         else:
             self.join = JOIN_OW_CONTENT
-            hashes = [content_hashes(b.column("OW_events")) for b in _batches(spec.path, ["OW_events"])]
+            hashes = [content_hashes(b.column("OW_events")) for b in _batches(dataset, ["OW_events"])]
             keys = np.concatenate(hashes) if hashes else np.zeros(0, np.int64)
-        rows = pq.ParquetFile(spec.path).metadata.num_rows
+        rows = dataset.metadata.num_rows
         if len(keys) != rows:
             raise ReferenceComparisonError(f"{spec.recovered_t0} holds {len(keys)} t0 values for the {rows} rows of "
                                  f"{spec.path}; rebuild the package (seal_package stage)")
@@ -309,12 +308,12 @@ class _Dataset:
         return index_in(self.unique, keys)
 
 
-def _log_batches(log_path: Path, models: list[ModelUnderTest], with_events: bool, with_answers: bool):
+def _log_batches(file: pq.ParquetFile, log_path: Path, models: list[ModelUnderTest], with_events: bool,
+                 with_answers: bool):
     """The prediction log by record batch: per model, the row positions of its rows."""
     columns = ["t0", "objective", "source_f05", "model_id"]
     columns += ["probability", "y_pred"] if with_answers else []
     columns += ["OW_events"] if with_events else []
-    file = pq.ParquetFile(log_path, pre_buffer=False)
     missing = sorted(set(columns) - set(file.schema_arrow.names))
     if missing:
         raise ReferenceComparisonError(f"{log_path} lacks columns {missing}: it is not a raw prediction log")
@@ -463,7 +462,9 @@ def diagnose_join(trace: _JoinTrace, logged: int, keys: np.ndarray, objective: s
 
 
 def compare_with_reference(log_path: Path, models: list[ModelUnderTest], datasets: dict[str, ReferenceDataset],
-                           span: ReplaySpan, *, sample_windows: int | None, tolerance: float) -> dict:
+                           span: ReplaySpan, *, sample_windows: int | None, tolerance: float,
+                           log_fix: str = "run the infer stage again",
+                           package_fix: str = damaged_package_fix("<package_dir>")) -> dict:
     """The content of ``reference.json``: per objective how it was joined and sampled, per
     model the comparison of probabilities (``compared``, ``max_abs_diff``, ``mismatches``,
     ``first_mismatches``) and of decisions at the summary's threshold
@@ -473,23 +474,26 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
     probability (``decisions``), the coverage of the F04 windows in the replay, and when
     the join misses, its diagnosis.
     ``sample_windows``: compare every k-th matched F04 window, at least that many
-    (None: all of them); ``tolerance``: the largest |server - reference| accepted."""
+    (None: all of them); ``tolerance``: the largest |server - reference| accepted;
+    ``log_fix``, ``package_fix``: what to do about a log, a package file, missing or
+    unreadable."""
     log_path = Path(log_path)
     if not log_path.is_file():
-        raise ReferenceComparisonError(f"{log_path} is missing: run the infer stage first")
+        raise ReferenceComparisonError(f"{log_path} is missing: {log_fix}")
+    log = parquet_file(log_path, "the prediction log", log_fix, ReferenceComparisonError)
     for model in models:
         if model.objective not in datasets:
             raise ReferenceComparisonError(f"model {model.key}: no F04 dataset for objective {model.objective}")
-    data = {objective: _Dataset(spec) for objective, spec in datasets.items()}
+    data = {objective: _Dataset(spec, package_fix) for objective, spec in datasets.items()}
     needs_events = any(not d.by_t0 for d in data.values())
     loaded = {m.key: ReferenceModel(m.key, m.model_path, m.summary_path) for m in models}
 
     # Pass 1 over the log: which F04 keys did each model get a prediction for.
     seen = {m.key: np.zeros(len(data[m.objective].unique), dtype=bool) for m in models}
     logged = {m.key: 0 for m in models}
-    stride = max(1, pq.ParquetFile(log_path).metadata.num_rows // (len(models) * _TRACE_SAMPLE))
+    stride = max(1, log.metadata.num_rows // (len(models) * _TRACE_SAMPLE))
     traces = {m.key: _JoinTrace(span, stride) for m in models}
-    for batch, rows in _log_batches(log_path, models, needs_events, with_answers=False):
+    for batch, rows in _log_batches(log, log_path, models, needs_events, with_answers=False):
         t0 = batch.column("t0").to_numpy(zero_copy_only=False).astype(np.int64)
         hashes = content_hashes(batch.column("OW_events")) if needs_events else None
         for model in models:
@@ -537,7 +541,7 @@ def compare_with_reference(log_path: Path, models: list[ModelUnderTest], dataset
     borderline = {m.key: 0 for m in models}
     first_decided_wrong = {m.key: [] for m in models}
     decisions = {m.key: _Decisions(loaded[m.key].threshold) for m in models}
-    for batch, rows in _log_batches(log_path, models, needs_events, with_answers=True):
+    for batch, rows in _log_batches(log, log_path, models, needs_events, with_answers=True):
         t0 = batch.column("t0").to_numpy(zero_copy_only=False).astype(np.int64)
         probability = batch.column("probability").to_numpy(zero_copy_only=False).astype(np.float64)
         y_column = batch.column("y_pred")
@@ -643,7 +647,7 @@ def _score_samples(data: dict[str, _Dataset], samples: dict[str, np.ndarray], mo
         slot_of_row = {int(row): slot for slot, row in enumerate(dataset.first_rows(samples[objective]))}
         windows: list[list[int] | None] = [None] * len(rows)
         start = 0
-        for batch in _batches(dataset.spec.path, ["OW_events"]):
+        for batch in _batches(dataset.file, ["OW_events"]):
             stop = start + batch.num_rows
             lo, hi = np.searchsorted(rows, [start, stop])
             if hi > lo:
@@ -670,7 +674,8 @@ def compare_run(run) -> dict:
     models, datasets, span = run_inputs(run.manifest)
     return compare_with_reference(run.predictions_path, models, datasets, span,
                                   sample_windows=run.settings.reference_sample,
-                                  tolerance=run.settings.reference_tolerance)
+                                  tolerance=run.settings.reference_tolerance, log_fix=run.stage_fix("infer"),
+                                  package_fix=run.package_fix)
 
 
 def describe(result: dict) -> str:

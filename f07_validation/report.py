@@ -24,12 +24,13 @@ from pathlib import Path
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 from contract import layout
 from contract.files import atomic_path
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.evaluation import read_evaluation
-from f07_validation.scoring import MODEL_COLUMNS
+from f07_validation.scoring import MODEL_COLUMNS, RATES, undefined_reasons
 from f07_validation.timefmt import utc_iso
 
 # The template lives in the repository's reports/, found from this file so that the stage
@@ -47,8 +48,15 @@ def read_metrics(run: DeployRun) -> tuple[pd.DataFrame, dict]:
     if not path.exists():
         raise DeployRunError(f"{path} is missing: {fix}")
     names = {column: str for column in MODEL_COLUMNS if column != "threshold"}
-    per_model = pd.read_csv(path, dtype=names, keep_default_na=False, float_precision="round_trip")
+    per_model = pd.read_csv(path, dtype=names, keep_default_na=False, na_values={rate: [""] for rate in RATES},
+                            float_precision="round_trip")  # an empty rate is undefined (NaN here)
     return per_model, read_json(run.path(layout.SCORING), fix)
+
+
+def with_reasons(per_model: pd.DataFrame) -> list[dict]:
+    """The rows of metrics_per_model.csv, each with ``undefined``: why each of its
+    undefined rates is (scoring.undefined_reasons), for the pages."""
+    return [{**row, "undefined": undefined_reasons(row)} for row in per_model.to_dict("records")]
 
 
 def in_report(relative: str) -> str:
@@ -88,7 +96,7 @@ def report_context(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
     """Everything the template shows, already in display order; nothing wall-clock."""
     package = run.package_metadata()
     temporal = run.manifest.temporal
-    models = per_model.to_dict("records")
+    models = with_reasons(per_model)
     return {
         "variant": run.variant,
         "parent_f06": run.manifest.parent_variant_f06,
@@ -125,6 +133,16 @@ def report_context(run: DeployRun, per_model: pd.DataFrame, scoring: dict,
     }
 
 
+def shown(value, reason: str | None, digits: int = 4) -> str:
+    """The pages' `shown` filter: a value with ``digits`` decimals, or, where ``reason``
+    says why it is undefined, "undefined" and the reason (never a 0)."""
+    if reason is not None:
+        return Markup('<span class="undefined">undefined</span><br><small>{}</small>').format(reason)
+    if value is None or pd.isna(value):
+        raise ValueError("an undefined value reached a page without the reason why")
+    return f"{value:.{digits}f}"
+
+
 def render_html(context: dict, template_dir: Path, template: str = TEMPLATE) -> str:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir),
@@ -134,6 +152,7 @@ def render_html(context: dict, template_dir: Path, template: str = TEMPLATE) -> 
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    environment.filters["shown"] = shown
     return environment.get_template(template).render(context)
 
 

@@ -57,16 +57,42 @@ TIMELINE_COLUMNS = ["model", "bin_t0", "windows", "finite", "mean_probability", 
                     "max_probability", "positive", "no_reference", "ambiguous", "non_finite"]
 
 
+# Why a rate is undefined (its denominator is 0). An undefined rate is None: an empty cell
+# in metrics_per_model.csv, absent from the model's window_level/ file (DVC shows "-"), shown as
+# "undefined" with this reason, refused by a gate; never a 0, which would read as a
+# measured failure (or, under a max gate, a pass).
+RATES = ("precision", "recall", "f1")
+UNDEFINED_BECAUSE = {
+    "precision": "no window predicted positive",                       # TP + FP = 0
+    "recall": "no positive window in the reference",                   # TP + FN = 0
+    "f1": "no window predicted positive and no positive window in the reference",  # 2 TP + FP + FN = 0
+}
+NOTHING_SCORED = "no prediction fell on a window with a reference label"
+
+
 def ratios(tp: int, fp: int, fn: int) -> dict:
-    """precision, recall and f1 of the positive class; a ratio whose denominator is 0 is 0."""
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    """precision, recall and f1 of the positive class; None where the denominator is 0."""
+    return {"precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / (tp + fn) if tp + fn else None,
+            "f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None}
+
+
+def undefined_reasons(counts: dict) -> dict[str, str]:
+    """Rate -> why it is undefined, for each undefined rate of a row of counts (TP, FP,
+    FN and referenced, as in metrics_per_model.csv)."""
+    defined = ratios(int(counts["TP"]), int(counts["FP"]), int(counts["FN"]))
+    return {rate: NOTHING_SCORED if not int(counts["referenced"]) else UNDEFINED_BECAUSE[rate]
+            for rate in RATES if defined[rate] is None}
+
+
+def shown_rate(value, digits: int = 4) -> str:
+    """A rate as text, "undefined" where it is (None, or NaN once in a frame)."""
+    return "undefined" if value is None or pd.isna(value) else f"{value:.{digits}f}"
 
 
 def confusion_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """TP/TN/FP/FN and precision/recall/f1 of label/prediction pairs (no pair: all zeros)."""
+    """TP/TN/FP/FN and precision/recall/f1 of label/prediction pairs (no pair: zero counts,
+    undefined rates)."""
     y_true, y_pred = np.asarray(y_true) == 1, np.asarray(y_pred) == 1
     tp, fp, fn = int(np.sum(y_true & y_pred)), int(np.sum(~y_true & y_pred)), int(np.sum(y_true & ~y_pred))
     return {"TP": tp, "TN": int(len(y_true)) - tp - fp - fn, "FP": fp, "FN": fn, **ratios(tp, fp, fn)}
@@ -78,7 +104,7 @@ def load_references(run: DeployRun, contents: bool = True) -> dict[str, Referenc
     return {objective: load_reference(run.dataset_path(objective), objective,
                                       spec.input_column, spec.label_column,
                                       run.manifest.package_dir / spec.recovered_t0 if spec.recovered_t0 else None,
-                                      contents)
+                                      contents, fix=run.package_fix)
             for objective, spec in run.references.items()}
 
 
@@ -88,7 +114,7 @@ def open_log(run: DeployRun) -> pq.ParquetFile:
     path = run.predictions_path
     if not path.exists():
         raise DeployRunError(f"{path} is missing: {run.stage_fix('infer')}")
-    log = pq.ParquetFile(path, pre_buffer=False)
+    log = run.parquet(path, run.stage_fix("infer"))
     missing = sorted(set(PREDICTION_SCHEMA.names) - set(log.schema_arrow.names))
     if missing:
         raise DeployRunError(f"{path} lacks columns {missing}: {run.stage_fix('infer')}")
@@ -332,14 +358,15 @@ def headline_values(values: dict) -> dict:
 
 def headline_metrics(per_model: pd.DataFrame) -> dict[str, dict]:
     """``{"<short key>": {"precision", "recall", "f1"}}``: a few values per model for
-    `dvc metrics show`; the full table is metrics_per_model.csv."""
+    `dvc metrics show`, an undefined rate left out (the table shows an absent value as
+    "-"); the full table is metrics_per_model.csv."""
     tree: dict[str, dict] = {}
     for row in per_model.to_dict("records"):
         key = headline_key(row, per_model)
         if key in tree:
             raise DeployRunError(f"models {row['source_f05']}/{row['model_id']} and another one share the "
                                  f"metrics file name {key} once '/' is replaced by '_'")
-        tree[key] = headline_values({metric: row[metric] for metric in HEADLINE_METRICS})
+        tree[key] = headline_values({metric: row[metric] for metric in HEADLINE_METRICS if not pd.isna(row[metric])})
     return tree
 
 

@@ -14,14 +14,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from contract import layout
 from contract.files import dump_json, write_json_atomic, write_text_atomic
 from contract.manifest import load_manifest
 from contract.seal import verify_seal
 from f07_validation.client import open_client
-from f07_validation.deployrun import DeployRun, DeployRunError, Settings
+from f07_validation.deployrun import DeployRun, DeployRunError
 from f07_validation.endpoint import open_endpoint
 from f07_validation.gates import validate_gates
 
@@ -70,16 +68,8 @@ class Served:
     models: dict
 
 
-def _effective_params(run: DeployRun, settings: Settings) -> str:
-    """The deployment as served (the gates that judge it are recorded in verdict.json)."""
-    effective = {"variant": run.variant, "parent_variant_f06": settings.parent_variant_f06,
-                 "runtime": settings.runtime,
-                 "batch_size": settings.batch_size, "check_equivalence": settings.check_equivalence}
-    return yaml.safe_dump(effective, sort_keys=True, default_flow_style=False)
-
-
 def serve(run: DeployRun, deployrun_section: dict) -> Served:
-    """Write ``manifest.json``, ``params.yaml`` and ``serve.json`` once a real server
+    """Write ``manifest.json`` and ``serve.json`` once a real server
     has come up ready on the manifest and its ``/models`` agrees with it."""
     settings = run.settings
     manifest = build_manifest(run.variant, run.package_root, run.root, settings.batch_size)
@@ -99,7 +89,6 @@ def serve(run: DeployRun, deployrun_section: dict) -> Served:
         os.replace(pending, run.manifest_path)
     finally:
         pending.unlink(missing_ok=True)
-    write_text_atomic(run.path(layout.PARAMS_FILE), _effective_params(run, settings))
     # What was observed, never constants: the seal as verified here, the digest the
     # server reports having loaded, and its GET /ready answer (model states only: the
     # rest may hold wall-clock figures, and serve.json must be the same on a rerun).

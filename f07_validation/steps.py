@@ -9,8 +9,10 @@ wrote, for the stage to print and the notebook to show.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from contract import layout
-from contract.files import write_json_atomic
+from contract.files import write_json_atomic, write_text_atomic
 from contract.params import read_params, variant_params
 from f07_validation.deployrun import DeployRun, load_deployrun
 from f07_validation.evaluation import Evaluation, evaluate_deployrun, write_evaluation, write_latency
@@ -31,17 +33,32 @@ def run_of(variant: str) -> DeployRun:
     return load_deployrun(variant, variant_params(SECTION, variant))
 
 
+def settings(variant: str) -> Path:
+    """``settings@<variant>``: the run's params.yaml, the variant's entry as serve and
+    infer use it (every key written out, defaults applied, no gates); returns its path.
+    DVC tracks their parameters there (``DeployRun.effective_params``)."""
+    run = DeployRun(variant, variant_params(SECTION, variant))
+    path = run.path(layout.PARAMS_FILE)
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, run.effective_params())
+    return path
+
+
 def serve(variant: str) -> Served:
     """``serve@<variant>``: a real server up and ready on the sealed package; writes
-    manifest.json, params.yaml and serve.json, and returns them with what the server
-    answered on /ready and /models."""
-    return serve_package(DeployRun(variant, variant_params(SECTION, variant)), read_params()[SECTION])
+    manifest.json and serve.json, and returns them with what the server answered on
+    /ready and /models."""
+    run = DeployRun(variant, variant_params(SECTION, variant))
+    run.check_effective_params()
+    return serve_package(run, read_params()[SECTION])
 
 
 def infer(variant: str) -> dict:
     """``infer@<variant>``: the replay through a server process, every raw prediction logged;
     returns the run summary."""
-    return replay_through_server(DeployRun(variant, variant_params(SECTION, variant)))
+    run = DeployRun(variant, variant_params(SECTION, variant))
+    run.check_effective_params()
+    return replay_through_server(run)
 
 
 def score(variant: str) -> Scoring:

@@ -109,25 +109,30 @@ class EpisodeTally:
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Elementwise, 0 where the denominator is 0 (as the window-level metrics do)."""
+    """Elementwise, NaN (undefined) where the denominator is 0, never 0: as the
+    window-level metrics (``scoring.ratios``)."""
     numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+    return np.divide(numerator, denominator, out=np.full_like(numerator, np.nan), where=denominator > 0)
 
 
 def roc_auc(tpr: np.ndarray, fpr: np.ndarray) -> float:
     """Trapezoids under the ROC points (edges ascending: rates descending), closed at
-    (0, 0) and (1, 1)."""
+    (0, 0) and (1, 1); NaN when the rates are (windows of one class only)."""
     return float(-np.trapezoid(np.r_[1.0, tpr, 0.0], np.r_[1.0, fpr, 0.0]))
 
 
 def roc_auc_bound(positives: np.ndarray, negatives: np.ndarray) -> float:
     """The most the binned AUC can differ from the exact one: half the share of
-    (positive, negative) pairs that share a bin."""
+    (positive, negative) pairs that share a bin (NaN where there is no pair, as the AUC)."""
     total = positives.sum() * negatives.sum()
-    return float((positives * negatives).sum() / (2 * total)) if total else 0.0
+    return float((positives * negatives).sum() / (2 * total)) if total else float("nan")
 
 
 def average_precision(precision: np.ndarray, recall: np.ndarray) -> float:
-    """sum over edges, from the highest, of (recall gained) x precision there."""
+    """sum over edges, from the highest, of (recall gained) x precision there. NaN when
+    recall is (no positive window); an edge that gains no recall adds nothing, even where
+    its precision is undefined (nothing predicted positive there)."""
+    if np.isnan(recall).any():
+        return float("nan")
     gained = recall - np.r_[recall[1:], 0.0]
-    return float(np.sum(gained * precision))
+    return float(np.sum(np.where(gained > 0, gained * np.nan_to_num(precision), 0.0)))

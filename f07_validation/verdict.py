@@ -51,6 +51,7 @@ from contract.seal import verify_seal
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.gates import Gates, drop, read_model_metrics, validate_gates
 from f07_validation.reference import describe_mismatch
+from f07_validation.scoring import undefined_reasons
 from f07_validation.timefmt import utc_iso
 
 
@@ -351,11 +352,11 @@ def decision_consistency_checks(run: DeployRun, reference: dict, logged: dict[st
     return checks
 
 
-def logged_per_model(path: Path) -> dict[str, int]:
+def logged_per_model(log: pq.ParquetFile) -> dict[str, int]:
     """The log's rows per model key, counted here in the file, so that the consistency
     check cannot pass on a pass over fewer rows than were logged."""
     counts: dict[str, int] = {}
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=65_536, columns=KEY_COLUMNS):
+    for batch in log.iter_batches(batch_size=65_536, columns=KEY_COLUMNS):
         for item in pc.value_counts(model_keys(batch)).to_pylist():
             counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     return counts
@@ -421,15 +422,23 @@ def scored_share_checks(run: DeployRun, metrics: dict, scoring: dict, reference:
     return checks
 
 
-def _fmt(value: int | float) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _fmt(value: int | float | None) -> str:
+    return "undefined" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _undefined(metric: str, counts: dict, where: str = "") -> str:
+    """'recall undefined: no positive window in the reference' (``where``: e.g. ' in v701')."""
+    why = undefined_reasons(counts).get(metric, f"its cell in {layout.METRICS_PER_MODEL} is empty")
+    return f"{metric} undefined{where}: {why}"
 
 
 def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | None) -> list[dict]:
     """One check per gate and gated model, gates in KINDS then metric order, models in
     manifest order; a gate switched off (null) is shown as off, not measured. A model the
-    baseline did not score fails its drop gates: the comparison asked for cannot be made.
-    Then a "not judged" check per quality floor the gates leave out (Gates.unjudged_quality)."""
+    baseline did not score fails its drop gates: the comparison asked for cannot be made;
+    so does a gate on a rate that is undefined here (or, for a drop, in the baseline),
+    naming why. Then a "not judged" check per quality floor the gates leave out
+    (Gates.unjudged_quality)."""
     checks = []
     where = f"deployrun.{run.variant}.gates"
     for bound in gates.bounds:
@@ -439,23 +448,33 @@ def gate_checks(run: DeployRun, gates: Gates, metrics: dict, baseline: dict | No
                                      f"{run.stage_fix('score')}")
             value = metrics[name][bound.metric]
             label = f"{bound.label(gates.baseline)}: {name}"
+            shown = _fmt(value) if value is not None else _undefined(bound.metric, metrics[name])
             if bound.off:
                 checks.append(check(label, None, value, "off",
                                     f"off: {where}.{bound.kind}.{bound.metric} is null; {bound.metric} = "
-                                    f"{_fmt(value)} is not judged"))
+                                    f"{shown} is not judged" if value is not None else
+                                    f"off: {where}.{bound.kind}.{bound.metric} is null; {shown}"))
+            elif value is None:
+                checks.append(check(label, False, None, bound.expected,
+                                    f"{shown}: no value to judge against the bound"))
             elif bound.kind != "max_drop":
                 checks.append(check(label, bound.holds(value), value, bound.expected,
-                                    f"{bound.metric} = {_fmt(value)}"))
+                                    f"{bound.metric} = {shown}"))
             elif name not in baseline:
                 checks.append(check(label, False, None, bound.expected,
                                     f"baseline {gates.baseline} did not score this model; gate it against a "
                                     f"baseline that serves it, or leave it out of "
                                     f"deployrun.{run.variant}.gates.models"))
+            elif baseline[name][bound.metric] is None:
+                checks.append(check(label, False, None, bound.expected,
+                                    f"{bound.metric} {shown} here, but "
+                                    f"{_undefined(bound.metric, baseline[name], f' in {gates.baseline}')}: "
+                                    f"no drop can be measured"))
             else:
                 reference = baseline[name][bound.metric]
                 fell = drop(value, reference)
                 checks.append(check(label, bound.holds(fell), fell, bound.expected,
-                                    f"{bound.metric} {_fmt(value)} here, {_fmt(reference)} in "
+                                    f"{bound.metric} {shown} here, {_fmt(reference)} in "
                                     f"{gates.baseline} (drop {_fmt(fell)})"))
     for metric, name in gates.unjudged_quality([model.key for model in run.models]):
         floor = DEFAULT_QUALITY_FLOORS[metric]
@@ -487,14 +506,15 @@ def judge(run: DeployRun, deployrun_section: dict) -> dict:
                          ("tolerance", "objectives", "models"), reference_path, run.stage_fix("reference"))
     if not run.predictions_path.is_file():
         raise DeployRunError(f"{run.predictions_path} is missing: {run.stage_fix('infer')}")
-    logged = pq.read_metadata(run.predictions_path).num_rows
+    log = run.parquet(run.predictions_path, run.stage_fix("infer"))
+    logged = log.metadata.num_rows
     metrics = read_model_metrics(run.path(layout.METRICS_PER_MODEL), run.stage_fix("score"))
     scoring = read_json(run.path(layout.SCORING), run.stage_fix("score"))
     checks = [*seal_checks(run, serve), *readiness_checks(run, serve),
               *delivery_checks(run, summary, logged, replay_window_count(run.package_metadata())),
               *event_checks(run, summary),
               *reference_checks(run, reference), *reference_decision_checks(run, reference),
-              *decision_consistency_checks(run, reference, logged_per_model(run.predictions_path)),
+              *decision_consistency_checks(run, reference, logged_per_model(log)),
               *coverage_checks(run, reference),
               *scored_share_checks(run, metrics, scoring, reference, run.settings.min_scored_share),
               *transport_checks(run, equivalence, equivalence_path)]

@@ -13,8 +13,9 @@ from lifecycle.project import F06, F07, LifecycleError, Project
 
 def check_dvc_can_run(project: Project) -> None:
     """What DVC refuses before any stage can check it, with its own words: a parameter
-    dvc.yaml tracks for a variant's stage that params.yaml leaves out (even one the schema
-    calls optional: DVC needs every tracked key written out), and an F07 variant on an
+    dvc.yaml tracks in params.yaml for a variant's stage that params.yaml leaves out (DVC
+    needs every tracked key written out; the F07 stages track their optional keys in the
+    run's params.yaml, which the settings stage writes whole), and an F07 variant on an
     F06 variant params.yaml does not define (its stages' deps name that folder)."""
     params = project.params()
     problems = []

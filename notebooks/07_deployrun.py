@@ -16,7 +16,7 @@
 # %% [markdown]
 # # F07 deploy & runtime validation, step by step
 #
-# The same steps as the DVC stages `serve`, `infer`, `score`, `reference`, `verdict` and `report`,
+# The same steps as the DVC stages `settings`, `serve`, `infer`, `score`, `reference`, `verdict` and `report`,
 # through the same functions (`f07_validation.steps`): a run of this notebook writes the
 # same bytes as `make script7-run`, and refuses what the stages refuse, with the same
 # message. Each section shows what the step observed or wrote. The F06 package it deploys
@@ -62,6 +62,13 @@ SAMPLE_ROWS = 10
 
 # %%
 print(yaml.safe_dump({f"{steps.SECTION}.{VARIANT}": variant_params(steps.SECTION, VARIANT)}, sort_keys=False))
+
+# %% [markdown]
+# As serve and infer use them (`settings` stage): every key written out with its default,
+# the gates left out. DVC tracks their parameters in this file.
+
+# %%
+print(steps.settings(VARIANT).read_text(encoding="utf-8"))
 
 # %% [markdown]
 # ## 2. Serve (`serve` stage)

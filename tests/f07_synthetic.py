@@ -194,6 +194,19 @@ def write_everything(root: Path, **run_options) -> Path:
     return write_run(root, **run_options)
 
 
+def truncate(path: Path) -> None:
+    """Keep the first half of a file, as an interrupted write or copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The stage's stderr, which must be one `error:` line (no traceback), and exit 1."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
 def run_f07_stage(stage: str, root: Path, variant: str = "v701") -> subprocess.CompletedProcess:
     """A stage script as DVC runs it, from the project root (here the tmp tree `root`)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

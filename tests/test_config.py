@@ -126,6 +126,30 @@ def test_a_stage_refuses_a_wrong_key_in_one_line_before_any_work(tmp_path):
     assert not (tmp_path / "executions").exists()
 
 
+def test_serve_and_infer_refuse_a_run_params_yaml_that_is_not_params_yamls_entry(tmp_path, monkeypatch):
+    """DVC tracks serve's and infer's parameters in the run's params.yaml (the settings
+    stage's): run on a missing or stale one (`dvc repro -f -s`, or by hand), they would use
+    other values than DVC records, so they refuse, naming the settings stage."""
+    from f07_validation import steps
+    from f07_validation.deployrun import DeployRunError
+
+    monkeypatch.chdir(tmp_path)
+    params = with_change(lambda p: p["deployrun"]["v701"].pop("log_csv_compression"))  # optional: its default
+    Path("params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    for step in (steps.serve, steps.infer):
+        with pytest.raises(DeployRunError) as refused:
+            step("v701")
+        assert str(refused.value) == (
+            "executions/07_deployrun/v701/params.yaml is missing: it holds deployrun.v701 as serve and infer use it "
+            "(DVC tracks their parameters there); run `dvc repro settings@v701` first (`dvc repro` without -s does)")
+    assert "log_csv_compression: none\n" in steps.settings("v701").read_text()  # written out, with its default
+    params["deployrun"]["v701"]["batch_size"] = 64
+    Path("params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    with pytest.raises(DeployRunError, match=r"params.yaml was written before params.yaml's last edit: .*"
+                                              r"`dvc repro settings@v701`"):
+        steps.infer("v701")
+
+
 def test_a_user_error_is_one_line_and_any_other_exception_keeps_its_traceback(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["stage", "v701"])
 

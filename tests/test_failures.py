@@ -91,6 +91,11 @@ def test_per_model_failures_episodes_and_false_alarms(evaluated):
     v502 = models["v401/v502/unit_down"]
     assert (v502["warned"], v502["missed"], v502["failure_recall"]) == (0, 4, 0.0)
     assert v502["declared"]["episodes"] == 0 and v502["lead_time_s"]["p50"] is None
+    # never positive: no episode and no window predicted positive, so those ratios are 0/0
+    assert (v502["declared"]["failure_precision"], v502["declared"]["precision"]) == (None, None)
+    assert v502["undefined"]["declared.failure_precision"].startswith("no alarm episode")
+    assert v502["undefined"]["declared.precision"] == "no window predicted positive"
+    assert "declared.failure_precision" not in v501["undefined"] and "failure_recall" not in v502["undefined"]
     v503 = models["v402/v503/unit_down_noisy"]
     assert (v503["warned"], v503["failure_recall"]) == (1, 1.0)
     assert (v503["declared"]["episodes"], v503["declared"]["open_episodes"], v503["declared"]["false_alarms"]) == (2, 1, 0)
@@ -256,6 +261,9 @@ def test_report_shows_failures_lead_times_false_alarms_and_the_curves(tmp_path):
     cells = [cell.split("<")[0] for cell in v501.split('<td class="n">')[1:]]
     assert cells == ["0.5", "5", "2", "2", "1", "0.5000", "20 / 20 / 30", "6", "2", "1", "3",
                      f"{3 / DAYS:.2f}", "0.4000"]
+    v502 = section[section.index("v401 · v502"):section.index("</tr>", section.index("v401 · v502"))]
+    assert v502.rsplit('<td class="n">', 1)[1].startswith(  # failure precision: 0/0 episodes
+        '<span class="undefined">undefined</span><br><small>no alarm episode that warned a failure or was false')
     assert "fail_a, fail_b" in html and "02_prepareeventsds_event_catalog.json" in html
     assert (run / "report" / "figures" / "thresholds.png").read_bytes() == \
         (run / "metrics" / "plots" / "evaluation" / "thresholds.png").read_bytes()
@@ -319,6 +327,9 @@ def test_compare7_renders_two_variants_side_by_side(tmp_path):
     rows = html[html.index('id="failure-metrics"'):html.index("Threshold curves")]
     assert rows.count("<td>v701</td><td>v401/v501/unit_down</td>") == 1
     assert rows.count("<td>v702</td><td>v401/v501/unit_down</td>") == 1
+    assert rows.count("undefined</span><br><small>no alarm episode") == 2  # v502's failure precision, per variant
+    window = html[html.index('id="window-metrics"'):html.index('id="failure-metrics"')]
+    assert "undefined</span><br><small>no window predicted positive" in window  # v502's precision
     differing = html[html.index('id="differences"'):]
     assert "<code>deployrun.batch_size</code></td><td><code>4</code></td><td><code>64</code>" in differing
     assert "data:image/png;base64," in html
@@ -338,6 +349,30 @@ def test_failures_after_a_log_cut_short_are_not_covered_never_missed(tmp_path):
     model = evaluation.summary["models"]["v401/v501/unit_down"]
     assert (model["warned"], model["missed"], model["failure_recall"]) == (1, 1, 0.5)
     assert evaluation.summary["windows"]["days"] == round(15 * fs.TU / 86_400, 6)
+
+
+def test_a_log_covering_no_failure_leaves_failure_recall_undefined_never_0(tmp_path):
+    """Two windows logged: their prediction periods (O+30 to O+70) hold no failure of v401,
+    so no failure could be warned or missed: failure recall is 0/0, null in its failure_level/ file."""
+    import pyarrow.parquet as pq
+    run = fs.build(tmp_path, EVENTS, MODELS)
+    log = run / "logs" / "raw_predictions.parquet"
+    pq.write_table(pq.read_table(log).slice(0, 2 * len(MODELS)), log)
+    evaluation = evaluate_deployrun(run_of(tmp_path))
+    model = evaluation.summary["models"]["v401/v501/unit_down"]
+    assert (model["warned"], model["missed"], model["failure_recall"]) == (0, 0, None)
+    assert model["undefined"]["failure_recall"] == "no failure of the replay falls in a logged window's prediction period"
+    assert evaluation.headline["v501"]["failure_recall"] is None
+
+
+def test_a_truncated_replay_is_one_error_line_naming_it_and_the_fix(tmp_path):
+    from tests.f07_synthetic import one_error_line, truncate
+    fs.build(tmp_path, EVENTS, MODELS)
+    replay = "executions/06_packaging/v601/replay/replay_events.parquet"
+    truncate(tmp_path / replay)
+    line = one_error_line(run_f07_stage("evaluate", tmp_path))
+    assert f"{replay} is not a readable parquet file" in line and "truncated or not parquet" in line, line
+    assert "`python -m contract.seal verify " in line and "`dvc repro seal_package@v601`" in line, line
 
 
 def test_episode_counts_do_not_depend_on_where_the_log_batches_split():

@@ -169,7 +169,8 @@ def test_a_vocabulary_shift_fails_the_reference_on_mlserver_as_on_our_server(tmp
              "batch_size": 32, "check_equivalence": True}
     (root / "params.yaml").write_text(yaml.safe_dump({"deployrun": {"v701": entry}}))
     monkeypatch.chdir(root)
-    importlib.import_module("stages.serve").main("v701")
+    for stage in ("settings", "serve"):
+        importlib.import_module(f"stages.{stage}").main("v701")
     cls, shifted = vocab_shift("sequence")
     monkeypatch.setattr(cls, "__call__", shifted)
     monkeypatch.setenv("PYTHONPATH", str(FAULTS))

@@ -164,9 +164,17 @@ def test_gates_rejudge_the_run_without_serving_it_again(project_copy):
         params["deployrun"]["v701"]["gates"] = {"min": bounds}
         return params
 
-    edit_params(project_copy, lambda p: gate(p, {"precision": 0.999}))
+    def by_hand(params):
+        """v701 written by hand without the optional keys whose defaults are the demo's
+        values, which DVC refused as missing parameters (the README's v701 writes them)."""
+        for key in ("batch_size", "check_equivalence", "equivalence_sample_windows", "log_csv_compression"):
+            del params["deployrun"]["v701"][key]
+        return gate(params, {"precision": 0.999})
+
+    edit_params(project_copy, by_hand)
     output = dvc(project_copy, "repro").stdout
-    assert "Running stage 'verdict@v701'" in output and "Running stage 'infer@v701'" not in output
+    assert "Running stage 'settings@v701'" in output and "Running stage 'verdict@v701'" in output
+    assert "Running stage 'serve@v701'" not in output and "Running stage 'infer@v701'" not in output
     verdict = json.loads((project_copy / DEPLOY / "verdict.json").read_text())
     assert verdict["passed"] is False
     failed = [c["name"] for c in verdict["checks"] if c["passed"] is False]
@@ -178,6 +186,16 @@ def test_gates_rejudge_the_run_without_serving_it_again(project_copy):
     assert refused.returncode != 0
     assert "deployrun.v701.gates.min.recall" in refused.stderr + refused.stdout
 
+    # a key written again (the gate fixed), to another value, still reruns the stage that uses it
+    def gzip_copy(params):
+        params["deployrun"]["v701"]["log_csv_compression"] = "gzip"
+        return gate(params, {"recall": 0.5})
+
+    edit_params(project_copy, gzip_copy)
+    dvc(project_copy, "repro", "-s", "settings@v701")
+    status = json.loads(dvc(project_copy, "status", "--json", "serve@v701", "infer@v701").stdout)
+    assert status == {"infer@v701": [{"changed deps": {f"{DEPLOY}/params.yaml": {"log_csv_compression": "modified"}}}]}
+
 
 def files_under(root, folder) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in sorted((root / folder).rglob("*"))
@@ -187,8 +205,9 @@ def files_under(root, folder) -> dict[str, bytes]:
 def test_a_busy_explicit_port_fails_naming_it_before_any_output_is_removed(project_copy):
     """An explicit port stays supported; when another program holds it, `dvc repro` stops
     at the stage that needs it, naming the port and the key to change, and every file of
-    every F07 run is still there byte for byte: serve and infer keep their outputs in place
-    (`persist`) and check the port before they touch anything."""
+    every result of every F07 run is still there byte for byte: serve and infer keep their
+    outputs in place (`persist`) and check the port before they touch anything. (The run's
+    params.yaml, the settings stage's, holds the new port: it records the configuration.)"""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -200,12 +219,14 @@ def test_a_busy_explicit_port_fails_naming_it_before_any_output_is_removed(proje
 
         edit_params(project_copy, occupy)
         before = files_under(project_copy, "executions/07_deployrun")
+        before.pop(f"{DEPLOY}/params.yaml")
         for targets in ([], ["-s", "infer@v701"]):  # the whole pipeline (serve first), and infer alone
             result = dvc(project_copy, "repro", *targets, check=False)
             assert result.returncode != 0
             assert f"port {port} on 127.0.0.1 is already in use" in result.stderr, result.stderr
             assert "deployrun.v701.runtime.port" in result.stderr and "Traceback" not in result.stderr
             after = files_under(project_copy, "executions/07_deployrun")
+            assert f"port: {port}" in after.pop(f"{DEPLOY}/params.yaml").decode()
             assert sorted(after) == sorted(before), sorted(set(before) ^ set(after))
             assert [path for path in before if before[path] != after[path]] == []
 

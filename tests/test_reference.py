@@ -44,6 +44,25 @@ def served(tmp_path_factory):
 
 # --------------------------------------------------------------------------- the contract, by hand
 
+@pytest.mark.parametrize("cut", ["07_deployrun/v701/logs/raw_predictions.parquet",
+                                 "06_packaging/v601/datasets/v402/04_targetengineering_dataset.parquet"])
+def test_a_truncated_log_or_f04_dataset_is_one_error_line_naming_it_and_the_fix(served, tmp_path, cut):
+    """Through the reference stage, on a copy of the served run."""
+    import shutil
+
+    import yaml
+
+    from tests.f07_synthetic import one_error_line, run_f07_stage, truncate
+    manifest, _ = served
+    shutil.copytree(manifest.parents[2], tmp_path / "executions")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"deployrun": {"v701": {"parent_variant_f06": "v601"}}}))
+    truncate(tmp_path / "executions" / cut)
+    line = one_error_line(run_f07_stage("reference", tmp_path))
+    assert f"{cut} is not a readable parquet file" in line and "truncated or not parquet" in line, line
+    assert ("run `dvc repro infer@v701` first" if "07_deployrun" in cut else
+            "`dvc repro seal_package@v601`") in line, line
+
+
 def test_inputs_are_built_as_the_f05_contract_says():
     vocab = [7, 3, 9]
     assert dense_bow_input([3, 3, 5, 9, 3], vocab, 4).tolist() == [0, 3, 1, 0]  # 5 unknown, col 3 unused

@@ -54,7 +54,7 @@ def served_project(root: Path, **package_options) -> Path:
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        run_stages("serve")
+        run_stages("settings", "serve")
     finally:
         os.chdir(cwd)
     return root
@@ -99,7 +99,7 @@ def judge(monkeypatch, fault: dict | None = None) -> dict:
     if fault is not None:
         monkeypatch.setenv("PYTHONPATH", str(FAULTS))
         monkeypatch.setenv("F07_TEST_FAULT", json.dumps(fault))
-    run_stages("infer")
+    run_stages("settings", "infer")
     monkeypatch.delenv("F07_TEST_FAULT", raising=False)
     run_stages("score", "reference", "verdict")
     return json.loads((RUN / layout.VERDICT).read_text())
@@ -389,7 +389,7 @@ def test_a_configuration_error_still_stops_infer_and_leaves_the_earlier_run_whol
     before = {path: path.read_bytes() for path in RUN.rglob("*") if path.is_file()}
     shutil.rmtree(Path("executions") / layout.F06 / "v601" / "models")
     with pytest.raises(UserError, match="seal does NOT verify"):
-        run_stages("infer")
+        run_stages("settings", "infer")
     assert {path: path.read_bytes() for path in RUN.rglob("*") if path.is_file()} == before
 
 
@@ -399,7 +399,7 @@ def infer_with(project: Path, csv_compression: str) -> bytes:
     """infer alone (no in-process comparison: only the log is looked at) with
     ``log_csv_compression: csv_compression``; the bytes of the CSV copy it wrote."""
     write_params(project, check_equivalence=False, log_csv_compression=csv_compression)
-    run_stages("infer")
+    run_stages("settings", "infer")
     assert log_files() == {layout.PREDICTIONS, layout.PREDICTIONS_CSV[csv_compression]}  # no file of the other
     return (RUN / layout.PREDICTIONS_CSV[csv_compression]).read_bytes()
 

@@ -18,7 +18,7 @@ from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, JOIN_OW_CONTENT, JOIN_T0, NO_LABEL, NO_REFERENCE, REFERENCED,
                                      load_reference)
 from f07_validation.reference import content_hashes
-from f07_validation.scoring import TIMELINE_BINS, confusion_metrics, headline_metrics
+from f07_validation.scoring import TIMELINE_BINS, confusion_metrics, headline_metrics, undefined_reasons
 from tests import f07_synthetic as synthetic
 from tests.f07_synthetic import run_f07_stage
 
@@ -27,12 +27,12 @@ from tests.f07_synthetic import run_f07_stage
 #   -> TP 2 (w1, w5), TN 2 (w0, w4), FP 1 (w3), FN 1 (w2); no-ref: one 1, one 0.
 # v502 y_pred 0 0 - 0 0 0 | - 0 ('-' non-finite, w2 and w6)
 #   -> referenced finite w0 w1 w3 w4 w5, labels 0 1 0 0 1, all predicted 0:
-#      TN 3, FN 2, no positive predicted so precision = 0 (0/0), recall 0, f1 0.
+#      TN 3, FN 2, no positive predicted so precision 0/0 is undefined (empty), recall 0, f1 0.
 # v503 (OW content): [1,2]->1 TP; [3]->0 TN; []->0 TN; [4,5] ambiguous; [9] no ref (pred 1);
 #   [2,1]->0 TN (order matters); [4,5] ambiguous; [3]->0 but pred 1: FP.
 EXPECTED = pd.DataFrame([
     ["v401", "power_high", "v501", "power_high", "t0", 2, 2, 1, 1, 2 / 3, 2 / 3, 2 / 3, 1, 1, 2, 0, 0, 6, 8],
-    ["v401", "power_high", "v502", "power_high", "t0", 0, 3, 0, 2, 0.0, 0.0, 0.0, 0, 1, 1, 0, 2, 5, 8],
+    ["v401", "power_high", "v502", "power_high", "t0", 0, 3, 0, 2, np.nan, 0.0, 0.0, 0, 1, 1, 0, 2, 5, 8],
     ["v402", "temp.alarm", "v503", "temp.alarm", "ow_content", 1, 3, 1, 0, 0.5, 1.0, 2 / 3, 1, 0, 1, 2, 0, 5, 8],
 ], columns=["objective", "prediction_name", "source_f05", "model_id", "join", "TP", "TN", "FP", "FN",
             "precision", "recall", "f1", "no_ref_pred_1", "no_ref_pred_0", "no_ref_total",
@@ -74,10 +74,11 @@ def headline_files(run: Path, folder: str) -> dict[str, dict]:
 
 def test_window_level_holds_a_file_of_three_values_per_model_named_by_short_key(scored):
     """`dvc metrics show` prints a row per file and a column per value: three values per
-    model, in a file named by its F05."""
+    model, in a file named by its F05; an undefined rate is left out (v502 predicted no
+    positive: its precision is 0/0), never 0."""
     assert headline_files(scored, layout.WINDOW_HEADLINES) == {
         "v501.json": {"precision": 0.6667, "recall": 0.6667, "f1": 0.6667},
-        "v502.json": {"precision": 0.0, "recall": 0.0, "f1": 0.0},
+        "v502.json": {"recall": 0.0, "f1": 0.0},
         "v503.json": {"precision": 0.5, "recall": 1.0, "f1": 0.6667},
     }
 
@@ -91,6 +92,29 @@ def test_short_keys_add_the_model_id_when_an_f05_has_several_models_and_refuse_a
     models.loc[1, "model_id"] = "a_b"  # the same file name once '/' is replaced
     with pytest.raises(DeployRunError, match="share the metrics file name v501__a_b"):
         headline_metrics(models)
+
+
+def test_dvc_metrics_show_and_diff_read_an_undefined_rate_as_absent(scored, tmp_path):
+    """Real DVC on the score stage's window_level/ folder, committed once with v502's
+    precision as the old code wrote it (0.0): `dvc metrics show` lists the defined values,
+    and `dvc metrics diff` the undefined one as gone (new: null), with no error."""
+    import shutil
+    import sys
+
+    from tests.conftest import run
+    folder = tmp_path / "window_level"
+    shutil.copytree(scored / layout.WINDOW_HEADLINES, folder)
+    v502 = json.loads((folder / "v502.json").read_text())
+    (tmp_path / "dvc.yaml").write_text("metrics:\n  - window_level\n")
+    (folder / "v502.json").write_text(json.dumps({**v502, "precision": 0.0}))
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "old"]):
+        run(command, tmp_path)
+    (folder / "v502.json").write_text(json.dumps(v502))
+    shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], tmp_path).stdout)
+    assert shown[""]["data"]["window_level/v502.json"]["data"] == {"recall": 0.0, "f1": 0.0}
+    diff = json.loads(run([sys.executable, "-m", "dvc", "metrics", "diff", "--json"], tmp_path).stdout)
+    assert diff == {"window_level/v502.json": {"precision": {"old": 0.0, "new": None}}}
 
 
 def test_figures_are_images_drawn_from_counts(scored):
@@ -159,25 +183,31 @@ def test_a_nan_probability_is_non_finite_even_when_y_pred_says_0(tmp_path):
 
 
 @pytest.mark.parametrize("y_true, y_pred, expected", [
-    # no positive predicted: precision 0/0 -> 0
-    ([0, 1, 1], [0, 0, 0], {"TP": 0, "TN": 1, "FP": 0, "FN": 2, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
-    # no positive in the reference: recall 0/0 -> 0, precision 0/1
-    ([0, 0, 0], [1, 0, 0], {"TP": 0, "TN": 2, "FP": 1, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    # no positive predicted: precision 0/0 undefined, recall 0/2, f1 0/2
+    ([0, 1, 1], [0, 0, 0], {"TP": 0, "TN": 1, "FP": 0, "FN": 2, "precision": None, "recall": 0.0, "f1": 0.0}),
+    # no positive in the reference: recall 0/0 undefined, precision 0/1, f1 0/1
+    ([0, 0, 0], [1, 0, 0], {"TP": 0, "TN": 2, "FP": 1, "FN": 0, "precision": 0.0, "recall": None, "f1": 0.0}),
     # neither: every ratio 0/0
-    ([0, 0], [0, 0], {"TP": 0, "TN": 2, "FP": 0, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    ([0, 0], [0, 0], {"TP": 0, "TN": 2, "FP": 0, "FN": 0, "precision": None, "recall": None, "f1": None}),
     # only positives, all found
     ([1, 1], [1, 1], {"TP": 2, "TN": 0, "FP": 0, "FN": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}),
     # precision 1/2, recall 1/3, f1 = 2pr/(p+r) = 0.4
     ([1, 1, 1, 0, 0], [1, 0, 0, 1, 0], {"TP": 1, "TN": 1, "FP": 1, "FN": 2, "precision": 0.5,
                                         "recall": 1 / 3, "f1": 0.4}),
-    # no referenced window at all
-    ([], [], {"TP": 0, "TN": 0, "FP": 0, "FN": 0, "precision": 0.0, "recall": 0.0, "f1": 0.0}),
+    # no referenced window at all (an empty replay)
+    ([], [], {"TP": 0, "TN": 0, "FP": 0, "FN": 0, "precision": None, "recall": None, "f1": None}),
 ])
 def test_confusion_metrics_hand_cases(y_true, y_pred, expected):
     got = confusion_metrics(np.array(y_true, dtype=np.int8), np.array(y_pred, dtype=np.int8))
     assert got.keys() == expected.keys()
     for key, value in expected.items():
-        assert got[key] == pytest.approx(value, abs=1e-12), key
+        assert got[key] is None if value is None else got[key] == pytest.approx(value, abs=1e-12), key
+    reasons = undefined_reasons({**got, "referenced": len(y_true)})
+    assert sorted(reasons) == sorted(key for key, value in expected.items() if value is None)
+    if not len(y_true):
+        assert set(reasons.values()) == {"no prediction fell on a window with a reference label"}
+    elif expected["recall"] is None:
+        assert reasons["recall"] == "no positive window in the reference"
 
 
 def _dataset(path: Path, ow: list, labels: list, t0: list | None = None) -> Path:
@@ -255,6 +285,27 @@ def test_stage_refuses_a_log_of_another_manifest_and_keeps_previous_metrics(tmp_
     assert "Traceback" not in result.stderr
     assert headline_files(scored, layout.WINDOW_HEADLINES) == before
     assert not [p for p in scored.iterdir() if p.name.startswith(".")]
+
+
+LOG = "executions/07_deployrun/v701/logs/raw_predictions.parquet"
+
+
+@pytest.mark.parametrize("stage, cut, fix", [
+    ("score", LOG, "run `dvc repro infer@v701` first"),
+    ("verdict", LOG, "run `dvc repro infer@v701` first"),
+    ("score", "executions/06_packaging/v601/datasets/v401/04_targetengineering_dataset.parquet",
+     "verify the package (`python -m contract.seal verify "),
+])
+def test_a_truncated_parquet_input_is_one_error_line_naming_the_file_and_the_fix(tmp_path, stage, cut, fix):
+    run = synthetic.write_everything(tmp_path)
+    # what the verdict reads before the log (its content is judged after)
+    (run / "serve.json").write_text(json.dumps({"seal": {}, "served_digest": None, "ready": {}}))
+    synthetic.truncate(tmp_path / cut)
+    line = synthetic.one_error_line(run_f07_stage(stage, tmp_path))
+    assert f"{cut} is not a readable parquet file" in line and "it is truncated or not parquet" in line, line
+    assert fix in line, line
+    if "06_packaging" in cut:
+        assert "or rebuild it (`dvc repro seal_package@v601`)" in line, line
 
 
 def test_stage_refuses_a_log_out_of_time_order(tmp_path):

@@ -429,6 +429,37 @@ def test_a_baseline_not_scored_yet_is_an_error_naming_the_stage(root):
         verdict_of(root)
 
 
+# v502 outputs NaN on the three positive windows of v401 (1, 2, 5) and 0 elsewhere: none
+# of its scored windows is positive and none is predicted positive, so its precision,
+# recall and f1 are 0/0
+NO_POSITIVE_Y_PRED = [FINITE_Y_PRED[0], [0, None, None, 0, 0, None, 0, 0], FINITE_Y_PRED[2]]
+
+
+def test_a_gate_on_an_undefined_rate_fails_naming_why(root):
+    """A floor of 0 passes a 0; an undefined rate has no value to meet it: it fails, and
+    says why. A drop from a baseline where the rate is undefined cannot be measured."""
+    own = scores_of(root, "v701").read_bytes()  # v502: precision undefined, recall and f1 0
+    score(root, NO_POSITIVE_Y_PRED, "v700")
+    scores_of(root, "v701").write_bytes(own)
+    set_params(root, gates={"min": {"precision": 0.0, "recall": 0.0, "f1": 0.0}, "baseline": "v700",
+                            "max_drop": {"recall": 1.0}})
+    verdict = verdict_of(root)
+    gates = [c for c in gate_checks(verdict) if c["passed"] is False]
+    assert [c["name"] for c in gates] == [f"gate min precision 0.0: {V502}", f"gate max_drop recall 1.0 vs v700: {V502}"]
+    assert all(c["measured"] is None for c in gates)
+    assert gates[0]["detail"] == "precision undefined: no window predicted positive: no value to judge against the bound"
+    assert gates[1]["detail"] == ("recall 0 here, but recall undefined in v700: no positive window in the reference: "
+                                  "no drop can be measured")
+    shutil.copyfile(scores_of(root, "v700"), scores_of(root, "v701"))  # the scores of NO_POSITIVE_Y_PRED here
+    set_params(root, gates={"min": {"recall": 0.0, "f1": 0.0}})
+    details = {c["name"]: c["detail"] for c in gate_checks(verdict_of(root)) if c["passed"] is False}
+    assert details == {
+        f"gate min recall 0.0: {V502}": "recall undefined: no positive window in the reference: no value to judge "
+                                        "against the bound",
+        f"gate min f1 0.0: {V502}": "f1 undefined: no window predicted positive and no positive window in the "
+                                    "reference: no value to judge against the bound"}
+
+
 def test_a_drop_exactly_at_the_limit_passes_despite_float_noise():
     bound = Bound("max_drop", "f1", 0.02)
     assert 0.63 - 0.61 > 0.02  # the noise this guards against

@@ -14,18 +14,18 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from contract.defaults import F05_DEFAULT_THRESHOLD
 from contract.errors import UserError
+from contract.parquet import parquet_file
 from contract.layout import (DATASET, EVENT_CATALOG, F02, F03, F04, F05, F05_EXPERIMENTS, F05_MODELS, METADATA,
                              MODEL_FILE, MODEL_SUMMARY, PARAMS_FILE, PHASE_LABEL, is_variant_id, phase_file)
 from runtime.vectorize import VectorizationError, from_spec
 
 MODEL_FAMILIES = ("dense_bow", "sequence_embedding", "cnn1d")
 NAN_EVENT_SUFFIX = "_NaN_NaN"
+REBUILD_UPSTREAM = "rebuild or copy it again from the upstream run"
 
 
 class UpstreamError(UserError):
@@ -47,18 +47,6 @@ def read_yaml(path: Path, context: str) -> dict:
     if not isinstance(data, dict):
         raise UpstreamError(f"{context}: {path} must hold a mapping, found {type(data).__name__}")
     return data
-
-
-def parquet_file(path: Path, where: str,
-                 fix: str = "rebuild or copy it again from the upstream run") -> pq.ParquetFile:
-    """``path`` opened as parquet (its footer read: the schema and row groups); a file
-    that is not one, or is cut short (a copy or a write interrupted), is an
-    ``UpstreamError`` naming it and ``fix``, not pyarrow's traceback."""
-    try:
-        return pq.ParquetFile(path, pre_buffer=False)
-    except (pa.ArrowException, OSError) as error:
-        raise UpstreamError(f"{where}: {path} is not a readable parquet file ({error}); it is truncated or "
-                            f"not parquet: {fix}") from None
 
 
 def read_json(path: Path, context: str):
@@ -153,7 +141,7 @@ class EventStream:
         path = self.dataset_path
         if not path.is_file():
             raise UpstreamError(f"{self.variant.label}: dataset {path} does not exist")
-        dataset = parquet_file(path, self.variant.label)
+        dataset = parquet_file(path, self.variant.label, REBUILD_UPSTREAM, UpstreamError)
         for column in ("segs", "events"):
             if column not in dataset.schema_arrow.names:
                 raise UpstreamError(f"{_where(F02, self.variant.id, path.name)}: column '{column}' is missing")
@@ -275,7 +263,7 @@ class Objective:
         path = self.dataset_path
         if not path.is_file():
             raise UpstreamError(f"{self.variant.label}: dataset {path} does not exist")
-        names = parquet_file(path, self.variant.label).schema_arrow.names
+        names = parquet_file(path, self.variant.label, REBUILD_UPSTREAM, UpstreamError).schema_arrow.names
         for column in ("OW_events", "label"):
             if column not in names:
                 raise UpstreamError(f"{_where(F04, self.id, path.name)}: column '{column}' is missing")
