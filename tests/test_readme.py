@@ -6,7 +6,10 @@ The shell starts without the project's virtual environment on PATH, so README's
 `source .venv/bin/activate` is what makes `dvc` and `python` the project's. Two commands
 are run differently, and only these: `make test` (this test runs inside it) is skipped,
 and the server, which serves until stopped, is started in the background, asked for
-`/health` once it prints LISTENING, and stopped."""
+`/health` once it prints LISTENING, and stopped. The commands README shows in ```text
+blocks are not its steps to run: alternatives to one that is (the notebook runs, which
+test_notebooks.py runs and compares byte for byte with the script runs) and a server
+started in the foreground."""
 from __future__ import annotations
 
 import os
