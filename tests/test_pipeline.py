@@ -121,10 +121,10 @@ def test_exp_run_reruns_only_what_its_overrides_reach_and_exp_show_lists_them(pr
     """One `dvc exp run -S ...` (README) with three overrides of two variants: v601's replay
     start and OW rerun its replay and seal but not its model selection (same models) nor
     the demo upstream; v701's F07 stages rerun on the new package with the new batch size;
-    `dvc exp show` lists the experiment's params and its new metrics. The copy drops v711
+    `dvc exp show` lists the experiment's params and its new metrics. The copy removes v711
     first: v701's MLServer twin would rerun on the new package too, the same stages again."""
     root = project_copy
-    edit_params(root, lambda params: {**params, "deployrun": {"v701": params["deployrun"]["v701"]}})
+    run([sys.executable, "-m", "lifecycle", "remove7", "--variant", "v711"], root)  # `make remove7 VARIANT=v711`
     commit_all(root, "v701 only")
     metadata = json.loads((root / PACKAGE / "06_packaging_metadata.json").read_text())
     start = metadata["replay"]["first_segs"] + 86_400
