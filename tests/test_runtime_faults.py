@@ -7,6 +7,12 @@ infer stage through a real server process, with one fault injected into that pro
 (tests/server_faults). A correct run passes every check; each fault fails the check that
 exists to catch it, and the check's detail says why. The last section injects the same
 faults into MLServer (``runtime: {server: mlserver}``) and finds the same checks failing.
+
+A fault in a server's answers or decisions needs no server of its own: one server process
+per module (``our_server``, ``mlserver_faults``), validated by URL, reads its fault from a
+file on every request (tests/server_faults: ``from_file``). A fault that must be there
+when the server starts (a vocabulary shift), that ends the process (a kill), or that lies
+in the package served, gets a server started by the stage, as a run starts it.
 """
 from __future__ import annotations
 
@@ -92,6 +98,60 @@ def project(pristine, tmp_path, monkeypatch) -> Path:
 def judged_project(pristine_judged, tmp_path, monkeypatch) -> Path:
     """A private copy of the project after a correct run, as the working directory."""
     return working_copy(pristine_judged, tmp_path, monkeypatch)
+
+
+def serving_by_url(pristine: Path, folder: Path, server_of, runtime: dict):
+    """A copy of the served project in ``folder`` validating by URL the server that
+    ``server_of(its manifest path)`` gives (not started yet: a ServerProcess or an
+    MLServerProcess), the serve stage run against it, and the file that process reads
+    its fault from on every request (tests/server_faults: ``from_file``; the fault in the
+    server's environment only, not in this process's). Yields (the project, its
+    ``runtime`` settings, the fault file); the server is stopped on the way out."""
+    root = Path(shutil.copytree(pristine, folder / "project"))
+    fault_file = folder / "fault.json"
+    server = server_of(root / RUN / layout.MANIFEST)
+    environment = server.environment
+
+    def with_fault() -> dict:
+        env = environment()
+        env["PYTHONPATH"] += os.pathsep + str(FAULTS)
+        env["F07_TEST_FAULT"] = json.dumps({"kind": "from_file", "path": str(fault_file)})
+        return env
+
+    server.environment = with_fault
+    with server:
+        server.wait_ready()
+        by_url = {"url": server.url, **runtime}
+        write_params(root, runtime=by_url)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(root)
+            run_stages("settings", "serve")
+        yield root, by_url, fault_file
+    assert server.process.poll() is not None  # stopped with the module
+
+
+@pytest.fixture(scope="module")
+def our_server(pristine, tmp_path_factory):
+    """Our server (``runtime.server``, werkzeug), started once for every fault of its
+    answers or decisions, validated by URL: see ``serving_by_url``."""
+    from f07_validation.client import ServerProcess
+
+    yield from serving_by_url(pristine, tmp_path_factory.mktemp("our_server"),
+                              lambda manifest: ServerProcess(manifest, host="127.0.0.1"), {})
+
+
+def judge_through(shared, tmp_path, monkeypatch, fault: dict | None, runtime=(), **entry) -> dict:
+    """A private copy of the project of ``shared`` (``our_server``, ``mlserver_faults``),
+    judged through its server answering with ``fault`` (None: none); the verdict."""
+    source, by_url, fault_file = shared
+    root = working_copy(source, tmp_path, monkeypatch)
+    write_params(root, runtime={**by_url, **dict(runtime)}, **entry)
+    if fault is not None:
+        fault_file.write_text(json.dumps(fault))
+    try:
+        return judge(monkeypatch)
+    finally:
+        fault_file.unlink(missing_ok=True)  # lifted: a hung request ends, the next test starts clean
 
 
 def judge(monkeypatch, fault: dict | None = None) -> dict:
@@ -185,14 +245,15 @@ def test_the_equivalence_sample_compares_at_least_its_windows(windows, batch, sa
 
 
 @pytest.mark.parametrize("batch, caught_by", [(1, "transport"), (2, "reference equivalence")])
-def test_a_transport_altering_answers_fails_the_check_whose_sample_holds_its_batch(project, monkeypatch, batch,
-                                                                                  caught_by):
+def test_a_transport_altering_answers_fails_the_check_whose_sample_holds_its_batch(our_server, tmp_path,
+                                                                                  monkeypatch, batch, caught_by):
     """Answers of one model scaled on one batch. With a transport sample of two batches'
     worth, the first batch is compared in-process and the second is not: there the
     transport check cannot see it, and the independent reference (every window here)
     does."""
-    write_params(project, equivalence_sample_windows=64)
-    verdict = judge(monkeypatch, {"kind": "scale", "batch": batch, "model_id": "obj_b", "factor": 0.5})
+    verdict = judge_through(our_server, tmp_path, monkeypatch,
+                            {"kind": "scale", "batch": batch, "model_id": "obj_b", "factor": 0.5},
+                            equivalence_sample_windows=64)
     wrong = failed(verdict)
     equivalence = json.loads((RUN / layout.EQUIVALENCE).read_text())
     summary = json.loads((RUN / layout.RUN_SUMMARY).read_text())
@@ -205,15 +266,15 @@ def test_a_transport_altering_answers_fails_the_check_whose_sample_holds_its_bat
     assert f"transport: {DENSE}" not in wrong and f"reference equivalence: {DENSE}" not in wrong
 
 
-def test_a_server_answering_windows_out_of_order_fails_the_reference(project, monkeypatch):
-    verdict = judge(monkeypatch, {"kind": "reorder"})
+def test_a_server_answering_windows_out_of_order_fails_the_reference(our_server, tmp_path, monkeypatch):
+    verdict = judge_through(our_server, tmp_path, monkeypatch, {"kind": "reorder"})
     wrong = failed(verdict)
     for key in (DENSE, EMBEDDING, CNN):
         assert f"reference equivalence: {key}" in wrong
 
 
-def test_a_model_answering_nan_on_some_windows_fails_its_finite_check(project, monkeypatch):
-    verdict = judge(monkeypatch, {"kind": "nan", "model_id": "obj_b", "every": 5})
+def test_a_model_answering_nan_on_some_windows_fails_its_finite_check(our_server, tmp_path, monkeypatch):
+    verdict = judge_through(our_server, tmp_path, monkeypatch, {"kind": "nan", "model_id": "obj_b", "every": 5})
     wrong = failed(verdict)
     assert f"finite outputs: {CNN}" in wrong and "NaN or infinite" in wrong[f"finite outputs: {CNN}"]
     assert f"finite outputs: {DENSE}" not in wrong
@@ -221,10 +282,11 @@ def test_a_model_answering_nan_on_some_windows_fails_its_finite_check(project, m
 
 # --------------------------------------------------------------------------- wrong decisions
 
-def test_a_server_deciding_with_its_comparison_inverted_fails_every_decision_check(project, monkeypatch):
+def test_a_server_deciding_with_its_comparison_inverted_fails_every_decision_check(our_server, tmp_path,
+                                                                                   monkeypatch):
     """`probability < threshold` in the server's core: every probability is right, every
     decision wrong. The reference, the whole-log consistency and the transport each say so."""
-    verdict = judge(monkeypatch, {"kind": "decision", "rule": "inverted"})
+    verdict = judge_through(our_server, tmp_path, monkeypatch, {"kind": "decision", "rule": "inverted"})
     wrong = failed(verdict)
     for key in (DENSE, EMBEDDING, CNN):
         assert "decided otherwise at threshold 0.5 (model_summary.json" in wrong[f"reference decisions: {key}"]
@@ -233,12 +295,12 @@ def test_a_server_deciding_with_its_comparison_inverted_fails_every_decision_che
         assert f"reference equivalence: {key}" not in wrong
 
 
-def test_a_log_writer_stacking_decisions_model_major_fails_the_decision_checks(project, monkeypatch):
+def test_a_log_writer_stacking_decisions_model_major_fails_the_decision_checks(our_server, tmp_path, monkeypatch):
     """The server answers right, the log writer puts each y_pred on another row (one
     `axis=1` forgotten): the logged decisions disagree with the logged probabilities and
     with the reference; the transport (the answers as received) still agrees."""
     monkeypatch.setattr(*log_writer_fault("y_pred_model_major"))
-    verdict = judge(monkeypatch)
+    verdict = judge_through(our_server, tmp_path, monkeypatch, None)
     wrong = failed(verdict)
     for key in (DENSE, EMBEDDING, CNN):
         assert "logged rows disagree" in wrong[f"logged decisions: {key}"]
@@ -246,22 +308,24 @@ def test_a_log_writer_stacking_decisions_model_major_fails_the_decision_checks(p
         assert f"transport: {key}" not in wrong and f"reference equivalence: {key}" not in wrong
 
 
-def test_a_server_ignoring_the_declared_threshold_fails_naming_the_declared_one(tmp_path, monkeypatch):
-    """Every model's summary declares 0.3; the server decides at 0.5 regardless. The
-    models whose probabilities fall in [0.3, 0.5) fail, naming the declared threshold, the
-    others (no window decided differently) do not."""
-    root = served_project(tmp_path / "project", threshold=0.3)
-    monkeypatch.chdir(root)
-    wrong = failed(judge(monkeypatch, {"kind": "decision", "threshold": 0.5}))
+@pytest.mark.parametrize("shared", ["our_server", "mlserver_faults"])
+def test_a_server_deciding_at_another_threshold_fails_naming_the_declared_one(shared, request, tmp_path,
+                                                                              monkeypatch):
+    """Every model's summary declares 0.5; the server's core decides at 0.3 regardless
+    (our server, and MLServer's runtime class). The models whose probabilities fall in
+    [0.3, 0.5) fail, naming the declared threshold, the others (no window decided
+    differently) do not."""
+    wrong = failed(judge_through(request.getfixturevalue(shared), tmp_path, monkeypatch,
+                                 {"kind": "decision", "threshold": 0.3}))
     log = pq.read_table(RUN / layout.PREDICTIONS).to_pandas()
     between = log[(log.probability >= 0.3) & (log.probability < 0.5)]
     affected = set(between.objective + "/" + between.source_f05 + "/" + between.model_id)
     assert EMBEDDING in affected
     for key in (DENSE, EMBEDDING, CNN):
-        assert (f"logged decisions: {key}" in wrong) == (key in affected)
+        assert (f"logged decisions: {key}" in wrong) == (key in affected), wrong
         if key in affected:
-            assert "threshold 0.3 (model_summary.json of the package)" in wrong[f"logged decisions: {key}"]
-            assert "threshold 0.3" in wrong[f"reference decisions: {key}"]
+            assert "threshold 0.5 (model_summary.json of the package)" in wrong[f"logged decisions: {key}"]
+            assert "threshold 0.5" in wrong[f"reference decisions: {key}"]
 
 
 @pytest.mark.parametrize("transform, cause", [
@@ -270,20 +334,21 @@ def test_a_server_ignoring_the_declared_threshold_fails_naming_the_declared_one(
     (lambda t0: t0 + 3600, "they are the F04 t0s shifted by a constant +3600 s (+360 x Tu)"),
     (lambda t0: t0 * 1000, "they are in milliseconds, not epoch seconds"),
 ], ids=["off-grid", "offset", "milliseconds"])
-def test_logged_t0s_that_miss_the_f04_windows_fail_naming_the_cause(project, monkeypatch, transform, cause):
+def test_logged_t0s_that_miss_the_f04_windows_fail_naming_the_cause(our_server, tmp_path, monkeypatch, transform,
+                                                                    cause):
     """Every prediction logged, under t0s that miss the F04 windows: coverage and the
     scored share fail, and say why instead of 'no prediction'."""
     monkeypatch.setattr(*log_writer_fault("t0", transform=transform))
-    wrong = failed(judge(monkeypatch))
+    wrong = failed(judge_through(our_server, tmp_path, monkeypatch, None))
     for key in (DENSE, EMBEDDING, CNN):
         assert cause in wrong[f"coverage: {key}"], wrong[f"coverage: {key}"]
         assert cause in wrong[f"scored share: {key}"], wrong[f"scored share: {key}"]
     assert "every prediction logged" not in wrong
 
 
-def test_an_empty_log_fails_naming_it(project, monkeypatch):
+def test_an_empty_log_fails_naming_it(our_server, tmp_path, monkeypatch):
     monkeypatch.setattr(*log_writer_fault("nothing"))
-    wrong = failed(judge(monkeypatch))
+    wrong = failed(judge_through(our_server, tmp_path, monkeypatch, None))
     assert "every prediction logged" in wrong
     for key in (DENSE, EMBEDDING, CNN):
         assert "the prediction log holds no row of this model" in wrong[f"coverage: {key}"]
@@ -364,21 +429,21 @@ def test_a_gunicorn_master_killed_mid_replay_is_a_fault_and_leaves_no_worker(pro
     assert processes_in(project) == []
 
 
-def test_a_server_dropping_a_window_is_a_failed_verdict(project, monkeypatch):
-    verdict = judge(monkeypatch, {"kind": "drop", "after": 2})
+def test_a_server_dropping_a_window_is_a_failed_verdict(our_server, tmp_path, monkeypatch):
+    verdict = judge_through(our_server, tmp_path, monkeypatch, {"kind": "drop", "after": 2})
     wrong = failed(verdict)
     assert "31 probabilities for 32 windows" in wrong["replay completed"]
     assert_partial_log_only()
 
 
-def test_a_model_erroring_on_a_batch_is_a_failed_verdict(project, monkeypatch):
-    verdict = judge(monkeypatch, {"kind": "fail_after", "batches": 2})
+def test_a_model_erroring_on_a_batch_is_a_failed_verdict(our_server, tmp_path, monkeypatch):
+    verdict = judge_through(our_server, tmp_path, monkeypatch, {"kind": "fail_after", "batches": 2})
     assert "answered 500" in failed(verdict)["replay completed"]
 
 
-def test_a_server_that_stops_answering_times_out_into_a_failed_verdict(project, monkeypatch):
-    write_params(project, runtime={"host": "127.0.0.1", "port": 0, "request_timeout": 2})
-    verdict = judge(monkeypatch, {"kind": "hang_after", "batches": 2})
+def test_a_server_that_stops_answering_times_out_into_a_failed_verdict(our_server, tmp_path, monkeypatch):
+    verdict = judge_through(our_server, tmp_path, monkeypatch, {"kind": "hang_after", "batches": 2},
+                            runtime={"request_timeout": 2})
     assert "did not answer within 2" in failed(verdict)["replay completed"]
 
 
@@ -395,24 +460,27 @@ def test_a_configuration_error_still_stops_infer_and_leaves_the_earlier_run_whol
 
 # --------------------------------------------------------------------------- the CSV copy of the log
 
-def infer_with(project: Path, csv_compression: str) -> bytes:
-    """infer alone (no in-process comparison: only the log is looked at) with
-    ``log_csv_compression: csv_compression``; the bytes of the CSV copy it wrote."""
-    write_params(project, check_equivalence=False, log_csv_compression=csv_compression)
+def infer_with(project: Path, runtime: dict, csv_compression: str) -> bytes:
+    """infer alone (no in-process comparison: only the log is looked at) through the
+    server of ``runtime`` with ``log_csv_compression: csv_compression``; the bytes of the
+    CSV copy it wrote."""
+    write_params(project, runtime=runtime, check_equivalence=False, log_csv_compression=csv_compression)
     run_stages("settings", "infer")
     assert log_files() == {layout.PREDICTIONS, layout.PREDICTIONS_CSV[csv_compression]}  # no file of the other
     return (RUN / layout.PREDICTIONS_CSV[csv_compression]).read_bytes()
 
 
-def test_the_gzip_csv_copy_is_the_plain_one_compressed(project):
+def test_the_gzip_csv_copy_is_the_plain_one_compressed(our_server, tmp_path, monkeypatch):
     """Same replay, same server: the gzip copy decompresses to the plain CSV byte for
     byte, and switching leaves only the current setting's file (the other way, and the
     partial log, in the SIGKILL test above; the bytes on a re-run in
     test_prediction_log.py)."""
-    compressed = infer_with(project, "gzip")
+    source, by_url, _ = our_server
+    project = working_copy(source, tmp_path, monkeypatch)
+    compressed = infer_with(project, by_url, "gzip")
     # the gzip header's fields that would vary between runs: no file name (flags 0), mtime 0
     assert compressed[:4] == b"\x1f\x8b\x08\x00" and compressed[4:8] == bytes(4)
-    plain = infer_with(project, "none")
+    plain = infer_with(project, by_url, "none")
     assert plain.count(b"\n") == 1 + pq.read_metadata(RUN / layout.PREDICTIONS).num_rows
     assert gzip.decompress(compressed) == plain
     assert len(compressed) < len(plain) / 4
@@ -510,50 +578,19 @@ KEYS = (DENSE, EMBEDDING, CNN)
 @pytest.fixture(scope="module")
 def mlserver_faults(pristine, tmp_path_factory):
     """The served project validating one MLServer process by URL (``runtime: {server:
-    mlserver, url}``, the serve stage run against it), and the file that process reads its
-    fault from on every request (tests/server_faults: ``from_file``): one MLServer start
-    for every fault below that leaves it running."""
+    mlserver, url}``): one MLServer start for every fault below that leaves it running
+    (see ``serving_by_url``)."""
     from contract.manifest import load_manifest
     from f07_validation.mlserver_process import MLServerProcess
 
-    root = Path(shutil.copytree(pristine, tmp_path_factory.mktemp("mlserver") / "project"))
-    fault_file = root.parent / "fault.json"
-    server = MLServerProcess(load_manifest(root / RUN / layout.MANIFEST), host="127.0.0.1")
-    environment = server.environment
-
-    def with_fault() -> dict:  # the fault in MLServer's environment only, not in this process's
-        env = environment()
-        env["PYTHONPATH"] += os.pathsep + str(FAULTS)
-        env["F07_TEST_FAULT"] = json.dumps({"kind": "from_file", "path": str(fault_file)})
-        return env
-
-    server.environment = with_fault
-    with server:
-        server.wait_ready()
-        write_params(root, runtime={"url": server.url, "server": "mlserver"})
-        with pytest.MonkeyPatch.context() as patch:
-            patch.chdir(root)
-            run_stages("serve")
-        yield root, server.url, fault_file
-
-
-def judge_on_mlserver(mlserver_faults, tmp_path, monkeypatch, fault: dict | None, runtime=(), **entry) -> dict:
-    """A private copy of the project, judged through the shared MLServer answering with
-    ``fault`` (None: none); the verdict."""
-    source, url, fault_file = mlserver_faults
-    root = working_copy(source, tmp_path, monkeypatch)
-    write_params(root, runtime={"url": url, "server": "mlserver", **dict(runtime)}, **entry)
-    if fault is not None:
-        fault_file.write_text(json.dumps(fault))
-    try:
-        return judge(monkeypatch)
-    finally:
-        fault_file.unlink(missing_ok=True)  # lifted: a hung request ends, the next test starts clean
+    yield from serving_by_url(pristine, tmp_path_factory.mktemp("mlserver"),
+                              lambda manifest: MLServerProcess(load_manifest(manifest), host="127.0.0.1"),
+                              {"server": "mlserver"})
 
 
 def test_the_shared_mlserver_without_a_fault_passes_every_check(mlserver_faults, tmp_path, monkeypatch):
     """The control of the faults below: the same MLServer, validated by URL, no fault."""
-    verdict = judge_on_mlserver(mlserver_faults, tmp_path, monkeypatch, None)
+    verdict = judge_through(mlserver_faults, tmp_path, monkeypatch, None)
     assert verdict["passed"], failed(verdict)
     assert {f"transport: {key}" for key in KEYS} <= {name for name, passed in outcome(verdict).items() if passed}
 
@@ -581,29 +618,12 @@ def test_mlserver_fails_the_verdict_for_the_same_faults_as_our_server(mlserver_f
                                                                      fault, settings, fails, passes):
     """The faults of the tests above, injected into MLServer's runtime class: the same
     checks fail, saying the same."""
-    verdict = judge_on_mlserver(mlserver_faults, tmp_path, monkeypatch, fault, **settings)
+    verdict = judge_through(mlserver_faults, tmp_path, monkeypatch, fault, **settings)
     assert verdict["passed"] is False
     wrong = failed(verdict)
     for name, detail in fails.items():
         assert detail in wrong.get(name, "(passed)"), (name, wrong)
     assert not set(passes) & set(wrong), wrong
-
-
-def test_mlserver_deciding_at_another_threshold_fails_naming_the_declared_one(mlserver_faults, tmp_path,
-                                                                            monkeypatch):
-    """As with our server (ignoring a declared 0.3 there): MLServer's core decides at 0.3
-    where every model declares 0.5; the models with probabilities in [0.3, 0.5) fail."""
-    wrong = failed(judge_on_mlserver(mlserver_faults, tmp_path, monkeypatch,
-                                     {"kind": "decision", "threshold": 0.3}))
-    log = pq.read_table(RUN / layout.PREDICTIONS).to_pandas()
-    between = log[(log.probability >= 0.3) & (log.probability < 0.5)]
-    affected = set(between.objective + "/" + between.source_f05 + "/" + between.model_id)
-    assert EMBEDDING in affected
-    for key in KEYS:
-        assert (f"logged decisions: {key}" in wrong) == (key in affected), wrong
-        if key in affected:
-            assert "threshold 0.5 (model_summary.json of the package)" in wrong[f"logged decisions: {key}"]
-            assert "threshold 0.5" in wrong[f"reference decisions: {key}"]
 
 
 def test_mlserver_killed_mid_replay_is_a_failed_verdict_naming_its_exit(project, monkeypatch):

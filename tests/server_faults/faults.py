@@ -26,6 +26,9 @@ the Arrow rewrites (the OIP client speaks JSON only). There the fault may also b
 request (none while it is absent), so that one MLServer process, validated by URL,
 takes several faults in turn (a ``hang_after`` hangs until the file changes). It holds
 no ``vocab_shift`` (installed at start-up), and ``kill_after`` leaves nothing to reuse.
+``from_file`` works the same in our server (``python -m runtime.server``, validated by
+URL the same way): ``POST /infer_batch``'s answer and the core's decisions follow the
+file's fault at each request.
 
 Faults (``kind``):
 - ``vocab_shift``: the runtime's vectorizer of ``family`` (``sequence`` or ``dense_bow``)
@@ -150,16 +153,20 @@ def install(fault: dict) -> None:
     if fault["kind"] == "vocab_shift":
         cls, shifted = vocab_shift(fault["family"])
         cls.__call__ = shifted
-    elif os.path.basename(sys.argv[0]) == "mlserver":  # the command ``mlserver start``
-        def current():
-            return _from_file(fault["path"]) if fault["kind"] == "from_file" else fault
+        return
 
+    def current():
+        return _from_file(fault["path"]) if fault["kind"] == "from_file" else fault
+
+    # The core patched only where a decision fault can come: importing runtime.core at
+    # start-up imports prometheus_client before runtime.server points it at its
+    # multiprocess folder, and gunicorn's workers would then never count as ready.
+    if fault["kind"] in ("from_file", "decision"):
         _decision(current)
+    if os.path.basename(sys.argv[0]) == "mlserver":  # the command ``mlserver start``
         _oip_answers(current)
-    elif fault["kind"] == "decision":
-        _decision(lambda: fault)
-    else:
-        _answers(fault)
+    elif fault["kind"] != "decision":
+        _answers(current)
 
 
 def _rewrite_json(fault: dict, body: dict, batch: int) -> dict:
@@ -218,7 +225,15 @@ def _rewrite_arrow(fault: dict, body: bytes, batch: int) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _answers(fault: dict) -> None:
+ANSWER_FAULTS = ("kill_after", "kill_master_after", "hang_after", "fail_after", "nan", "drop", "reorder", "scale")
+
+
+def _answers(current) -> None:
+    """The answer faults in our server (Flask, any of its modes), the fault being
+    ``current()`` when a request arrives: ``POST /infer_batch``'s answer rewritten, or
+    the process killed, hung or failing. A batch's number is the replay's (its
+    ``X-Request-ID``), or for a client that sends none the order of arrival under the
+    current fault (counted afresh when the fault changes)."""
     import signal
     import threading
     import time
@@ -231,23 +246,27 @@ def _answers(fault: dict) -> None:
     original_preprocess = flask.Flask.preprocess_request
     original = flask.Flask.process_response
     lock = threading.Condition()
-    received, answered = [0], set()
+    seen = {"fault": None, "received": 0, "answered": set()}
     started_as = os.getpid()  # at start-up, before gunicorn forks its workers: the master
 
     def preprocess_request(self):
         if flask.request.path == "/infer_batch":
-            with lock:
-                received[0] += 1
-                # The replay's batch number (its requests in flight arrive in any order);
-                # the order of arrival for a client that sends none.
-                sent_as = replay_batch_number(flask.request.headers.get(REQUEST_ID_HEADER, ""))
-                flask.g.fault_batch = received[0] if sent_as is None else sent_as
+            fault = current()
+            if fault is not None and fault["kind"] in ANSWER_FAULTS:
+                with lock:
+                    if fault != seen["fault"]:  # another fault, counted afresh
+                        seen.update(fault=fault, received=0, answered=set())
+                    seen["received"] += 1
+                    # The replay's batch number (its requests in flight arrive in any order);
+                    # the order of arrival for a client that sends none.
+                    sent_as = replay_batch_number(flask.request.headers.get(REQUEST_ID_HEADER, ""))
+                    flask.g.fault = fault, seen["received"] if sent_as is None else sent_as, seen["answered"]
         return original_preprocess(self)
 
     def process_response(self, response):
         response = original(self, response)
-        batch = flask.g.get("fault_batch")
-        if batch is None or response.status_code != 200:
+        fault, batch, answered = flask.g.get("fault", (None, None, None))
+        if fault is None or response.status_code != 200:
             return response
         kind = fault["kind"]
         if kind == "kill_after" and batch >= fault["batches"]:
@@ -259,7 +278,10 @@ def _answers(fault: dict) -> None:
         if kind == "hang_after" and batch >= fault["batches"]:
             if fault.get("hung_file"):
                 open(fault["hung_file"], "w").close()
-            time.sleep(3600)
+            for _ in range(36_000):  # an hour, or until the fault is lifted (``from_file``)
+                if current() != fault:
+                    break
+                time.sleep(0.1)
         if kind == "fail_after" and batch >= fault["batches"]:
             response.status_code = 500
             response.mimetype = "application/json"
