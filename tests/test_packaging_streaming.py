@@ -55,6 +55,20 @@ def test_recovery_in_chunks_gives_the_whole_recomputation(tmp_path):
     assert np.array_equal(t0_small, t0_large) and len(t0_small) == pq.ParquetFile(objective.dataset_path).metadata.num_rows
 
 
+def test_recovered_t0_is_written_in_row_groups_a_reader_takes_at_a_time(tmp_path, monkeypatch):
+    """A reader decodes a whole row group of a column: the recovered t0 in one group of
+    every row made the F07 reference stage's peak grow with the replay. Groups of
+    BATCH_ROWS (5 here, so that a small upstream has several)."""
+    root = make_upstream(tmp_path / "executions", with_t0=False)
+    objective = _objective(root)
+    monkeypatch.setattr(reference, "BATCH_ROWS", 5, raising=False)
+    joined = reference.reference_join(objective, tmp_path / "package")
+    written = pq.ParquetFile(tmp_path / "package" / "recovered_t0.parquet").metadata
+    assert joined["join"] == "t0_recovered" and written.num_rows == joined["rows"] > 5
+    assert written.num_row_groups == -(-joined["rows"] // 5)
+    assert max(written.row_group(i).num_rows for i in range(written.num_row_groups)) == 5
+
+
 def _rewrite_ow(path, edit):
     table = pq.read_table(path)
     lists = edit(table.column("OW_events").to_pylist())
