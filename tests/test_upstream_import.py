@@ -51,9 +51,9 @@ def head(root: Path) -> str:
 
 def fresh_project(root: Path) -> Path:
     """This project in a new git repo, two packages over the upstream's F05 v501 and v502
-    (one each), an F07 run of v612 (one run to a verdict is the path under test; v611
-    without one is the package an update of v502 must leave alone); nothing under
-    executions/."""
+    (one each), an F07 run of v611 (one run to a verdict is the path under test; v612,
+    without one, is the package an update of v502 reruns, while v611 and its run stay
+    as they were); nothing under executions/."""
     for relative in project_files():
         if relative.startswith("demo/dvc."):
             continue
@@ -68,7 +68,7 @@ def fresh_project(root: Path) -> Path:
             "v612": {**base, "parent_variants_f05": ["v502"], "models": {"v402": base["models"]["v402"]}},
         }
         entry = params["deployrun"]["v701"]  # the demo's own F07 entry (v711 is its MLServer twin)
-        params["deployrun"] = {"v712": {**entry, "parent_variant_f06": "v612"}}
+        params["deployrun"] = {"v711": {**entry, "parent_variant_f06": "v611"}}
         return params
 
     edit_params(root, two_packages)
@@ -140,11 +140,11 @@ def test_metadata_names_repository_revision_and_digest_under_the_seal(imported):
 
 def test_report_names_the_sources(imported):
     upstream, project, _ = imported
-    report = (layout.variant_dir(layout.F07, "v712", project / layout.EXECUTIONS) / layout.REPORT_HTML).read_text()
+    report = (layout.variant_dir(layout.F07, "v711", project / layout.EXECUTIONS) / layout.REPORT_HTML).read_text()
     section = report[report.index("<h3>Upstream sources</h3>"):]
     section = section[:section.index("</table>")]
-    for folder in ("02_prepareeventsds/v201", "03_preparewindowsds/v301", "04_targetengineering/v402",
-                   "05_modeling/v502"):
+    for folder in ("02_prepareeventsds/v201", "03_preparewindowsds/v301", "04_targetengineering/v401",
+                   "05_modeling/v501"):
         assert folder in section
     assert section.count(str(upstream)) == 4 and section.count(head(upstream)) == 4
 
@@ -172,23 +172,22 @@ def test_update_of_one_f05_reruns_only_what_derives_from_it(imported):
     # the other imports only say the upstream moved on (their bytes did not change there)
     assert str(layout.import_file(layout.F05, "v502")) not in status
     assert all("update available" in json.dumps(status[name]) for name in status if name.endswith(".dvc")), status
-    untouched = layout.variant_dir(layout.F06, "v611", project / layout.EXECUTIONS) / layout.PACKAGE_METADATA
-    before = untouched.read_bytes()
+    untouched = [layout.variant_dir(layout.F06, "v611", project / layout.EXECUTIONS) / layout.PACKAGE_METADATA,
+                 layout.variant_dir(layout.F07, "v711", project / layout.EXECUTIONS) / layout.VERDICT]
+    before = [path.read_bytes() for path in untouched]
     repro = run([*DVC, "repro"], project, timeout=900).stdout
     ran = sorted(line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage"))
-    # exactly the package deriving from v502 and its F07 run, every stage of each (the pipeline's
-    # own stage lists, so a stage added to dvc.yaml is expected too) but settings, which reads
-    # params.yaml alone; v611 stays as it was
+    # exactly the package deriving from v502, every stage of it (the pipeline's own stage
+    # list, so a stage added to dvc.yaml is expected too); v611 and its F07 run v711 stay as they were
     pipeline = Project(project)
-    expected = {"lineage@v612-05_modeling-v502", *(f"{stage}@v612" for stage in pipeline.stages(F06)),
-                *(f"{stage}@v712" for stage in pipeline.stages(F07) if stage != "settings")}
+    expected = {"lineage@v612-05_modeling-v502", *(f"{stage}@v612" for stage in pipeline.stages(F06))}
     assert set(ran) == expected, repro
     package = layout.variant_dir(layout.F06, "v612", project / layout.EXECUTIONS)
     sources = json.loads((package / layout.PACKAGE_METADATA).read_text())["upstream_sources"]
     assert sources["05_modeling/v502"]["rev_lock"] == head(upstream)
     assert sources["04_targetengineering/v402"]["rev_lock"] != head(upstream)  # not updated: still its own
     assert verify_seal(package).ok
-    assert untouched.read_bytes() == before
+    assert [path.read_bytes() for path in untouched] == before
 
 
 def test_refusals_are_one_line_and_import_nothing(imported, tmp_path):
