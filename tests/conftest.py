@@ -181,9 +181,10 @@ def project_copy(demo_project, tmp_path) -> Path:
 # loadscope`: a module's fixtures, such as its server, start once), in this order. The
 # longest modules go first so that neither worker is left with one at the end, and the
 # first one builds the demo (``built_demo``) while the other worker works through modules
-# that need no demo. Modules not listed follow in their usual order.
-XDIST_ORDER = ("test_pipeline.py", "test_runtime_faults.py", "test_readme.py", "test_lifecycle.py",
-               "test_notebooks.py", "test_bench.py", "test_dvc_deps.py", "test_mlserver.py", "test_upstream_import.py",
+# that need no demo (test_runtime_faults, test_bench, test_upstream_import: about as long as
+# the build, so that no worker waits for it). Modules not listed follow in their usual order.
+XDIST_ORDER = ("test_pipeline.py", "test_runtime_faults.py", "test_bench.py", "test_upstream_import.py",
+               "test_readme.py", "test_lifecycle.py", "test_notebooks.py", "test_dvc_deps.py", "test_mlserver.py",
                "test_runtime_server_deployment.py")
 
 

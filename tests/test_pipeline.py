@@ -1,15 +1,21 @@
 """End to end: real DVC on the small demo, in a temporary git repo (see conftest.py)."""
 import json
+import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
 import sys
+import time
 
 import pyarrow.parquet as pq
 import yaml
 
+from contract import layout
 from contract.defaults import DEFAULT_EQUIVALENCE_SAMPLE
-from tests.conftest import commit_all, edit_params, run
+from tests.conftest import commit_all, edit_params, project_env, run
+from tests.validated_package import FAULTS
 
 PACKAGE = "executions/06_packaging/v601"
 DEPLOY = "executions/07_deployrun/v701"
@@ -279,3 +285,44 @@ def test_a_refused_parameter_loses_no_output(project_copy):
         (project_copy / "params.yaml").write_text(pristine)
     verified = run([sys.executable, "-m", "contract.seal", "verify", PACKAGE], project_copy, check=False)
     assert verified.returncode == 0, verified.stderr
+
+
+def test_server_killed_under_dvc_gives_a_failed_verdict_on_the_next_repro(project_copy, tmp_path):
+    """The issue's acceptance: SIGKILL the server mid-replay of `dvc repro -f -s
+    infer@v701`; the stage exits 0, the next `dvc repro` writes a FAILED verdict naming
+    the server's exit, and no complete-looking log or earlier PASSED verdict remains. (The
+    server is made to stall at its third batch, so that the kill lands mid-replay however
+    fast or loaded the machine is; the kill itself comes from outside, by pid.)"""
+    root = project_copy
+    run_dir = root / DEPLOY
+    assert json.loads((run_dir / layout.VERDICT).read_text())["passed"] is True
+    stalled = tmp_path / "stalled"
+    env = {**project_env(), "PYTHONPATH": str(FAULTS),
+           "F07_TEST_FAULT": json.dumps({"kind": "hang_after", "batches": 3, "hung_file": str(stalled)})}
+    infer = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", "infer@v701"], cwd=root,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    manifest = str((run_dir / layout.MANIFEST).resolve())
+    server, deadline = None, time.monotonic() + 180
+    while server is None and time.monotonic() < deadline:
+        found = subprocess.run(["pgrep", "-f", f"runtime.server --manifest {manifest}"],
+                               capture_output=True, text=True).stdout.split()
+        server = int(found[0]) if found else None
+        time.sleep(0.2)
+    assert server is not None, "the infer stage did not start its server"
+    while not stalled.exists() and time.monotonic() < deadline:  # loaded, ready, stalled at its third batch
+        time.sleep(0.2)
+    assert stalled.exists(), "the server never reached its third batch"
+    os.kill(server, signal.SIGKILL)
+    out, _ = infer.communicate(timeout=300)
+    assert infer.returncode == 0, out
+    assert "RUNTIME FAULT" in out and "killed by SIGKILL" in out
+    assert not (run_dir / layout.VERDICT).exists() and not (run_dir / layout.REPORT_HTML).exists()
+    assert not (run_dir / layout.PREDICTIONS).exists() and (run_dir / layout.PREDICTIONS_PARTIAL).exists()
+    repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=project_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert repro.returncode == 0, repro.stdout + repro.stderr
+    verdict = json.loads((run_dir / layout.VERDICT).read_text())
+    assert verdict["passed"] is False
+    failed = {check["name"]: check["detail"] for check in verdict["checks"] if check["passed"] is False}
+    assert "killed by SIGKILL" in failed["replay completed"]
+    assert "Runtime fault" in (run_dir / layout.REPORT_HTML).read_text()

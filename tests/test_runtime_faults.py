@@ -21,10 +21,6 @@ import importlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -527,48 +523,6 @@ def test_metrics_on_a_biased_subset_fail_the_scored_share_naming_why(tmp_path, m
 
 
 # --------------------------------------------------------------------------- as DVC runs it
-
-def test_server_killed_under_dvc_gives_a_failed_verdict_on_the_next_repro(project_copy, tmp_path):
-    """The issue's acceptance: SIGKILL the server mid-replay of `dvc repro -f -s
-    infer@v701`; the stage exits 0, the next `dvc repro` writes a FAILED verdict naming
-    the server's exit, and no complete-looking log or earlier PASSED verdict remains. (The
-    server is made to stall at its third batch, so that the kill lands mid-replay however
-    fast or loaded the machine is; the kill itself comes from outside, by pid.)"""
-    from tests.conftest import project_env
-
-    root = project_copy
-    run_dir = root / RUN
-    assert json.loads((run_dir / layout.VERDICT).read_text())["passed"] is True
-    stalled = tmp_path / "stalled"
-    env = {**project_env(), "PYTHONPATH": str(FAULTS),
-           "F07_TEST_FAULT": json.dumps({"kind": "hang_after", "batches": 3, "hung_file": str(stalled)})}
-    infer = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "-f", "-s", f"infer@{VARIANT}"], cwd=root,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    manifest = str((run_dir / layout.MANIFEST).resolve())
-    server, deadline = None, time.monotonic() + 180
-    while server is None and time.monotonic() < deadline:
-        found = subprocess.run(["pgrep", "-f", f"runtime.server --manifest {manifest}"],
-                               capture_output=True, text=True).stdout.split()
-        server = int(found[0]) if found else None
-        time.sleep(0.2)
-    assert server is not None, "the infer stage did not start its server"
-    while not stalled.exists() and time.monotonic() < deadline:  # loaded, ready, stalled at its third batch
-        time.sleep(0.2)
-    assert stalled.exists(), "the server never reached its third batch"
-    os.kill(server, signal.SIGKILL)
-    out, _ = infer.communicate(timeout=300)
-    assert infer.returncode == 0, out
-    assert "RUNTIME FAULT" in out and "killed by SIGKILL" in out
-    assert not (run_dir / layout.VERDICT).exists() and not (run_dir / layout.REPORT_HTML).exists()
-    assert not (run_dir / layout.PREDICTIONS).exists() and (run_dir / layout.PREDICTIONS_PARTIAL).exists()
-    repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=project_env(),
-                           capture_output=True, text=True, timeout=600)
-    assert repro.returncode == 0, repro.stdout + repro.stderr
-    verdict = json.loads((run_dir / layout.VERDICT).read_text())
-    assert verdict["passed"] is False
-    assert "killed by SIGKILL" in failed(verdict)["replay completed"]
-    assert "Runtime fault" in (run_dir / layout.REPORT_HTML).read_text()
-
 
 # --------------------------------------------------------------------------- the same faults on MLServer
 
