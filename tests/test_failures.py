@@ -431,6 +431,21 @@ def test_compare7_writes_dvc_plots_that_overlay_the_variants(two_variants, tmp_p
     assert "no threshold curve to overlay" in error and "v702: not evaluated (run `dvc repro evaluate@v702`)" in error
 
 
+def test_compare7_dvc_yaml_is_not_git_ignored_as_its_page_is():
+    """DVC skips every dvc.yaml that git ignores (its collect_files), so the project's
+    .gitignore must leave compare7's plots file visible while it ignores the page."""
+    import subprocess
+
+    from contract import layout
+    from tests.conftest import PROJECT
+
+    def ignored(path) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=PROJECT).returncode == 0
+
+    variants = ["v701", "v702"]
+    assert ignored(layout.comparison_page(variants)) and not ignored(layout.comparison_plots(variants))
+
+
 def test_failures_after_a_log_cut_short_are_not_covered_never_missed(tmp_path):
     """A runtime fault ends the log at window 14: the failures at O+200 and O+290 got no
     logged window whose prediction period covers them, so they are not counted as missed."""
