@@ -20,13 +20,16 @@ from contract.errors import UserError
 
 EXECUTIONS = Path("executions")
 PARAMS_FILE = "params.yaml"   # the project's parameters, and each variant's effective ones
+PIPELINE_FILE = "dvc.yaml"    # the stages; DVC reads every one in the workspace (compare7 writes plots-only ones)
 DVC_DEPS_FILE = "dvc_deps.yaml"   # generated per-variant dependency lists that dvc.yaml reads (vars)
 VARIANT_ID = re.compile(r"v[0-9]+")  # the whole id: is_variant_id uses fullmatch
 
 # ------------------------------------------------------------------ phases
 F02, F03, F04, F05 = "02_prepareeventsds", "03_preparewindowsds", "04_targetengineering", "05_modeling"
 F06, F07 = "06_packaging", "07_deployrun"
-COMPARISONS = "07_comparison"   # `make compare7`: F07 variants side by side, one page each (git-ignored)
+# `make compare7`: F07 variants side by side, a page each (git-ignored) and a folder each holding
+# a plots-only PIPELINE_FILE that DVC reads (not git-ignored: DVC skips what git ignores)
+COMPARISONS = "07_comparison"
 PHASE_LABEL = {F02: "F02", F03: "F03", F04: "F04", F05: "F05", F06: "F06", F07: "F07"}
 UPSTREAM_PHASES = (F02, F03, F04, F05)
 SECTIONS = {"packaging": F06, "deployrun": F07}   # params.yaml section -> phase folder
@@ -182,11 +185,23 @@ def metrics_image(figure: str) -> str:
     return f"{METRICS_IMAGES}/{figure.rsplit('/', 1)[-1]}"
 
 
-def comparison_page(variants, root=EXECUTIONS) -> Path:
-    """``<root>/07_comparison/<v1>_<v2>....html``: the page `make compare7` renders."""
+def _comparison(variants, root) -> Path:
+    """``<root>/07_comparison/<v1>_<v2>...``: what `make compare7` writes for these variants."""
     for variant in variants:
         variant_dir(F07, variant, root)  # refuses what is not a variant id
-    return Path(root) / COMPARISONS / f"{'_'.join(variants)}.html"
+    return Path(root) / COMPARISONS / "_".join(variants)
+
+
+def comparison_page(variants, root=EXECUTIONS) -> Path:
+    """``<root>/07_comparison/<v1>_<v2>....html``: the page `make compare7` renders."""
+    folder = _comparison(variants, root)
+    return folder.with_name(f"{folder.name}.html")
+
+
+def comparison_plots(variants, root=EXECUTIONS) -> Path:
+    """``<root>/07_comparison/<v1>_<v2>.../dvc.yaml``: the top-level DVC plots `make compare7`
+    writes, each overlaying the variants' curve files, which `dvc plots show` draws."""
+    return _comparison(variants, root) / PIPELINE_FILE
 
 
 # ------------------------------------------------------------------ phase notebooks

@@ -59,6 +59,7 @@ FAILURE_COLUMNS = ["objective", "prediction_name", "failure_segs", "failure_utc"
                    "max_probability"]
 CURVES = {"pr": ("recall", "precision"), "roc": ("fpr", "recall"),
           "alarms": ("false_alarms_per_day", "failure_recall")}
+CURVE_TEMPLATE = "linear"   # DVC's plot template for them, as dvc.yaml declares the stage's plots
 # Why a value of evaluation.json is undefined (None there, an empty cell in thresholds.csv,
 # no point in the curves), shown with it: its denominator is 0. Beside the window-level
 # rates' reasons, at the threshold of the point.

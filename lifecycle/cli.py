@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--rev", default="", help="UPSTREAM_REV: a branch, tag or commit (empty: its default branch)")
     sub.add_argument("--parents", default="", help='PARENTS_F05: F05 variants, e.g. "v501 v502"')
 
-    sub = commands.add_parser("compare7", help="render an HTML page of two or more F07 variants side by side")
+    sub = commands.add_parser("compare7", help="render an HTML page of two or more F07 variants side by side, and a "
+                                 "dvc.yaml whose plots overlay their threshold curves (dvc plots show)")
     sub.add_argument("--variants", required=True, help='VARIANTS: the F07 variants, e.g. "v701 v702"')
 
     commands.add_parser("deps", help="rewrite dvc_deps.yaml (the per-variant DVC dependency lists) from params.yaml")
@@ -116,13 +117,16 @@ _VERBS = {
 
 def _compare(args, project: Project) -> int:
     # here, not at the top: pandas, Jinja2 and matplotlib, which no other command needs
-    from f07_validation.compare import render_comparison
+    from f07_validation.compare import compare_variants
     from f07_validation.report import TEMPLATE_DIR
 
-    variants = args.variants.split()
-    page = layout.comparison_page(variants, project.executions)
-    write_text_atomic(page, render_comparison(variants, project.executions, TEMPLATE_DIR))
-    print(f"wrote {page}")
+    files, single = compare_variants(args.variants.split(), project.executions, TEMPLATE_DIR)
+    for path, text in files.items():
+        write_text_atomic(path, text)
+        print(f"wrote {path}")
+    if single:
+        print(f"not overlaid, evaluated in one variant only: {', '.join(single)}")
+    print("see the variants overlaid: dvc plots show (or --json); commit that dvc.yaml for dvc plots diff <rev>")
     return 0
 
 

@@ -57,7 +57,7 @@ class Project:
 
     def __init__(self, root):
         self.root = Path(root)
-        for name in ("dvc.yaml", layout.PARAMS_FILE):
+        for name in (layout.PIPELINE_FILE, layout.PARAMS_FILE):
             if not (self.root / name).is_file():
                 raise LifecycleError(f"{self.root / name} not found: run the lifecycle commands from the "
                                      f"project root (where `make` runs them)")
@@ -102,7 +102,7 @@ class Project:
 
     def pipeline(self) -> dict:
         """dvc.yaml's stages, as written."""
-        return (yaml.safe_load((self.root / "dvc.yaml").read_text(encoding="utf-8")) or {}).get("stages") or {}
+        return (yaml.safe_load((self.root / layout.PIPELINE_FILE).read_text(encoding="utf-8")) or {}).get("stages") or {}
 
     def _foreach_stages(self, foreach: tuple[str, ...]) -> list[str]:
         return [name for name, stage in self.pipeline().items()

@@ -5,6 +5,7 @@ warnings, lead times, alarm episodes and false alarms counted by hand on a small
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -298,32 +299,45 @@ def test_latency_percentiles_are_at_most_one_percent_high():
         assert exact <= summary["256"][f"p{percentile}"] <= exact * 1.01 + 1e-3
 
 
-def test_compare7_renders_two_variants_side_by_side(tmp_path):
-    """Two runs of the same small replay, the second served at another batch size: the
-    page holds both variants' failure-level rows and names what differs; one variant is refused."""
+@pytest.fixture(scope="module")
+def two_variants(tmp_path_factory):
+    """Two runs of the same small replay, scored and evaluated, the second (v702) served
+    at another batch size; tests copy it before changing it."""
     import shutil
-    import subprocess
-    import sys
-
-    from tests.conftest import PROJECT
-    run = fs.build(tmp_path, EVENTS, MODELS)
+    root = tmp_path_factory.mktemp("compare7")
+    run = fs.build(root, EVENTS, MODELS)
     (run / "params.yaml").write_text("batch_size: 4\nparent_variant_f06: v601\nvariant: v701\n")
     for stage in ("score", "evaluate"):
-        assert run_f07_stage(stage, tmp_path).returncode == 0
+        assert run_f07_stage(stage, root).returncode == 0
     second = run.parent / "v702"
     shutil.copytree(run, second)
     (second / "params.yaml").write_text("batch_size: 64\nparent_variant_f06: v601\nvariant: v702\n")
     manifest = json.loads((second / "manifest.json").read_text())
     manifest["variant"] = "v702"
     (second / "manifest.json").write_text(json.dumps(manifest))
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    return root
+
+
+def copy_of(root, tmp_path):
+    import shutil
+    return Path(shutil.copytree(root, tmp_path / "project"))
+
+
+def test_compare7_renders_two_variants_side_by_side(two_variants, tmp_path):
+    """The page holds both variants' failure-level rows and names what differs; one variant is refused."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+    root = copy_of(two_variants, tmp_path)
     command = [sys.executable, "-m", "lifecycle", "compare7", "--variants"]
     env = {"PYTHONPATH": str(PROJECT), "PATH": ""}
-    result = subprocess.run(command + ["v701"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = subprocess.run(command + ["v701"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode == 1 and "two or more" in result.stderr
-    result = subprocess.run(command + ["v701 v702"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = subprocess.run(command + ["v701 v702"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    html = (tmp_path / "executions" / "07_comparison" / "v701_v702.html").read_text()
+    html = (root / "executions" / "07_comparison" / "v701_v702.html").read_text()
     rows = html[html.index('id="failure-metrics"'):html.index("Threshold curves")]
     assert rows.count("<td>v701</td><td>v401/v501/unit_down</td>") == 1
     assert rows.count("<td>v702</td><td>v401/v501/unit_down</td>") == 1
@@ -333,6 +347,103 @@ def test_compare7_renders_two_variants_side_by_side(tmp_path):
     differing = html[html.index('id="differences"'):]
     assert "<code>deployrun.batch_size</code></td><td><code>4</code></td><td><code>64</code>" in differing
     assert "data:image/png;base64," in html
+
+
+def overlay_rows(root, *dvc_args) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """`dvc plots <dvc_args> --json` in ``root``: the PR overlay of v501's model, as
+    (revision, file label) -> its (recall, precision) points, as DVC filled them in."""
+    import sys
+
+    from tests.conftest import run
+    shown = json.loads(run([sys.executable, "-m", "dvc", "plots", *dvc_args, "--json"], root).stdout)
+    assert not shown.get("errors"), shown["errors"]
+    (plot,) = shown["data"]["v701_v702/pr/v401__v501__unit_down"]
+    assert plot["content"]["title"]["text"] == "Precision against recall: v401/v501/unit_down, v701 vs v702"
+    rows = {}
+    for row in plot["content"]["data"]["values"]:
+        rows.setdefault((row["rev"], row["filename"]), []).append((row["recall"], row["precision"]))
+    return rows
+
+
+def test_compare7_writes_dvc_plots_that_overlay_the_variants(two_variants, tmp_path, capsys):
+    """In a git + DVC repo, the dvc.yaml compare7 writes makes `dvc plots show` draw v701's
+    and v702's curve files on one plot (each point labelled with its file), and `dvc plots
+    diff HEAD` both variants at both revisions; it declares the stage's own axes and
+    template. A model one variant lacks is left out, said so. A curve file the evaluation lists but that is gone is refused by name, and
+    variants that share no evaluated model leave nothing to draw."""
+    import sys
+
+    import yaml
+
+    from lifecycle.cli import main
+    from tests.conftest import PROJECT, commit_all, run
+    root = copy_of(two_variants, tmp_path)
+    curves = root / "executions" / "07_deployrun" / "{}" / "metrics" / "plots" / "curves"
+    pr = "pr/v401__v501__unit_down.csv"
+    (Path(str(curves).format("v702")) / pr).write_text("threshold,recall,precision\n0.1,0.9,0.25\n0.5,0.4,0.75\n")
+    assert main(["compare7", "--variants", "v701 v702"], root=root) == 0
+    assert "not overlaid" not in capsys.readouterr().out  # every model is in both
+    plots_file = root / "executions" / "07_comparison" / "v701_v702" / "dvc.yaml"
+    written = plots_file.read_bytes()
+    declared = {Path(path).name: props for item in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]
+                ["evaluate"]["do"]["plots"] for path, props in item.items()}
+    for item in yaml.safe_load(written)["plots"]:
+        ((plot_id, props),) = item.items()
+        kind = plot_id.split("/")[1]
+        assert (props["x"], set(props["y"].values()), props["template"]) == \
+            (declared[kind]["x"], {declared[kind]["y"]}, declared[kind]["template"])
+        assert len(props["y"]) == 2
+    run(["git", "init", "-q"], root)
+    run([sys.executable, "-m", "dvc", "init", "-q"], root)
+    commit_all(root, "two variants compared")
+    v701 = pd.read_csv(Path(str(curves).format("v701")) / pr, dtype=str)
+    assert len(v701) > 2
+    label = "{}/metrics/plots/curves/" + pr
+    assert overlay_rows(root, "show") == {
+        ("workspace", label.format("v701")): list(zip(v701["recall"], v701["precision"])),
+        ("workspace", label.format("v702")): [("0.9", "0.25"), ("0.4", "0.75")]}
+    (Path(str(curves).format("v701")) / pr).write_text("threshold,recall,precision\n0.5,0.6,0.5\n")
+    assert overlay_rows(root, "diff", "HEAD") == {
+        ("HEAD", label.format("v701")): list(zip(v701["recall"], v701["precision"])),
+        ("HEAD", label.format("v702")): [("0.9", "0.25"), ("0.4", "0.75")],
+        ("workspace", label.format("v701")): [("0.6", "0.5")],
+        ("workspace", label.format("v702")): [("0.9", "0.25"), ("0.4", "0.75")]}
+
+    evaluation = root / "executions" / "07_deployrun" / "v702" / "metrics" / "evaluation.json"
+    summary = json.loads(evaluation.read_text())
+    del summary["models"]["v402/v503/unit_down_noisy"]  # as if v702's package had not held it
+    evaluation.write_text(json.dumps(summary))
+    assert main(["compare7", "--variants", "v701 v702"], root=root) == 0
+    assert "evaluated in one variant only: v402/v503/unit_down_noisy (v701)" in capsys.readouterr().out
+    written = plots_file.read_bytes()
+    ids = [next(iter(item)) for item in yaml.safe_load(written)["plots"]]
+    assert len(ids) == 6 and not any("v503" in plot_id for plot_id in ids)
+    gone = Path(str(curves).format("v702")) / "roc" / "v401__v502__unit_down.csv"
+    gone.unlink()
+    assert main(["compare7", "--variants", "v701 v702"], root=root) == 1
+    error = capsys.readouterr().err
+    assert f"missing {root / 'executions/07_deployrun/v702/metrics/plots/curves/roc/v401__v502__unit_down.csv'}" \
+        f" (run `dvc repro evaluate@v702`)" in error, error
+    assert plots_file.read_bytes() == written  # refused before writing anything
+    evaluation.unlink()
+    assert main(["compare7", "--variants", "v701 v702"], root=root) == 1
+    error = capsys.readouterr().err
+    assert "no threshold curve to overlay" in error and "v702: not evaluated (run `dvc repro evaluate@v702`)" in error
+
+
+def test_compare7_dvc_yaml_is_not_git_ignored_as_its_page_is():
+    """DVC skips every dvc.yaml that git ignores (its collect_files), so the project's
+    .gitignore must leave compare7's plots file visible while it ignores the page."""
+    import subprocess
+
+    from contract import layout
+    from tests.conftest import PROJECT
+
+    def ignored(path) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=PROJECT).returncode == 0
+
+    variants = ["v701", "v702"]
+    assert ignored(layout.comparison_page(variants)) and not ignored(layout.comparison_plots(variants))
 
 
 def test_failures_after_a_log_cut_short_are_not_covered_never_missed(tmp_path):
