@@ -204,6 +204,17 @@ def comparison_plots(variants, root=EXECUTIONS) -> Path:
     return _comparison(variants, root) / PIPELINE_FILE
 
 
+def comparisons_of(variant: str, root=EXECUTIONS) -> list[Path]:
+    """What `make compare7` wrote that names ``variant`` (pages and plot folders under
+    ``<root>/07_comparison/``): gone with the variant, else its dvc.yaml names curve files
+    that no longer exist and `dvc plots show` fails on them."""
+    folder = Path(root) / COMPARISONS
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir()
+                  if variant in (path.stem if path.is_file() else path.name).split("_"))
+
+
 # ------------------------------------------------------------------ phase notebooks
 NOTEBOOKS = Path("notebooks")     # <phase>.py (jupytext percent: the source) paired with <phase>.ipynb
 EXECUTED_NOTEBOOKS = NOTEBOOKS / "executed"   # git-ignored, outside every DVC dependency and the seal

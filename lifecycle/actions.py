@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 
-from contract import dvc_deps
+from contract import dvc_deps, layout
 from contract.files import write_text_atomic
 from lifecycle import deps
 from lifecycle.checks import CHECKS
@@ -107,7 +107,8 @@ def _delete(paths) -> list[str]:
 def remove(project: Project, phase: Phase, variant: str) -> None:
     """Remove the variant's params entry, its ``stage@variant`` entries in dvc.lock (which
     DVC keeps after the params entry is gone), its outputs folder and any other output
-    dvc.lock records for it. The DVC cache keeps the data until `dvc gc`."""
+    dvc.lock records for it, and for an F07 variant the comparisons naming it. The DVC
+    cache keeps the data until `dvc gc`."""
     check_variant_id(variant)
     outputs = [project.variant_dir(phase, variant), *project.locked_outputs(phase, variant)]
     params_text = project.params_path.read_text(encoding="utf-8")
@@ -132,6 +133,8 @@ def remove(project: Project, phase: Phase, variant: str) -> None:
         write_text_atomic(project.lock_path, new_lock)
         removed.append("its dvc.lock entries")
     removed += _delete(outputs)
+    if phase is F07:
+        removed += _delete(layout.comparisons_of(variant, project.root / layout.EXECUTIONS))
     if deps.write(project):
         removed.append("its dvc_deps.yaml entries")
     print(f"removed {phase.label} variant {variant}: {', '.join(removed)}; commit the change with git "

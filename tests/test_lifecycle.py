@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contract import layout
 from contract.layout import PREDICTIONS_CSV, REPLAY
 from f06_packaging.package import copy_models, write_package
 from f06_packaging.plan import build_plan
@@ -334,6 +335,22 @@ def test_remove_refuses_a_parent_then_removes_entry_lock_and_outputs(tiny, capsy
 
     code, out = cli(tiny, "remove7", "--variant", "v701", capsys=capsys)
     assert code == 1 and "F07 variant v701 does not exist" in out and "nothing to remove" in out
+
+
+def test_remove7_removes_the_comparisons_naming_the_variant(tiny, capsys):
+    """compare7's pages and plot folders that name v701 go with it (a plot folder's
+    dvc.yaml would name curve files that no longer exist: `dvc plots show` fails on
+    them); a comparison of other variants stays."""
+    comparisons = tiny / layout.EXECUTIONS / layout.COMPARISONS
+    named = [layout.comparison_page(["v701", "v702"], tiny / layout.EXECUTIONS),
+             layout.comparison_plots(["v703", "v701"], tiny / layout.EXECUTIONS)]
+    other = layout.comparison_plots(["v702", "v7010"], tiny / layout.EXECUTIONS)
+    for path in (*named, other):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    assert cli(tiny, "remove7", "--variant", "v701", capsys=capsys)[0] == 0
+    assert sorted(path.name for path in comparisons.iterdir()) == ["v702_v7010"]
+    assert other.read_text() == "x"
 
 
 def test_remove7_refuses_a_run_that_another_run_compares_with(tiny, capsys):
