@@ -182,3 +182,26 @@ def test_a_replay_that_misses_f04_windows_of_its_range_fails_coverage(tmp_path, 
         assert coverage["measured"] and coverage["missing"] > 40, coverage
         assert coverage["first_missing_t0"][0] >= ORIGIN + 1200 - REGIME.ow_seconds
         assert result["models"][key]["mismatches"] == 0
+
+
+def test_the_join_trace_holds_its_sample_not_the_log():
+    """Pass 1 keeps a bounded trace of each model's logged t0s (to explain a join that
+    misses): every stride-th one, whatever the log's length. Fed 200 batches of 50,000
+    t0s (80 MB), it must hold its few hundred values, not the batches (a slice is a view
+    that keeps its batch alive: the reference stage's peak grew with the log)."""
+    import tracemalloc
+
+    from f07_validation.reference import ReplaySpan, _JoinTrace
+
+    span = ReplaySpan(first=0, last=10 ** 9, ow_seconds=60, origin=0, tu=10)
+    trace = _JoinTrace(span, stride=40_000)
+    tracemalloc.start()
+    try:
+        for batch in range(200):
+            t0 = np.arange(batch * 50_000, (batch + 1) * 50_000, dtype=np.int64) * 10
+            trace.add(t0, np.ones(len(t0), dtype=bool))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(trace.sample, np.arange(0, 200 * 50_000, 40_000) * 10)
+    assert held < 2 * 1024 ** 2, f"the trace holds {held / 1024 ** 2:.0f} MiB after 200 batches"
