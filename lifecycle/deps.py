@@ -21,7 +21,7 @@ def check_dvc_can_run(project: Project) -> None:
     problems = []
     for phase in (F06, F07):
         for stage in project.stages(phase):
-            tracked = project.pipeline()[stage].get("do", {}).get("params") or []
+            tracked = project.pipeline[stage].get("do", {}).get("params") or []
             prefix = f"{phase.section}.${{key}}."
             for variant, entry in project.entries(phase).items():
                 for key in (t[len(prefix):] for t in tracked if isinstance(t, str) and t.startswith(prefix)):

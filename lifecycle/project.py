@@ -9,6 +9,7 @@ touching this package.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import yaml
 from contract import dvc_deps, layout
 from contract.config import validate_params
 from contract.errors import UserError
+from lifecycle.yamledit import load_yaml
 
 
 class LifecycleError(UserError):
@@ -76,7 +78,7 @@ class Project:
 
     def params(self) -> dict:
         try:
-            data = yaml.safe_load(self.params_path.read_text(encoding="utf-8")) or {}
+            data = load_yaml(self.params_path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise LifecycleError(f"{self.params_path} is not valid YAML ({error}); fix it first") from None
         if not isinstance(data, dict):
@@ -100,12 +102,14 @@ class Project:
                                  f"create it with `make variant{phase.number} VARIANT={variant} ...`")
         return entries[variant]
 
+    @functools.cached_property
     def pipeline(self) -> dict:
-        """dvc.yaml's stages, as written."""
-        return (yaml.safe_load((self.root / layout.PIPELINE_FILE).read_text(encoding="utf-8")) or {}).get("stages") or {}
+        """dvc.yaml's stages, as written: read once (no command changes dvc.yaml, and every
+        dvc.lock entry asks which stage it belongs to)."""
+        return (load_yaml((self.root / layout.PIPELINE_FILE).read_text(encoding="utf-8")) or {}).get("stages") or {}
 
     def _foreach_stages(self, foreach: tuple[str, ...]) -> list[str]:
-        return [name for name, stage in self.pipeline().items()
+        return [name for name, stage in self.pipeline.items()
                 if isinstance(stage, dict) and stage.get("foreach") in foreach]
 
     def stages(self, phase: Phase) -> list[str]:
@@ -140,7 +144,7 @@ class Project:
         if not self.lock_path.is_file():
             return []
         stages = set(self.stages(phase))
-        lock = yaml.safe_load(self.lock_path.read_text(encoding="utf-8")) or {}
+        lock = load_yaml(self.lock_path.read_text(encoding="utf-8")) or {}
         return [self.root / out["path"]
                 for name, entry in (lock.get("stages") or {}).items()
                 if self._locked_stage_of(name, phase, stages, variant)
@@ -151,7 +155,7 @@ class Project:
         if not self.lock_path.is_file():
             return []
         stages = set(self.stages(phase))
-        lock = yaml.safe_load(self.lock_path.read_text(encoding="utf-8")) or {}
+        lock = load_yaml(self.lock_path.read_text(encoding="utf-8")) or {}
         return [name for name in (lock.get("stages") or {}) if self._locked_stage_of(name, phase, stages, variant)]
 
     def _locked_stage_of(self, name: str, phase: Phase, stages: set, variant: str | None) -> bool:

@@ -22,6 +22,16 @@ import yaml
 from contract.errors import UserError
 
 
+# libyaml's parser when PyYAML was built with it (its wheels are): the same documents and
+# marks, ~10x faster on dvc.lock, which a publish parses a dozen times.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load``, through libyaml where available."""
+    return yaml.load(text, Loader=_LOADER)
+
+
 class YamlEditError(UserError):
     """The file cannot be edited in place; the message says how to do it by hand."""
 
@@ -70,7 +80,7 @@ def _entry_span(lines: list[str], key_node: yaml.Node, value_node: yaml.Node) ->
 
 def _compose(text: str, where: str) -> yaml.MappingNode:
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as error:
         raise YamlEditError(f"{where} is not valid YAML ({error}); fix it first") from None
     if root is None:
@@ -110,7 +120,7 @@ def _lines(text: str) -> list[str]:
 def _checked(new_lines: list[str], expected: dict, where: str, fix: str) -> str:
     text = "".join(new_lines)
     try:
-        ok = (yaml.safe_load(text) or {}) == expected
+        ok = (load_yaml(text) or {}) == expected
     except yaml.YAMLError:
         ok = False
     if not ok:
@@ -135,7 +145,7 @@ def _append(text: str, section: str, entry_lines, where: str, fix: str) -> list[
     # An empty section (`deployrun:`, `deployrun: null`, `deployrun: {}`): drop the empty
     # value from the key's line and put the entry under it.
     empty = not value_node.value if isinstance(value_node, yaml.MappingNode) else \
-        (yaml.safe_load(text) or {}).get(section) is None
+        (load_yaml(text) or {}).get(section) is None
     start, end = value_node.start_mark, value_node.end_mark
     if not empty or not start.line == end.line == key_node.start_mark.line:
         raise YamlEditError(f"{where}: section '{section}' is not a block mapping, so entries cannot be added "
@@ -147,7 +157,7 @@ def _append(text: str, section: str, entry_lines, where: str, fix: str) -> list[
 
 def add_entry(text: str, section: str, key: str, entry, where: str) -> str:
     """``text`` with ``section.key: entry`` appended as the section's last entry."""
-    expected = copy.deepcopy(yaml.safe_load(text) or {})
+    expected = copy.deepcopy(load_yaml(text) or {})
     expected[section] = {**(expected.get(section) or {}), key: entry}
     fix = "Add it by hand under '" + section + ":':\n" + "".join(_render(key, entry, 2))
     new = _append(text, section, lambda column: _render(key, entry, column), where, fix)
@@ -159,7 +169,7 @@ def copy_entries(base: str, source: str, section: str, keys, where: str) -> str:
     for line: replaced in place where ``base`` has it, appended where it has not, removed
     where ``source`` lacks it; every other byte of ``base`` stays. Publishing one variant
     commits its entries this way, never another's."""
-    source_data = yaml.safe_load(source) or {}
+    source_data = load_yaml(source) or {}
     found = _mapping_item(_compose(source, where), section)
     source_section = found[1] if found and isinstance(found[1], yaml.MappingNode) else None
     source_lines = _lines(source)
@@ -173,7 +183,7 @@ def copy_entries(base: str, source: str, section: str, keys, where: str) -> str:
         return [(" " * column + line[at:]) if line.strip() else line for at, lines in parts for line in lines]
 
     text = remove_entries(base, section, [k for k in keys if k not in chunks], where)
-    expected = copy.deepcopy(yaml.safe_load(text) or {})
+    expected = copy.deepcopy(load_yaml(text) or {})
     for key in chunks:
         expected[section] = {**(expected.get(section) or {}), key: source_data[section][key]}
     fix = f"Copy {', '.join(f'{section}.{k}' for k in keys)} by hand."
@@ -195,7 +205,7 @@ def remove_entries(text: str, section: str, keys, where: str) -> str:
     """``text`` without the entries ``section.<key>`` for each of ``keys`` present; a
     section left empty becomes ``section: {}`` (it stays a mapping for DVC's foreach)."""
     root = _compose(text, where)
-    data = yaml.safe_load(text) or {}
+    data = load_yaml(text) or {}
     found = _mapping_item(root, section)
     present = [k for k in keys if found and isinstance(found[1], yaml.MappingNode) and _mapping_item(found[1], k)]
     if not present:
