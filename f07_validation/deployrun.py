@@ -143,10 +143,11 @@ class DeployRun:
 
     def effective_params(self) -> str:
         """The run's params.yaml (``layout.PARAMS_FILE``), which the settings stage writes:
-        what serve and infer use, every key written out with its default applied and the
-        gates left out. DVC tracks serve's and infer's parameters in this file rather than
+        what serve, infer and reference use, every key written out with its default applied
+        and the gates left out. DVC tracks those stages' parameters in this file rather than
         in params.yaml, where a key the schema calls optional may be absent (DVC refuses a
-        tracked parameter that is missing) and where a gate edit would rerun them."""
+        tracked parameter that is missing) and where a gate edit would rerun them (the
+        reference stage runs every model again: minutes at upstream scale)."""
         settings = settings_of(self.params)
         return yaml.safe_dump({
             "variant": self.variant, "parent_variant_f06": settings.parent_variant_f06,
@@ -154,17 +155,19 @@ class DeployRun:
             "check_equivalence": settings.check_equivalence,
             "equivalence_sample_windows": settings.equivalence_sample,
             "log_csv_compression": settings.log_csv_compression,
+            "reference": {"sample_windows": settings.reference_sample, "tolerance": settings.reference_tolerance},
         }, sort_keys=True, default_flow_style=False)
 
     def check_effective_params(self) -> None:
-        """Refuse to serve or infer unless the run's params.yaml holds params.yaml's entry
-        as it is now: DVC judged the stage up to date or not on that file."""
+        """Refuse to serve, infer or compare with the reference unless the run's params.yaml
+        holds params.yaml's entry as it is now: DVC judged the stage up to date or not on
+        that file."""
         path = self.path(layout.PARAMS_FILE)
         if not path.is_file() or path.read_text(encoding="utf-8") != self.effective_params():
             state = "is missing" if not path.is_file() else "was written before params.yaml's last edit"
-            raise DeployRunError(f"{path} {state}: it holds deployrun.{self.variant} as serve and infer use it "
-                                 f"(DVC tracks their parameters there); run `dvc repro settings@{self.variant}` "
-                                 f"first (`dvc repro` without -s does)")
+            raise DeployRunError(f"{path} {state}: it holds deployrun.{self.variant} as serve, infer and "
+                                 f"reference use it (DVC tracks their parameters there); run "
+                                 f"`dvc repro settings@{self.variant}` first (`dvc repro` without -s does)")
 
     # ------------------------------------------------------------------ manifest and package
     @cached_property

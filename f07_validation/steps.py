@@ -86,6 +86,7 @@ def reference(variant: str) -> dict:
     independently on the F04 datasets' own windows, and the coverage of those windows in
     the replay; differences are a result (written and returned), not an error."""
     run = run_of(variant)
+    run.check_effective_params()
     result = compare_run(run)
     write_json_atomic(run.path(layout.REFERENCE), result)
     return result

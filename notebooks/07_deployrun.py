@@ -64,7 +64,7 @@ SAMPLE_ROWS = 10
 print(yaml.safe_dump({f"{steps.SECTION}.{VARIANT}": variant_params(steps.SECTION, VARIANT)}, sort_keys=False))
 
 # %% [markdown]
-# As serve and infer use them (`settings` stage): every key written out with its default,
+# As serve, infer and reference use them (`settings` stage): every key written out with its default,
 # the gates left out. DVC tracks their parameters in this file.
 
 # %%

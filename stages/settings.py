@@ -1,7 +1,7 @@
-"""settings@<variant>: the run's params.yaml, deployrun.<variant> as serve and infer use it
-(every key written out with its default, the gates left out); DVC tracks their parameters
-in it, so that a key params.yaml leaves out is no missing parameter to DVC and a gate edit
-reruns neither."""
+"""settings@<variant>: the run's params.yaml, deployrun.<variant> as serve, infer and
+reference use it (every key written out with its default, the gates left out); DVC tracks
+their parameters in it, so that a key params.yaml leaves out is no missing parameter to DVC
+and a gate edit reruns none of them."""
 from f07_validation import steps
 from stages.common import run_stage
 

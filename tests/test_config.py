@@ -140,8 +140,9 @@ def test_serve_and_infer_refuse_a_run_params_yaml_that_is_not_params_yamls_entry
         with pytest.raises(DeployRunError) as refused:
             step("v701")
         assert str(refused.value) == (
-            "executions/07_deployrun/v701/params.yaml is missing: it holds deployrun.v701 as serve and infer use it "
-            "(DVC tracks their parameters there); run `dvc repro settings@v701` first (`dvc repro` without -s does)")
+            "executions/07_deployrun/v701/params.yaml is missing: it holds deployrun.v701 as serve, infer and "
+            "reference use it (DVC tracks their parameters there); run `dvc repro settings@v701` first "
+            "(`dvc repro` without -s does)")
     assert "log_csv_compression: none\n" in steps.settings("v701").read_text()  # written out, with its default
     params["deployrun"]["v701"]["batch_size"] = 64
     Path("params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")

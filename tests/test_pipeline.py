@@ -183,7 +183,8 @@ def test_gates_rejudge_the_run_without_serving_it_again(project_copy):
     edit_params(project_copy, by_hand)
     output = dvc(project_copy, "repro").stdout
     assert "Running stage 'settings@v701'" in output and "Running stage 'verdict@v701'" in output
-    assert "Running stage 'serve@v701'" not in output and "Running stage 'infer@v701'" not in output
+    for stage in ("serve", "infer", "reference"):  # the reference stage runs every model again
+        assert f"Running stage '{stage}@v701'" not in output, output
     verdict = json.loads((project_copy / DEPLOY / "verdict.json").read_text())
     assert verdict["passed"] is False
     failed = [c["name"] for c in verdict["checks"] if c["passed"] is False]
@@ -198,12 +199,17 @@ def test_gates_rejudge_the_run_without_serving_it_again(project_copy):
     # a key written again (the gate fixed), to another value, still reruns the stage that uses it
     def gzip_copy(params):
         params["deployrun"]["v701"]["log_csv_compression"] = "gzip"
+        params["deployrun"]["v701"]["reference"] = {"tolerance": 1e-4}
         return gate(params, {"recall": 0.5})
 
     edit_params(project_copy, gzip_copy)
+    # run on its own before settings, the reference stage would compare on other terms than DVC records
+    stale = run([sys.executable, "-m", "stages.reference", "v701"], project_copy, check=False)
+    assert stale.returncode == 1 and "`dvc repro settings@v701` first" in stale.stderr, stale.stderr
     dvc(project_copy, "repro", "-s", "settings@v701")
-    status = json.loads(dvc(project_copy, "status", "--json", "serve@v701", "infer@v701").stdout)
-    assert status == {"infer@v701": [{"changed deps": {f"{DEPLOY}/params.yaml": {"log_csv_compression": "modified"}}}]}
+    status = json.loads(dvc(project_copy, "status", "--json", "serve@v701", "infer@v701", "reference@v701").stdout)
+    assert status == {"infer@v701": [{"changed deps": {f"{DEPLOY}/params.yaml": {"log_csv_compression": "modified"}}}],
+                      "reference@v701": [{"changed deps": {f"{DEPLOY}/params.yaml": {"reference": "modified"}}}]}
 
 
 def files_under(root, folder) -> dict[str, bytes]:
