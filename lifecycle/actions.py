@@ -15,7 +15,7 @@ from contract.files import write_text_atomic
 from lifecycle import deps
 from lifecycle.checks import CHECKS
 from lifecycle.project import F06, F07, LifecycleError, Phase, Project, check_variant_id
-from lifecycle.tools import commit_only, committed_text, dvc, git_ignored, is_dvc_repo
+from lifecycle.tools import commit_only, committed_text, dvc, git_ignored, is_dvc_repo, stage_outputs
 from lifecycle.yamledit import copy_entries, remove_entries
 
 
@@ -142,10 +142,26 @@ def remove(project: Project, phase: Phase, variant: str) -> None:
 
 
 def clean(project: Project, phase: Phase) -> None:
-    """Delete the phase's built outputs (its folder's content and whatever else dvc.lock
-    records for its stages); params.yaml and dvc.lock keep the variants, so `dvc
-    checkout` (or a run) brings them back."""
-    folder = project.phase_dir(phase)
-    children = sorted(folder.iterdir()) if folder.is_dir() else []
-    removed = _delete(children + project.locked_outputs(phase))
-    print(f"{phase.label}: removed {', '.join(removed)}" if removed else f"{phase.label}: nothing to clean in {folder}")
+    """Delete what `dvc checkout` brings back, and nothing else: the outputs of the phase's
+    stages that DVC caches, each only while it is byte for byte the version dvc.lock
+    records and the cache holds. The `cache: false` outputs (lineage digests, metrics,
+    verdict, report...: in git at best, never in the cache), an output that differs from
+    dvc.lock or whose version the cache lacks, and every other file of the phase folder
+    are kept: deleted, they could not come back (a command loses nothing)."""
+    if not is_dvc_repo(project):
+        raise LifecycleError(f"{project.root} is not a DVC repository (no .dvc/): clean{phase.number} deletes only "
+                             f"what `dvc checkout` brings back from the DVC cache; nothing was deleted")
+    outputs = stage_outputs(project, lambda name: project.is_stage_of(name, phase))
+    removed = _delete(output.path for output in outputs if output.restorable)
+    uncached = sum(not output.cached and output.path.exists() for output in outputs)
+    differing = sum(output.cached and output.path.exists() for output in outputs)  # the restorable are gone
+    kept = f"kept its {uncached} `cache: false` output(s) and the rest of {project.phase_dir(phase)}"
+    if differing:
+        kept += (f"; kept {differing} cached output(s) that differ from dvc.lock or whose version the DVC cache "
+                 f"lacks (`dvc status` lists them)")
+    if not removed:
+        print(f"{phase.label}: nothing to clean (no output of its stages is in the DVC cache as dvc.lock records it); "
+              f"{kept}")
+        return
+    print(f"{phase.label}: removed the {len(removed)} DVC-cached output(s) of its stages; {kept}; "
+          f"`dvc checkout` brings them back")

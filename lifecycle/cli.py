@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         if phase is F07:
             sub.add_argument("--force", action="store_true", help="publish even though the verdict did not pass")
         command(f"remove{n}", f"remove an {phase.label} variant: params entry, dvc.lock entries, outputs")
-        command(f"clean{n}", f"delete every built {phase.label} output, keeping the variants", variant=False)
+        command(f"clean{n}", f"delete the {phase.label} outputs `dvc checkout` brings back from the DVC cache, keeping the rest", variant=False)
     return parser
 
 

@@ -143,26 +143,25 @@ class Project:
         all): a stage may write outside its variant's folder."""
         if not self.lock_path.is_file():
             return []
-        stages = set(self.stages(phase))
         lock = load_yaml(self.lock_path.read_text(encoding="utf-8")) or {}
         return [self.root / out["path"]
                 for name, entry in (lock.get("stages") or {}).items()
-                if self._locked_stage_of(name, phase, stages, variant)
+                if self.is_stage_of(name, phase, variant)
                 for out in entry.get("outs") or []]
 
     def locked_stages(self, phase: Phase, variant: str) -> list[str]:
         """The variant's stage entries in dvc.lock (DVC keeps them after the params entry is gone)."""
         if not self.lock_path.is_file():
             return []
-        stages = set(self.stages(phase))
         lock = load_yaml(self.lock_path.read_text(encoding="utf-8")) or {}
-        return [name for name in (lock.get("stages") or {}) if self._locked_stage_of(name, phase, stages, variant)]
+        return [name for name in (lock.get("stages") or {}) if self.is_stage_of(name, phase, variant)]
 
-    def _locked_stage_of(self, name: str, phase: Phase, stages: set, variant: str | None) -> bool:
-        """Is dvc.lock's ``name`` a stage of ``phase`` (of ``variant``, or of any)? An F06
-        variant's lineage stages are keyed ``<variant>-<phase>-<upstream>``."""
+    def is_stage_of(self, name: str, phase: Phase, variant: str | None = None) -> bool:
+        """Is the stage ``name`` (``stage@key``, as dvc.lock and DVC name it) a stage of
+        ``phase`` (of ``variant``, or of any)? An F06 variant's lineage stages are keyed
+        ``<variant>-<phase>-<upstream>``."""
         stage, _, key = name.partition("@")
-        if stage in stages:
+        if stage in self.stages(phase):
             return variant in (None, key)
         lineage = phase is F06 and stage in self._foreach_stages((LINEAGE_FOREACH,))
         return lineage and (variant is None or key.startswith(f"{variant}-"))

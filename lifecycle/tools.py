@@ -11,8 +11,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+from contract import layout
 from lifecycle.project import LifecycleError, Project
 
 
@@ -80,3 +83,32 @@ def stale_stages(project: Project, targets: list[str]) -> dict:
     """``dvc status`` of ``targets`` as ``{stage: [changes]}``; empty when every output
     is what ``dvc.lock`` records for the current params, code and deps."""
     return json.loads(dvc(project, "status", "--json", *targets, capture=True).stdout or "{}")
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    path: Path
+    cached: bool      # DVC keeps it in its cache (not `cache: false`)
+    restorable: bool  # cached, present, byte for byte what dvc.lock records, and that version is in the cache
+
+
+def stage_outputs(project: Project, of_stage: Callable[[str], bool]) -> list[StageOutput]:
+    """The outputs of the root dvc.yaml's stages whose name (``stage@key``) ``of_stage``
+    accepts, with what `dvc checkout` can do for each. Asked of DVC's own index rather than
+    read from dvc.yaml: DVC resolves foreach and vars per variant, applies each output's
+    `cache: false`, fills in the hashes dvc.lock records and knows whether its cache holds
+    them, which are exactly what `dvc checkout` goes by; reading dvc.yaml here would copy
+    its interpolation and still not know what the cache holds."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    pipeline = (project.root / layout.PIPELINE_FILE).resolve()
+    try:
+        with Repo(str(project.root)) as repo:
+            return [StageOutput(Path(out.fs_path), out.use_cache,
+                                out.use_cache and out.exists and not out.changed())
+                    for stage in repo.index.stages
+                    if Path(stage.path).resolve() == pipeline and of_stage(getattr(stage, "name", ""))
+                    for out in stage.outs]
+    except DvcException as error:
+        raise LifecycleError(f"DVC cannot read the pipeline in {project.root}: {error}") from None

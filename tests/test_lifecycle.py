@@ -377,16 +377,17 @@ def test_remove_cleans_what_a_hand_deleted_entry_left_behind(tiny, capsys):
     assert (tiny / "params.yaml").read_text() == PARAMS
 
 
-def test_clean_removes_the_phase_outputs_and_keeps_the_variants(tiny, capsys):
+def test_clean_outside_a_dvc_repository_deletes_nothing(tiny, capsys):
+    """clean deletes only what `dvc checkout` brings back from the DVC cache: without
+    DVC nothing would come back, so it refuses and the outputs stay."""
     project = Project(tiny)
     for phase, variant in ((F06, "v601"), (F06, "v602"), (F07, "v701")):
         (project.variant_dir(phase, variant) / "models").mkdir(parents=True)
     code, out = cli(tiny, "clean6", capsys=capsys)
-    assert code == 0 and "06_packaging/v601, " in out and "06_packaging/v602" in out
-    assert list(project.phase_dir(F06).iterdir()) == []
-    assert project.variant_dir(F07, "v701").is_dir()
+    assert code == 1 and "is not a DVC repository (no .dvc/)" in out and "nothing was deleted" in out
+    assert sorted(path.name for path in project.phase_dir(F06).iterdir()) == ["v601", "v602"]
+    assert (project.variant_dir(F06, "v601") / "models").is_dir()
     assert (tiny / "params.yaml").read_text() == PARAMS
-    assert "nothing to clean" in cli(tiny, "clean6", capsys=capsys)[1]
 
 
 def test_check6_passes_on_a_package_built_as_the_stages_build_it(tiny, built_package, capsys):
@@ -559,6 +560,44 @@ def test_new_variants_run_check_publish_and_remove(project_copy):
     assert (root / "dvc_deps.yaml").read_text() == original_deps  # v602's lineage and v702's verdict entries gone
     assert not (root / "executions/06_packaging/v602").exists() and not (root / "executions/07_deployrun/v702").exists()
     assert "Data and pipelines are up to date" in run([sys.executable, "-m", "dvc", "status"], root).stdout
+
+
+def test_clean_deletes_only_what_dvc_checkout_brings_back(project_copy):
+    """clean7 then clean6 on the built demo, then `dvc checkout`: every stage of v601 and
+    v701 is up to date again and the seal verifies. The `cache: false` outputs (the verdict,
+    the metrics, the lineage digests: never in the DVC cache), a file that is no output,
+    and a cached output that differs from dvc.lock (checkout would bring back dvc.lock's
+    version, not this one) were never touched."""
+    root = project_copy
+    project = Project(root)
+    run7, package = project.variant_dir(F07, "v701"), project.variant_dir(F06, "v601")
+    uncached = [run7 / "verdict.json", *(run7 / "metrics").rglob("*.*"), *(package / "lineage").iterdir(),
+                package / ".gitignore", run7 / ".gitignore"]
+    edited = run7 / "logs" / "equivalence.json"  # in infer's cached logs/
+    original = edited.read_bytes()
+    edited.write_bytes(original + b"\n")
+    notes = project.phase_dir(F07) / "notes.txt"
+    notes.write_text("not an output")
+    before = {path: path.read_bytes() for path in [*uncached, edited, notes]}
+
+    cleaned7 = lifecycle(root, "clean7").stdout
+    assert "kept 1 cached output(s) that differ from dvc.lock" in cleaned7 and "`dvc checkout`" in cleaned7, cleaned7
+    cleaned6 = lifecycle(root, "clean6").stdout
+    assert "F06: removed the" in cleaned6, cleaned6
+    assert not [name for name in ("models", "replay", "datasets", "params.yaml", "06_packaging_metadata.json")
+                if (package / name).exists()]
+    others = [folder.name for folder in project.phase_dir(F07).iterdir() if folder.is_dir() and folder != run7]
+    assert others and "F07: removed the" in cleaned7 and not [name for name in others
+                                                              if (project.phase_dir(F07) / name / "logs").exists()]
+    assert {path: path.read_bytes() for path in before} == before
+
+    edited.write_bytes(original)
+    run([sys.executable, "-m", "dvc", "checkout"], root)
+    targets = project.targets(F06, "v601") + project.targets(F07, "v701")
+    status = run([sys.executable, "-m", "dvc", "status", "--json", *targets], root).stdout
+    assert json.loads(status or "{}") == {}, status
+    assert {path: path.read_bytes() for path in uncached} == {path: before[path] for path in uncached}
+    run([sys.executable, "-m", "contract.seal", "verify", str(package.relative_to(root))], root)
 
 
 def test_deps_refuses_what_dvc_would_refuse_in_its_own_words(tmp_path, capsys):
