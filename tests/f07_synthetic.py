@@ -200,14 +200,17 @@ def truncate(path: Path) -> None:
     path.write_bytes(data[:len(data) // 2])
 
 
-def damage_inside(path: Path) -> None:
-    """Overwrite the first page header of every column chunk of the middle row group (a bad
-    sector, a faulty copy): the footer is intact, so the file opens, and its data does not read."""
+def damage_inside(path: Path, columns: tuple[str, ...] | None = None) -> None:
+    """Overwrite the first page header of each column chunk (of ``columns``, default all) of
+    the middle row group (a bad sector, a faulty copy): the footer is intact, so the file
+    opens, and that data does not read."""
     metadata = pq.ParquetFile(path).metadata
     group = metadata.row_group(metadata.num_row_groups // 2)
     data = bytearray(path.read_bytes())
     for c in range(group.num_columns):
         chunk = group.column(c)
+        if columns is not None and chunk.path_in_schema.split(".")[0] not in columns:
+            continue
         start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
         data[start:start + 8] = b"\xff" * 8
     path.write_bytes(bytes(data))

@@ -234,6 +234,17 @@ def test_t0_join_flags_windows_whose_ow_content_differs(tmp_path):
     assert matched.label.tolist() == [0, 1, NO_LABEL]
 
 
+def test_a_reference_whose_ow_column_is_damaged_fails_naming_it_while_it_streams(tmp_path):
+    """The labels read when the reference is loaded; the OW lists only as the merge join
+    streams them (contract.row_stream.RowStream): a damaged page there is the same error."""
+    path = _dataset(tmp_path / "d.parquet", [[1], [2, 3]], [0, 1], t0=[100, 110])
+    synthetic.damage_inside(path, columns=("OW_events",))
+    reference = load_reference(path, "v4", "OW_events", "label", fix="restore it")
+    with pytest.raises(DeployRunError, match=rf"reference of objective v4: {path} is not a readable parquet file "
+                                             r".*damaged inside.*: restore it"):
+        _match(reference, [100, 110], [[1], [2, 3]])
+
+
 def test_t0_join_streams_the_reference_across_batches(tmp_path, monkeypatch):
     """The merge join reads the reference a few rows at a time, just ahead of the log,
     and drops what the log has passed: every window still finds its row."""
