@@ -24,7 +24,7 @@ The mark never goes down within a process, hence one process per length. The fix
 (Python, TensorFlow, the models) is the same at every length, so growth with the replay
 shows up as the difference from the 1x run.
 
-The prediction log buffers ``ROWS_PER_GROUP`` rows before it writes a row group, so a run
+The prediction log buffers ``BATCH_ROWS`` rows before it writes a row group, so a run
 logging fewer rows than that peaks below the steady state and would make a poor 1x
 reference: ``--base-rows`` is refused below it.
 """
@@ -48,7 +48,7 @@ from builders.packages import (
     synthetic_event_rows,
 )
 from contract import layout
-from f07_validation.infer import ROWS_PER_GROUP
+from contract.row_stream import BATCH_ROWS
 
 MEAN_EVENTS = 2.0
 # Flat: no run peaks more than 4% above the 1x run. Bounded effects make up to ~2.5% at 16x:
@@ -114,9 +114,9 @@ def main(argv=None) -> None:
     factors = sorted(args.factors)
     n_models = len(small_models())
     predictions = args.base_rows * factors[0] // DEFAULT_REGIME.Tu * n_models
-    if predictions < ROWS_PER_GROUP:
+    if predictions < BATCH_ROWS:
         parser.error(f"the shortest replay logs ~{predictions:,} predictions, fewer than the "
-                     f"{ROWS_PER_GROUP:,} the log buffers; raise --base-rows")
+                     f"{BATCH_ROWS:,} the log buffers; raise --base-rows")
 
     print(f"infer on replays of {args.base_rows:,} rows x {factors} (~{MEAN_EVENTS:g} codes a row, "
           f"Tu={DEFAULT_REGIME.Tu} s, OW={DEFAULT_REGIME.OW}), {n_models} models, every window compared in-process; "

@@ -49,7 +49,10 @@ EVENT_ROW_SHARE = 0.07
 EXTRA_CODES_MEAN = 0.4  # codes per event row: 1 + Poisson(this)
 N_CODES = 122
 ROWS_PER_CHUNK = 1_000_000  # F02 rows generated at a time
-WINDOWS_PER_CHUNK = 65_536  # windows cut and written at a time (one row group each)
+# windows cut and written at a time (one row group each): the row groups of the stand-in
+# for upstream's F03/F04 files, upstream's choice, not the batch this project reads
+# (contract.row_stream.BATCH_ROWS); kept apart so that tuning ours leaves the data alike
+WINDOWS_PER_CHUNK = 65_536
 # Two objectives over rare codes; three models as upstream's families (input sizes of
 # upstream's real models).
 OBJECTIVES = {"v401": ("scale_rare_a", [120, 121]), "v402": ("scale_rare_b", [118, 122])}

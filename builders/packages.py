@@ -18,6 +18,8 @@ import numpy as np
 from contract import layout
 from contract.defaults import DEFAULT_BATCH_SIZE
 from contract.files import write_json_atomic
+from contract.parquet import WRITER_OPTIONS
+from contract.row_stream import BATCH_ROWS
 from contract.seal import seal_package
 from contract.windows import EventRows, Regime
 from f07_validation.serve import build_manifest
@@ -136,9 +138,9 @@ def write_event_rows(rows: EventRows, path: Path) -> None:
 
     events = pa.ListArray.from_arrays(pa.array(rows.offsets, pa.int32()), pa.array(rows.codes, pa.int64()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Row groups as F06's materialize_replay writes them (at most 65,536 rows).
+    # As F06's materialize_replay writes it (row groups of at most BATCH_ROWS rows, page CRCs).
     pq.write_table(pa.table({"segs": pa.array(rows.segs, pa.int64()), "events": events}), path,
-                   row_group_size=65_536)
+                   row_group_size=BATCH_ROWS, **WRITER_OPTIONS)
 
 
 def _temporal(regime: Regime) -> dict:

@@ -3,11 +3,11 @@
 Two files whose rows correspond one to one (an F04 dataset and the ``t0`` F06 recovered
 for it) can be walked side by side whatever their row groups, and a reader can ask for
 exactly as many rows as it has to compare. At most one record batch is held beyond the
-rows returned; ``pre_buffer`` is off because it would load the whole file first.
+rows returned. The file comes opened by the caller (``contract.parquet.parquet_file``:
+``pre_buffer`` off, which would load the whole file first, and a damaged page one error
+line naming the file and the fix).
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,10 +16,9 @@ BATCH_ROWS = 65_536
 
 
 class RowStream:
-    def __init__(self, path: Path, columns: list[str], batch_rows: int = BATCH_ROWS):
-        self.path = Path(path)
+    def __init__(self, file: pq.ParquetFile, columns: list[str], batch_rows: int = BATCH_ROWS):
         self.columns = list(columns)
-        self._file = pq.ParquetFile(self.path, pre_buffer=False)
+        self._file = file
         self._batches = self._file.iter_batches(batch_size=batch_rows, columns=columns)
         self._pending: pa.Table | None = None
         self.rows_read = 0

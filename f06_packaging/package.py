@@ -16,6 +16,7 @@ import yaml
 from contract import layout
 from contract.files import atomic_path, write_json_atomic, write_text_atomic
 from contract.parquet import parquet_file
+from contract.row_stream import BATCH_ROWS
 from contract.seal import seal_package
 from f06_packaging.lineage import recorded_sources
 from f06_packaging.plan import PackagePlan, PackagingError
@@ -54,7 +55,7 @@ def _replay_summary(plan: PackagePlan, package_dir: Path) -> dict:
     replay = parquet_file(path, f"packaging variant {plan.variant}",  # batch by batch: it can be long
                           f"run `dvc repro -f -s materialize_replay@{plan.variant}`", PackagingError)
     events, first_segs, last_segs = 0, None, None
-    for batch in replay.iter_batches(batch_size=65_536, columns=["segs", "events"]):
+    for batch in replay.iter_batches(batch_size=BATCH_ROWS, columns=["segs", "events"]):
         if batch.num_rows:
             segs = batch.column("segs")
             first_segs = int(segs[0].as_py()) if first_segs is None else first_segs

@@ -15,27 +15,26 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from contract import layout
 from contract.files import write_json_atomic
+from contract.row_stream import BATCH_ROWS
 from contract.windows import Windows, list_arrays
 from f06_packaging.plan import PackagePlan, PackagingError, SelectedModel
 from runtime.models import LoadedModel
 
 PROBE_WINDOWS = 256
-READ_BATCH_ROWS = 65_536  # reference rows held at a time while picking the probe rows
 
 
 def probe_windows(model: SelectedModel) -> Windows:
     """An empty window, then up to ``PROBE_WINDOWS`` rows spread evenly over the reference,
     read batch by batch (only the chosen rows are kept, whatever the dataset's length)."""
-    source = pq.ParquetFile(model.objective.dataset_path, pre_buffer=False)
+    source = model.objective.variant.parquet(model.objective.dataset_path)
     rows = source.metadata.num_rows
     chosen = np.unique(np.linspace(0, rows - 1, num=min(rows, PROBE_WINDOWS)).astype(np.int64)) \
         if rows else np.zeros(0, np.int64)
     picked, first = [], 0
-    for batch in source.iter_batches(batch_size=READ_BATCH_ROWS, columns=["OW_events"]):
+    for batch in source.iter_batches(batch_size=BATCH_ROWS, columns=["OW_events"]):
         local = chosen[(chosen >= first) & (chosen < first + batch.num_rows)] - first
         picked.append(batch.column(0).take(local))
         first += batch.num_rows

@@ -20,15 +20,15 @@ import pyarrow.parquet as pq
 from console.progress import progress
 from contract import layout
 from contract.files import atomic_path
+from contract.parquet import WRITER_OPTIONS
 from contract.row_stream import BATCH_ROWS, RowStream
 from contract.windows import EventRows, Regime, Windows, f03_windows, list_arrays
 from upstream.reader import Objective
 
-CHUNK_WINDOWS = 65_536  # windows recomputed and compared at a time
 
 
 def f03_window_chunks(rows: EventRows, regime: Regime, strategy: str = "synchro", nan_codes=(),
-                      chunk: int = CHUNK_WINDOWS) -> Iterator[tuple[Windows, Windows]]:
+                      chunk: int = BATCH_ROWS) -> Iterator[tuple[Windows, Windows]]:
     """F03's (OW, PW) windows (``f03_windows``), ``chunk`` grid starts at a time, in order.
 
     A window depends only on the rows inside its own span, so each chunk is cut from the
@@ -67,7 +67,7 @@ def _first_difference(codes, offsets, ow: Windows) -> int | None:
     return first
 
 
-def recover_t0(objective: Objective, chunk: int = CHUNK_WINDOWS) -> tuple[np.ndarray | None, str]:
+def recover_t0(objective: Objective, chunk: int = BATCH_ROWS) -> tuple[np.ndarray | None, str]:
     """Recompute the F03 windows of the objective's lineage, ``chunk`` at a time, and
     compare each with the same rows of the F04 dataset as it streams; return their
     ``t0`` if they match one to one, else ``None`` and the reason."""
@@ -78,9 +78,9 @@ def recover_t0(objective: Objective, chunk: int = CHUNK_WINDOWS) -> tuple[np.nda
         return None, f"Tu = {tu} s is not a whole number of seconds"
     events = windows.events
     # the F02 rows are small (an event lies in one row but in OW/Tu windows): read whole
-    rows = EventRows.from_arrow(pq.read_table(events.dataset_path, columns=["segs", "events"]))
+    rows = EventRows.from_arrow(events.variant.parquet(events.dataset_path).read(columns=["segs", "events"]))
     nan_codes = events.nan_codes if windows.nan_strategy == "discard" else ()
-    reference = RowStream(objective.dataset_path, ["OW_events"], chunk)
+    reference = RowStream(objective.variant.parquet(objective.dataset_path), ["OW_events"], chunk)
     total = reference.num_rows
     recomputed, first_difference, t0 = 0, None, []
     chunks = f03_window_chunks(rows, Regime(int(tu), regime["OW"].value, regime["LT"].value, regime["PW"].value,
@@ -107,7 +107,7 @@ def recover_t0(objective: Objective, chunk: int = CHUNK_WINDOWS) -> tuple[np.nda
 def reference_join(objective: Objective, target_dir: Path) -> dict:
     """Describe the packaged reference dataset and settle its join mode, writing the
     recovered ``t0`` beside it when recovery succeeds."""
-    table = pq.read_table(objective.dataset_path, columns=["label"])
+    table = objective.variant.parquet(objective.dataset_path).read(columns=["label"])
     labels = table.column("label").to_numpy()
     summary = {"rows": int(table.num_rows), "positives": int(np.sum(labels == 1)),
                "has_t0": "t0" in objective.dataset_columns}
@@ -121,5 +121,6 @@ def reference_join(objective: Objective, target_dir: Path) -> dict:
         # in row groups of the size every reader takes at a time: a reader decodes a whole
         # row group's column, so one group of every row made the F07 reference stage's peak
         # grow with the replay (+13% from N/4 to N at upstream size)
-        pq.write_table(pa.table({"t0": pa.array(t0, pa.int64())}), scratch, row_group_size=BATCH_ROWS)
+        pq.write_table(pa.table({"t0": pa.array(t0, pa.int64())}), scratch, row_group_size=BATCH_ROWS,
+                       **WRITER_OPTIONS)
     return {**summary, "join": "t0_recovered", "join_note": note, "recovered_t0": recovered}

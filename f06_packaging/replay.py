@@ -3,8 +3,9 @@
 The row groups whose statistics may hold rows in the range are listed first (Arrow's
 predicate pushdown; the progress bar counts the rows still to scan), then read batch by
 batch and filtered inside Arrow, so a replay of months of events never passes through a
-Python loop or sits whole in memory. They are read with ``pq.ParquetFile`` and
-``pre_buffer`` off rather than by the dataset scanner, which buffers a whole row group
+Python loop or sits whole in memory. They are read with ``pq.ParquetFile`` (the F02
+variant's checked one: a damaged page is one error line) and ``pre_buffer`` off rather
+than by the dataset scanner, which buffers a whole row group
 (and reads ahead into the next one) before its first batch: at upstream size, with F02's
 row groups of a million rows, that made the peak grow with the number of row groups
 (bench/bench_scale.py).
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 
 from console.progress import progress
 from contract.files import atomic_path
+from contract.parquet import WRITER_OPTIONS
 from contract.row_stream import BATCH_ROWS
 from f06_packaging.plan import PackagingError, ReplaySpec
 
@@ -39,12 +41,12 @@ def materialize_replay(spec: ReplaySpec, out_path) -> int:
     dataset = ds.dataset(source, format="parquet")
     expression = _filter(spec)
     # per file, the row groups that may hold rows in the range
-    files = [(pq.ParquetFile(fragment.path, pre_buffer=False),
+    files = [(spec.source.variant.parquet(Path(fragment.path)),
               [group.id for piece in fragment.split_by_row_group(filter=expression) for group in piece.row_groups])
              for fragment in dataset.get_fragments(filter=expression)]
     rows = 0
     with atomic_path(Path(out_path)) as scratch:
-        with pq.ParquetWriter(scratch, dataset.schema) as writer, \
+        with pq.ParquetWriter(scratch, dataset.schema, **WRITER_OPTIONS) as writer, \
                 progress(desc=f"replay of F02 {spec.source.variant.id}", unit="row", unit_scale=True,
                          total=sum(file.metadata.row_group(group).num_rows
                                    for file, groups in files for group in groups)) as bar:

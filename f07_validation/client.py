@@ -563,15 +563,17 @@ def _timed_infer(client: InferenceClient, windows: Windows, request_id: str) -> 
 
 
 def replay_windows(path: Path, regime: Regime, batch_size: int, *,
-                   rows_per_read: int = 65536, package_dir: Path | None = None) -> Iterator[Windows]:
+                   rows_per_read: int | None = None, package_dir: Path | None = None) -> Iterator[Windows]:
     """The replay's OW windows, ``batch_size`` at a time, in time order.
 
     Starts lie on the package grid; a window is emitted only when its whole OW lies in
-    the replay (``grid_starts``). Rows are read ``rows_per_read`` at a time, and only
+    the replay (``grid_starts``). Rows are read ``rows_per_read`` at a time (by default
+    ``contract.row_stream.BATCH_ROWS``, as every reader of the project), and only
     the rows still needed by a pending window are carried over to the next read. An
     unreadable replay is a ReplayError naming the package to verify (``package_dir``).
     """
     from contract.parquet import damaged_package_fix, parquet_file  # pyarrow: only where a replay is read
+    from contract.row_stream import BATCH_ROWS
 
     replay = parquet_file(path, "the replay", damaged_package_fix(package_dir or "<package_dir>"), ReplayError)
     next_start = None  # no window starting before this has been emitted yet
@@ -579,7 +581,7 @@ def replay_windows(path: Path, regime: Regime, batch_size: int, *,
     carry: EventRows | None = None
     # pre_buffer (on by default) would load the whole compressed file before the first
     # batch: memory would grow with the replay. Off, one row group is held at a time.
-    for batch in replay.iter_batches(batch_size=rows_per_read, columns=["segs", "events"]):
+    for batch in replay.iter_batches(batch_size=rows_per_read or BATCH_ROWS, columns=["segs", "events"]):
         rows = EventRows.from_arrow(batch)
         if len(rows) == 0:
             continue

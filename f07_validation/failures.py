@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract import layout
+from contract.row_stream import BATCH_ROWS
 from contract.windows import EventRows, Regime
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 
-READ_ROWS = 65_536
 NEVER = np.iinfo(np.int64).max  # no warning yet
 WARNED, MISSED, NOT_COVERED = "warned", "missed", "not covered"
 
@@ -94,7 +94,7 @@ def read_failures(run: DeployRun) -> dict[str, ObjectiveFailures]:
     times = {objective: [] for objective in wanted}
     names = {objective: [] for objective in wanted}
     replay = run.manifest.replay_path()
-    for batch in run.parquet(replay, run.package_fix).iter_batches(batch_size=READ_ROWS, columns=["segs", "events"]):
+    for batch in run.parquet(replay, run.package_fix).iter_batches(batch_size=BATCH_ROWS, columns=["segs", "events"]):
         rows = EventRows.from_arrow(batch)
         row_of = np.repeat(np.arange(len(rows)), np.diff(rows.offsets))
         for objective, codes in wanted.items():

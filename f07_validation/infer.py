@@ -28,7 +28,9 @@ import requests
 from console.progress import progress
 from contract import layout
 from contract.files import atomic_path, remove_stale_temporaries, write_json_atomic
+from contract.parquet import WRITER_OPTIONS
 from contract.predictions import PREDICTION_CSV_SCHEMA, PREDICTION_SCHEMA
+from contract.row_stream import BATCH_ROWS
 from contract.seal import verify_seal
 from contract.windows import grid_starts
 from f07_validation.client import BatchFailed, InferenceClient, ServerError, replay
@@ -37,13 +39,12 @@ from f07_validation.endpoint import Endpoint, open_endpoint
 from f07_validation.latency import NOTE as LATENCY_NOTE, LatencyHistogram
 from f07_validation.overlap import Overlapped
 
-ROWS_PER_GROUP = 65_536
 STDERR_LINES = 20  # of the server's stderr, kept with a runtime fault
 # zlib's fastest level. At upstream's shape (bench/bench_csv_log.py) it makes the CSV ~12x
 # smaller for ~1.7x the plain CSV's write time (the whole log pass: ~1.3x); level 6 is ~18%
 # smaller again at ~3.6x, level 9 ~22% at ~5.7x.
 GZIP_LEVEL = 1
-# Answered batches waiting for the log: the log writes a row group every ROWS_PER_GROUP
+# Answered batches waiting for the log: the log writes a row group every BATCH_ROWS
 # rows (~85 batches of 256 windows x 3 models), which takes ~0.1 s, and a sampled batch is
 # compared in-process; with a few slots the replay stopped for each (at upstream's size,
 # ~20% of infer's time). 64 batches of 256 windows of ~60 codes are ~8 MB.
@@ -84,7 +85,8 @@ class PredictionLog:
         # closed in reverse: the writers, the files, then each file moved into place
         with contextlib.ExitStack() as files:
             parquet_path, csv_path = (files.enter_context(atomic_path(path)) for path in self._paths)
-            self._parquet_writer = files.enter_context(pq.ParquetWriter(parquet_path, PREDICTION_SCHEMA))
+            self._parquet_writer = files.enter_context(pq.ParquetWriter(parquet_path, PREDICTION_SCHEMA,
+                                                                        **WRITER_OPTIONS))
             csv_sink = open_csv_sink(csv_path, self._csv_compression, files)
             self._csv_writer = files.enter_context(pacsv.CSVWriter(csv_sink, PREDICTION_CSV_SCHEMA))
             self._files = files.pop_all()
@@ -119,7 +121,7 @@ class PredictionLog:
         self._pending_text.append(pc.binary_join(pc.cast(events, pa.list_(pa.string())), " ").take(repeat))
         self._pending_rows += table.num_rows
         self.rows += table.num_rows
-        if self._pending_rows >= ROWS_PER_GROUP:
+        if self._pending_rows >= BATCH_ROWS:
             self._flush()
 
     def _flush(self) -> None:
@@ -128,7 +130,7 @@ class PredictionLog:
         table = pa.concat_tables(self._pending)
         events_text = pa.chunked_array(self._pending_text, pa.string())
         self._pending, self._pending_text, self._pending_rows = [], [], 0
-        self._parquet_writer.write_table(table, row_group_size=ROWS_PER_GROUP)
+        self._parquet_writer.write_table(table, row_group_size=BATCH_ROWS)
         self._csv_writer.write_table(table.set_column(1, "OW_events", events_text))
 
     def __exit__(self, *exc_info):

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contract.parquet import damaged_package_fix, parquet_file
-from contract.row_stream import RowStream
+from contract.row_stream import BATCH_ROWS, RowStream
 from f07_validation.deployrun import DeployRunError
 from f07_validation.reference import content_hashes, index_in
 
@@ -36,7 +36,6 @@ BY_T0 = (JOIN_T0, JOIN_T0_RECOVERED)
 # a window's reference status, as int8 codes
 NO_REFERENCE, REFERENCED, AMBIGUOUS = 0, 1, 2
 NO_LABEL = -1
-READ_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -69,10 +68,12 @@ class T0Reference(Reference):
     only: the OW lists are ~90% of an F04 batch's bytes)."""
 
     def __init__(self, path, objective, join, rows, positives, input_column, label_column, t0_path,
-                 contents: bool = True):
+                 contents: bool = True, fix: str = damaged_package_fix("<package_dir>")):
         super().__init__(path, objective, join, rows, positives)
-        self._rows = RowStream(path, [input_column, label_column] if contents else [label_column])
-        self._t0 = RowStream(t0_path, ["t0"])
+        where = f"reference of objective {objective}"
+        self._rows = RowStream(parquet_file(path, where, fix, DeployRunError),
+                               [input_column, label_column] if contents else [label_column])
+        self._t0 = RowStream(parquet_file(t0_path, where, fix, DeployRunError), ["t0"])
         self._input, self._label, self._contents = input_column, label_column, contents
         self._buffer_t0 = np.zeros(0, np.int64)
         self._buffer_label = np.zeros(0, np.int8)
@@ -80,7 +81,7 @@ class T0Reference(Reference):
         self._exhausted = False
 
     def _read(self) -> None:
-        table = self._rows.take(READ_ROWS)
+        table = self._rows.take(BATCH_ROWS)
         if table.num_rows == 0:
             self._exhausted = True
             return
@@ -137,7 +138,7 @@ def _check_t0_order(path: Path, t0_file: pq.ParquetFile) -> None:
     """The t0 of a dataset ascend strictly (one row per window, in window order): the
     merge join relies on it."""
     previous, row = None, 0
-    for batch in t0_file.iter_batches(batch_size=READ_ROWS, columns=["t0"]):
+    for batch in t0_file.iter_batches(batch_size=BATCH_ROWS, columns=["t0"]):
         t0 = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
         if previous is not None:
             t0 = np.concatenate([[previous], t0])
@@ -174,7 +175,7 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
     rows, positives, hashes, labels = 0, 0, [], []
     by_content = "t0" not in schema.names and recovered_t0 is None
     columns = [label_column] + ([input_column] if by_content else [])
-    for batch in dataset.iter_batches(batch_size=READ_ROWS, columns=columns):
+    for batch in dataset.iter_batches(batch_size=BATCH_ROWS, columns=columns):
         label = batch.column(label_column)
         if label.null_count or (by_content and batch.column(input_column).null_count):
             raise DeployRunError(f"{path} has null {input_column} or {label_column} values")
@@ -196,7 +197,7 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
         raise DeployRunError(f"{t0_path} holds {t0_file.metadata.num_rows} t0 values for the "
                              f"{rows} rows of {path}; rebuild the package (seal_package stage)")
     _check_t0_order(path, t0_file)
-    return T0Reference(path, objective, join, rows, positives, input_column, label_column, t0_path, contents)
+    return T0Reference(path, objective, join, rows, positives, input_column, label_column, t0_path, contents, fix)
 
 
 def window_starts(t0: np.ndarray) -> np.ndarray:

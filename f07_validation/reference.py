@@ -59,10 +59,10 @@ from contract.defaults import F05_DEFAULT_THRESHOLD
 from contract.errors import UserError
 from contract.parquet import damaged_package_fix, parquet_file
 from contract.predictions import model_keys
+from contract.row_stream import BATCH_ROWS
 from contract import layout
 
 FIRST_SHOWN = 5  # mismatching or missing windows named in a result
-READ_ROWS = 65_536
 PREDICT_ROWS = 1_024
 JOIN_T0, JOIN_T0_RECOVERED, JOIN_OW_CONTENT = "t0", "t0_recovered", "ow_content"
 
@@ -224,7 +224,7 @@ def index_in(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(sorted_values[at] == values, at, -1)
 
 
-def every_kth_true(flags: np.ndarray, stride: int, chunk: int = READ_ROWS * 16) -> np.ndarray:
+def every_kth_true(flags: np.ndarray, stride: int, chunk: int = BATCH_ROWS * 16) -> np.ndarray:
     """Positions of the 1st, (1+stride)th, (1+2·stride)th ... True of ``flags``: the same
     as ``np.flatnonzero(flags)[::stride]`` without the int64 array of every True position
     (31 MB per objective at upstream size), which made memory grow with the replay."""
@@ -237,7 +237,7 @@ def every_kth_true(flags: np.ndarray, stride: int, chunk: int = READ_ROWS * 16) 
 
 
 def _batches(file: pq.ParquetFile, columns: list[str]):
-    return file.iter_batches(batch_size=READ_ROWS, columns=columns)
+    return file.iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
 def _int64_column(file: pq.ParquetFile, column: str) -> np.ndarray:
@@ -318,7 +318,7 @@ def _log_batches(file: pq.ParquetFile, log_path: Path, models: list[ModelUnderTe
     if missing:
         raise ReferenceComparisonError(f"{log_path} lacks columns {missing}: it is not a raw prediction log")
     with progress(desc=f"reference: {log_path.name}", total=file.metadata.num_rows, unit="row") as bar:
-        for batch in file.iter_batches(batch_size=READ_ROWS, columns=columns):
+        for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=columns):
             key = model_keys(batch)
             rows = {m.key: np.flatnonzero(pc.equal(key, m.key).to_numpy(zero_copy_only=False)) for m in models}
             yield batch, rows

@@ -38,6 +38,7 @@ from contract import layout
 from contract.files import atomic_path, dump_json
 from console.progress import progress
 from contract.predictions import PREDICTION_SCHEMA, model_keys
+from contract.row_stream import BATCH_ROWS
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, NO_REFERENCE, REFERENCED, Reference, load_reference,
@@ -51,7 +52,6 @@ COUNT_METRICS = ["no_ref_pred_1", "no_ref_pred_0", "no_ref_total", "ambiguous", 
 METRICS = CONFUSION_METRICS + COUNT_METRICS
 HEADLINE_METRICS = ["precision", "recall", "f1"]  # per model in window_level/ (dvc metrics show)
 HEADLINE_DECIMALS = 4
-READ_ROWS = 65_536
 TIMELINE_BINS = 480  # bins per model over the replay, whatever its length
 TIMELINE_COLUMNS = ["model", "bin_t0", "windows", "finite", "mean_probability", "min_probability",
                     "max_probability", "positive", "no_reference", "ambiguous", "non_finite"]
@@ -125,7 +125,7 @@ def time_span(run: DeployRun, log: pq.ParquetFile) -> tuple[int | None, int | No
     """First and last `t0` of the log, read alone; refuses a log out of time order (the
     reference join merges two `t0`-ordered streams)."""
     first = last = None
-    for batch in log.iter_batches(batch_size=READ_ROWS, columns=["t0"]):
+    for batch in log.iter_batches(batch_size=BATCH_ROWS, columns=["t0"]):
         t0 = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
         if not len(t0):
             continue
@@ -143,7 +143,7 @@ def log_batches(run: DeployRun, log: pq.ParquetFile, events: bool = True):
     ~90% of a batch's bytes)."""
     path = run.predictions_path
     schema = pa.schema([field for field in PREDICTION_SCHEMA if events or field.name != "OW_events"])
-    for batch in log.iter_batches(batch_size=READ_ROWS, columns=schema.names):
+    for batch in log.iter_batches(batch_size=BATCH_ROWS, columns=schema.names):
         try:
             batch = pa.Table.from_batches([batch]).cast(schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

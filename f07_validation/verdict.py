@@ -47,6 +47,7 @@ from contract.defaults import DEFAULT_QUALITY_FLOORS
 from contract.files import write_json_atomic
 from contract.model_key import KEY_COLUMNS
 from contract.predictions import model_keys
+from contract.row_stream import BATCH_ROWS
 from contract.seal import verify_seal
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.gates import Gates, drop, read_model_metrics, validate_gates
@@ -356,7 +357,7 @@ def logged_per_model(log: pq.ParquetFile) -> dict[str, int]:
     """The log's rows per model key, counted here in the file, so that the consistency
     check cannot pass on a pass over fewer rows than were logged."""
     counts: dict[str, int] = {}
-    for batch in log.iter_batches(batch_size=65_536, columns=KEY_COLUMNS):
+    for batch in log.iter_batches(batch_size=BATCH_ROWS, columns=KEY_COLUMNS):
         for item in pc.value_counts(model_keys(batch)).to_pylist():
             counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     return counts

@@ -156,6 +156,14 @@ def serving_manifest(tmp_path_factory) -> Path:
     return layout.variant_dir(layout.F07, "v701", root) / layout.MANIFEST
 
 
+@pytest.fixture(scope="module")
+def manifest(serving_manifest):
+    """``serving_manifest`` loaded (``contract.manifest.Manifest``), once per test module."""
+    from contract.manifest import load_manifest
+
+    return load_manifest(serving_manifest)
+
+
 @pytest.fixture(scope="session")
 def built_demo(tmp_path_factory) -> Path:
     """The small demo project built end to end, once per test run; nothing runs in it."""

@@ -200,6 +200,34 @@ def truncate(path: Path) -> None:
     path.write_bytes(data[:len(data) // 2])
 
 
+def damage_inside(path: Path, columns: tuple[str, ...] | None = None) -> None:
+    """Overwrite the first page header of each column chunk (of ``columns``, default all) of
+    the middle row group (a bad sector, a faulty copy): the footer is intact, so the file
+    opens, and that data does not read."""
+    metadata = pq.ParquetFile(path).metadata
+    group = metadata.row_group(metadata.num_row_groups // 2)
+    data = bytearray(path.read_bytes())
+    for c in range(group.num_columns):
+        chunk = group.column(c)
+        if columns is not None and chunk.path_in_schema.split(".")[0] not in columns:
+            continue
+        start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+        data[start:start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+
+
+def alter_a_value(path: Path) -> None:
+    """Flip one byte near the end of the last column chunk of the middle row group, inside a
+    page's values: the bytes still decode, to another value (bit rot, a faulty copy); only the
+    page's CRC tells."""
+    metadata = pq.ParquetFile(path).metadata
+    chunk = metadata.row_group(metadata.num_row_groups // 2).column(metadata.num_columns - 1)
+    start = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start + chunk.total_compressed_size - 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
 def one_error_line(result: subprocess.CompletedProcess) -> str:
     """The stage's stderr, which must be one `error:` line (no traceback), and exit 1."""
     lines = result.stderr.strip().splitlines()

@@ -476,13 +476,15 @@ def test_a_log_covering_no_failure_leaves_failure_recall_undefined_never_0(tmp_p
     assert evaluation.headline["v501"]["failure_recall"] is None
 
 
-def test_a_truncated_replay_is_one_error_line_naming_it_and_the_fix(tmp_path):
-    from tests.f07_synthetic import one_error_line, truncate
+@pytest.mark.parametrize("damage, what", [("truncate", "truncated or not parquet"),
+                                          ("damage_inside", "damaged inside")])
+def test_a_truncated_or_damaged_replay_is_one_error_line_naming_it_and_the_fix(tmp_path, damage, what):
+    from tests import f07_synthetic
     fs.build(tmp_path, EVENTS, MODELS)
     replay = "executions/06_packaging/v601/replay/replay_events.parquet"
-    truncate(tmp_path / replay)
-    line = one_error_line(run_f07_stage("evaluate", tmp_path))
-    assert f"{replay} is not a readable parquet file" in line and "truncated or not parquet" in line, line
+    getattr(f07_synthetic, damage)(tmp_path / replay)
+    line = f07_synthetic.one_error_line(run_f07_stage("evaluate", tmp_path))
+    assert f"{replay} is not a readable parquet file" in line and what in line, line
     assert "`python -m contract.seal verify " in line and "`dvc repro seal_package@v601`" in line, line
 
 

@@ -23,11 +23,6 @@ WHERE = "deployrun.v702"
 
 
 @pytest.fixture(scope="module")
-def manifest(serving_manifest):
-    return load_manifest(serving_manifest)
-
-
-@pytest.fixture(scope="module")
 def mlserver(manifest):
     with MLServerProcess(manifest, host="127.0.0.1") as running:
         yield running

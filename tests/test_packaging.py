@@ -17,6 +17,7 @@ from f06_packaging.plan import PackagingError, build_plan
 from f06_packaging.probe import probe_models
 from f06_packaging.replay import materialize_replay
 from f06_packaging.steps import reference_joins
+from tests.f07_synthetic import alter_a_value, damage_inside
 from tests.upstream_builder import (FIXTURE_MODEL_ID, ORIGIN, TU, make_f05_sequence, make_upstream,
                                     packaging_params, write_yaml)
 
@@ -227,6 +228,8 @@ def test_model_whose_input_width_disagrees_with_its_summary_is_refused(root):
      r"F02 variant v201: .*02_prepareeventsds_dataset.parquet is not a readable parquet file .*truncated or not parquet"),
     ("04_targetengineering/v401/04_targetengineering_dataset.parquet", "truncate",
      r"F04 variant v401: .*04_targetengineering_dataset.parquet is not a readable parquet file"),
+    ("02_prepareeventsds/v201/02_prepareeventsds_dataset.parquet", "damage_inside",
+     r"F02 variant v201: .*02_prepareeventsds_dataset.parquet is not a readable parquet file .*damaged inside"),
     ("04_targetengineering/v401/04_targetengineering_dataset.parquet", "label",
      r"04_targetengineering_dataset.parquet: column 'label' is missing"),
     ("04_targetengineering/v402/04_targetengineering_dataset.parquet", "OW_events",
@@ -237,16 +240,24 @@ def test_a_broken_upstream_dataset_is_named_when_the_plan_is_checked(root, datas
     path = root / dataset
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "damage_inside":
+        damage_inside(path)
     else:
         pq.write_table(pq.read_table(path).drop_columns([damage]), path)
     with pytest.raises(UserError, match=message):
         build_plan("v601", packaging_params(), root)
 
 
-def test_a_truncated_replay_is_named_with_the_stage_to_rerun(root):
+def test_a_truncated_or_damaged_replay_is_named_with_the_stage_to_rerun(root):
+    """Cut short; a page header overwritten; one value's byte flipped, which still decodes
+    and only the page CRCs the replay is written with (contract.parquet.WRITER_OPTIONS) tell."""
     plan, out = select_and_replay(root, packaging_params())
     replay = out / REPLAY
-    replay.write_bytes(replay.read_bytes()[:100])
-    with pytest.raises(UserError, match=r"packaging variant v601: .*replay_events.parquet is not a readable parquet "
-                                        r"file .*run `dvc repro -f -s materialize_replay@v601`"):
-        write_package(plan, out, probe_models)
+    whole = replay.read_bytes()
+    for damage, what in ((lambda path: path.write_bytes(whole[:100]), "truncated or not parquet"),
+                         (damage_inside, "damaged inside"), (alter_a_value, "CRC checksum verification failed")):
+        replay.write_bytes(whole)
+        damage(replay)
+        with pytest.raises(UserError, match=rf"packaging variant v601: .*replay_events.parquet is not a readable "
+                                            rf"parquet file .*{what}.*run `dvc repro -f -s materialize_replay@v601`"):
+            write_package(plan, out, probe_models)

@@ -101,7 +101,7 @@ def test_probe_reads_the_chosen_rows_across_batches(tmp_path, monkeypatch):
     from f06_packaging.plan import build_plan
     model = build_plan("v601", packaging_params(), root).models[0]
     monkeypatch.setattr("f06_packaging.probe.PROBE_WINDOWS", 7)
-    monkeypatch.setattr("f06_packaging.probe.READ_BATCH_ROWS", 10)
+    monkeypatch.setattr("f06_packaging.probe.BATCH_ROWS", 10)
     windows = probe_windows(model)
     lists = pq.read_table(model.objective.dataset_path).column("OW_events").to_pylist()
     chosen = np.unique(np.linspace(0, len(lists) - 1, num=7).astype(int))

@@ -44,21 +44,28 @@ def served(tmp_path_factory):
 
 # --------------------------------------------------------------------------- the contract, by hand
 
-@pytest.mark.parametrize("cut", ["07_deployrun/v701/logs/raw_predictions.parquet",
-                                 "06_packaging/v601/datasets/v402/04_targetengineering_dataset.parquet"])
-def test_a_truncated_log_or_f04_dataset_is_one_error_line_naming_it_and_the_fix(served, tmp_path, cut):
-    """Through the reference stage, on a copy of the served run."""
+@pytest.mark.parametrize("cut, damage", [("07_deployrun/v701/logs/raw_predictions.parquet", "truncate"),
+                                         ("07_deployrun/v701/logs/raw_predictions.parquet", "damage_inside"),
+                                         ("06_packaging/v601/datasets/v402/04_targetengineering_dataset.parquet",
+                                          "truncate")])
+def test_a_truncated_or_damaged_log_or_f04_dataset_is_one_error_line_naming_it_and_the_fix(served, tmp_path, cut,
+                                                                                          damage, monkeypatch):
+    """Through the reference stage, on a copy of the served run (a damaged log fails once its
+    progress bar has started: the bar is off, so that stderr is the error line alone)."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
     import shutil
 
     import yaml
 
-    from tests.f07_synthetic import one_error_line, run_f07_stage, truncate
+    from tests import f07_synthetic
     manifest, _ = served
     shutil.copytree(manifest.parents[2], tmp_path / "executions")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"deployrun": {"v701": {"parent_variant_f06": "v601"}}}))
-    truncate(tmp_path / "executions" / cut)
-    line = one_error_line(run_f07_stage("reference", tmp_path))
-    assert f"{cut} is not a readable parquet file" in line and "truncated or not parquet" in line, line
+    assert f07_synthetic.run_f07_stage("settings", tmp_path).returncode == 0  # the run's params.yaml
+    getattr(f07_synthetic, damage)(tmp_path / "executions" / cut)
+    line = f07_synthetic.one_error_line(f07_synthetic.run_f07_stage("reference", tmp_path))
+    what = "truncated or not parquet" if damage == "truncate" else "damaged inside"
+    assert f"{cut} is not a readable parquet file" in line and what in line, line
     assert ("run `dvc repro infer@v701` first" if "07_deployrun" in cut else
             "`dvc repro seal_package@v601`") in line, line
 

@@ -13,11 +13,6 @@ from tests.served_models import UPSTREAM_FIXTURE
 
 
 @pytest.fixture(scope="module")
-def manifest(serving_manifest):
-    return load_manifest(serving_manifest)
-
-
-@pytest.fixture(scope="module")
 def models(manifest):
     return load_models(manifest)
 

@@ -8,16 +8,10 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from builders.packages import synthetic_windows
-from contract.manifest import load_manifest
 from f07_validation.client import ServerProcess
 from runtime.core import oip_name
 
 BROKEN = "v402__v504__broken"
-
-
-@pytest.fixture(scope="module")
-def manifest(serving_manifest):
-    return load_manifest(serving_manifest)
 
 
 @pytest.fixture(scope="module")

@@ -234,10 +234,21 @@ def test_t0_join_flags_windows_whose_ow_content_differs(tmp_path):
     assert matched.label.tolist() == [0, 1, NO_LABEL]
 
 
+def test_a_reference_whose_ow_column_is_damaged_fails_naming_it_while_it_streams(tmp_path):
+    """The labels read when the reference is loaded; the OW lists only as the merge join
+    streams them (contract.row_stream.RowStream): a damaged page there is the same error."""
+    path = _dataset(tmp_path / "d.parquet", [[1], [2, 3]], [0, 1], t0=[100, 110])
+    synthetic.damage_inside(path, columns=("OW_events",))
+    reference = load_reference(path, "v4", "OW_events", "label", fix="restore it")
+    with pytest.raises(DeployRunError, match=rf"reference of objective v4: {path} is not a readable parquet file "
+                                             r".*damaged inside.*: restore it"):
+        _match(reference, [100, 110], [[1], [2, 3]])
+
+
 def test_t0_join_streams_the_reference_across_batches(tmp_path, monkeypatch):
     """The merge join reads the reference a few rows at a time, just ahead of the log,
     and drops what the log has passed: every window still finds its row."""
-    monkeypatch.setattr("f07_validation.matching.READ_ROWS", 3)
+    monkeypatch.setattr("f07_validation.matching.BATCH_ROWS", 3)
     t0 = list(range(0, 200, 10))
     reference = load_reference(_dataset(tmp_path / "d.parquet", [[k] for k in range(20)], [k % 2 for k in range(20)],
                                         t0=t0), "v4", "OW_events", "label")
@@ -290,19 +301,27 @@ def test_stage_refuses_a_log_of_another_manifest_and_keeps_previous_metrics(tmp_
 LOG = "executions/07_deployrun/v701/logs/raw_predictions.parquet"
 
 
-@pytest.mark.parametrize("stage, cut, fix", [
-    ("score", LOG, "run `dvc repro infer@v701` first"),
-    ("verdict", LOG, "run `dvc repro infer@v701` first"),
-    ("score", "executions/06_packaging/v601/datasets/v401/04_targetengineering_dataset.parquet",
-     "verify the package (`python -m contract.seal verify "),
+F04_V401 = "executions/06_packaging/v601/datasets/v401/04_targetengineering_dataset.parquet"
+DAMAGES = {"truncate": "it is truncated or not parquet", "damage_inside": "it is damaged inside"}
+
+
+@pytest.mark.parametrize("stage, cut, damage, fix", [
+    ("score", LOG, "truncate", "run `dvc repro infer@v701` first"),
+    ("score", LOG, "damage_inside", "run `dvc repro infer@v701` first"),
+    ("verdict", LOG, "truncate", "run `dvc repro infer@v701` first"),
+    ("score", F04_V401, "truncate", "verify the package (`python -m contract.seal verify "),
+    ("score", F04_V401, "damage_inside", "verify the package (`python -m contract.seal verify "),
 ])
-def test_a_truncated_parquet_input_is_one_error_line_naming_the_file_and_the_fix(tmp_path, stage, cut, fix):
+def test_a_truncated_or_damaged_parquet_input_is_one_error_line_naming_the_file_and_the_fix(tmp_path, stage, cut,
+                                                                                           damage, fix):
+    """Cut short, the footer does not read; damaged inside, the file opens and a data page
+    does not decode while the stage streams it: both are one line, not pyarrow's traceback."""
     run = synthetic.write_everything(tmp_path)
     # what the verdict reads before the log (its content is judged after)
     (run / "serve.json").write_text(json.dumps({"seal": {}, "served_digest": None, "ready": {}}))
-    synthetic.truncate(tmp_path / cut)
+    getattr(synthetic, damage)(tmp_path / cut)
     line = synthetic.one_error_line(run_f07_stage(stage, tmp_path))
-    assert f"{cut} is not a readable parquet file" in line and "it is truncated or not parquet" in line, line
+    assert f"{cut} is not a readable parquet file" in line and DAMAGES[damage] in line, line
     assert fix in line, line
     if "06_packaging" in cut:
         assert "or rebuild it (`dvc repro seal_package@v601`)" in line, line

@@ -18,7 +18,7 @@ import yaml
 
 from contract.defaults import F05_DEFAULT_THRESHOLD
 from contract.errors import UserError
-from contract.parquet import parquet_file
+from contract.parquet import CheckedParquetFile, parquet_file
 from contract.layout import (DATASET, EVENT_CATALOG, F02, F03, F04, F05, F05_EXPERIMENTS, F05_MODELS, METADATA,
                              MODEL_FILE, MODEL_SUMMARY, PARAMS_FILE, PHASE_LABEL, is_variant_id, phase_file)
 from runtime.vectorize import VectorizationError, from_spec
@@ -76,6 +76,11 @@ class Variant:
 
     def file(self, name: str) -> Path:
         return self.dir / name
+
+    def parquet(self, path: Path) -> CheckedParquetFile:
+        """``path``, a parquet file of this variant, opened to be read: cut short or damaged,
+        an ``UpstreamError`` naming the variant, the file and how to get it back."""
+        return parquet_file(path, self.label, REBUILD_UPSTREAM, UpstreamError)
 
     def phase_file(self, suffix: str) -> Path:
         """The phase-prefixed files: ``<phase>_dataset.parquet``, ``<phase>_metadata.json``…"""
@@ -141,7 +146,7 @@ class EventStream:
         path = self.dataset_path
         if not path.is_file():
             raise UpstreamError(f"{self.variant.label}: dataset {path} does not exist")
-        dataset = parquet_file(path, self.variant.label, REBUILD_UPSTREAM, UpstreamError)
+        dataset = self.variant.parquet(path)
         for column in ("segs", "events"):
             if column not in dataset.schema_arrow.names:
                 raise UpstreamError(f"{_where(F02, self.variant.id, path.name)}: column '{column}' is missing")
@@ -263,7 +268,7 @@ class Objective:
         path = self.dataset_path
         if not path.is_file():
             raise UpstreamError(f"{self.variant.label}: dataset {path} does not exist")
-        names = parquet_file(path, self.variant.label, REBUILD_UPSTREAM, UpstreamError).schema_arrow.names
+        names = self.variant.parquet(path).schema_arrow.names
         for column in ("OW_events", "label"):
             if column not in names:
                 raise UpstreamError(f"{_where(F04, self.id, path.name)}: column '{column}' is missing")
