@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,13 @@ def small_demo(params: dict) -> dict:
     for entry in (params.get("deployrun") or {}).values():
         entry["runtime"]["port"] = 0
     return params
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test interrupts as Ctrl-C does: SIGINT back to its
+    default. A suite started as a background job (`make test &`, a CI step run so) ignores
+    SIGINT, children inherit that, and Python then installs no KeyboardInterrupt at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def use_storage(root: Path) -> Path:

@@ -11,7 +11,7 @@ import pytest
 
 from contract import layout
 from contract.errors import UserError
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, as_from_a_terminal
 
 # The contract's names, written out here from the contract (docs/contract.md), not taken
 # from contract/layout.py: the test must notice a name that layout.py lacks.
@@ -236,7 +236,7 @@ def test_ctrl_c_in_a_command_is_one_line_not_a_traceback(tmp_path):
     code = ("import time\nfrom contract.errors import exit_on_user_error\n"
             "print('started', flush=True)\nexit_on_user_error(lambda: time.sleep(60))\n")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
     assert process.stdout.readline() == "started\n"
     time.sleep(0.2)
     process.send_signal(signal.SIGINT)

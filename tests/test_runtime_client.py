@@ -24,6 +24,7 @@ from f07_validation.client import (BatchFailed, InferenceClient, ReplayError, Se
 from runtime import codecs
 from runtime.core import ModelScores
 from runtime.models import EquivalenceCheck, load_models
+from tests.conftest import as_from_a_terminal
 from tests.validated_package import FAULTS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -264,11 +265,8 @@ def start_user(manifest_path, then: str) -> tuple[subprocess.Popen, int]:
             print("SERVER", server.pid, flush=True)
             {then}
     """)
-    # As at a terminal, Ctrl-C must reach the user: a suite started in the background
-    # (`cmd &` in a script) inherits SIGINT ignored, and so would the user.
     user = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
     line = user.stdout.readline()
     assert line.startswith("SERVER"), user.stderr.read()
     return user, int(line.split()[1])

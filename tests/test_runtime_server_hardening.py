@@ -20,6 +20,7 @@ from runtime.errors import PackageRefused
 from runtime.models import LoadedModel
 from runtime.settings import ServingSettings, SettingsError
 from runtime.vectorize import Ragged
+from tests.conftest import as_from_a_terminal
 
 TOKEN_ENV, TOKEN = "H14_RUNTIME_TEST_TOKEN", "s3cret-token"
 
@@ -285,7 +286,8 @@ def test_ctrl_c_at_any_moment_stops_the_server_without_a_traceback(manifest_path
     for delay in (0.2, 0.4, 0.8, 3.0):  # importing, starting, serving
         process = subprocess.Popen([sys.executable, "-m", "runtime.server", "--manifest", str(manifest_path),
                                     "--port", "0", "--server", server], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                   preexec_fn=as_from_a_terminal)
         time.sleep(delay)
         os.killpg(process.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: to the whole group
         _, stderr = process.communicate(timeout=60)
