@@ -237,9 +237,13 @@ def test_ctrl_c_in_a_command_is_one_line_not_a_traceback(tmp_path):
             "print('started', flush=True)\nexit_on_user_error(lambda: time.sleep(60))\n")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=PROJECT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
-    assert process.stdout.readline() == "started\n"
-    time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        assert process.stdout.readline() == "started\n"
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:  # one that ignored it is not left running
+        process.kill()
+        process.wait()
     assert process.returncode == 130
     assert stderr.strip().splitlines() == ["interrupted: nothing was half-written; run the command again to finish it"]

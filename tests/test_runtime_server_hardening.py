@@ -2,6 +2,7 @@
 real process: the bearer token, exposure beyond loopback, the access log switch, and
 loading only the bytes the seal verified (a model swapped during start-up is never
 served)."""
+import contextlib
 import hashlib
 import shutil
 import subprocess
@@ -288,7 +289,12 @@ def test_ctrl_c_at_any_moment_stops_the_server_without_a_traceback(manifest_path
                                     "--port", "0", "--server", server], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, start_new_session=True,
                                    preexec_fn=as_from_a_terminal)
-        time.sleep(delay)
-        os.killpg(process.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: to the whole group
-        _, stderr = process.communicate(timeout=60)
+        try:
+            time.sleep(delay)
+            os.killpg(process.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: to the whole group
+            _, stderr = process.communicate(timeout=60)
+        finally:  # a server that ignored it is not left running (nor its workers)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         assert process.returncode in (0, 130) and "Traceback" not in stderr, (delay, process.returncode, stderr)
