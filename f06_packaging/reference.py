@@ -26,7 +26,6 @@ from contract.windows import EventRows, Regime, Windows, f03_windows, list_array
 from upstream.reader import Objective
 
 
-
 def f03_window_chunks(rows: EventRows, regime: Regime, strategy: str = "synchro", nan_codes=(),
                       chunk: int = BATCH_ROWS) -> Iterator[tuple[Windows, Windows]]:
     """F03's (OW, PW) windows (``f03_windows``), ``chunk`` grid starts at a time, in order.

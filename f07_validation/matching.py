@@ -67,13 +67,13 @@ class T0Reference(Reference):
     With ``contents`` off, its OW column is never read and no mismatch is reported (labels
     only: the OW lists are ~90% of an F04 batch's bytes)."""
 
-    def __init__(self, path, objective, join, rows, positives, input_column, label_column, t0_path,
-                 contents: bool = True, fix: str = damaged_package_fix("<package_dir>")):
+    def __init__(self, dataset: pq.ParquetFile, t0_file: pq.ParquetFile, path, objective, join, rows, positives,
+                 input_column, label_column, contents: bool = True):
+        """``dataset`` and ``t0_file``: the files ``load_reference`` opened and checked
+        (``contract.parquet.parquet_file``), each streamed afresh here."""
         super().__init__(path, objective, join, rows, positives)
-        where = f"reference of objective {objective}"
-        self._rows = RowStream(parquet_file(path, where, fix, DeployRunError),
-                               [input_column, label_column] if contents else [label_column])
-        self._t0 = RowStream(parquet_file(t0_path, where, fix, DeployRunError), ["t0"])
+        self._rows = RowStream(dataset, [input_column, label_column] if contents else [label_column])
+        self._t0 = RowStream(t0_file, ["t0"])
         self._input, self._label, self._contents = input_column, label_column, contents
         self._buffer_t0 = np.zeros(0, np.int64)
         self._buffer_label = np.zeros(0, np.int8)
@@ -192,12 +192,14 @@ def load_reference(path: Path, objective: str, input_column: str, label_column: 
                                 np.concatenate(hashes) if hashes else np.zeros(0, np.int64),
                                 np.concatenate(labels) if labels else np.zeros(0, np.int8))
     t0_path, join = (path, JOIN_T0) if "t0" in schema.names else (recovered_t0, JOIN_T0_RECOVERED)
-    t0_file = dataset if join == JOIN_T0 else parquet_file(t0_path, where, fix, DeployRunError)
+    # a file object of its own even when t0 is the dataset's column: the two streams walk side by
+    # side, and a pyarrow reader's batch size is its own state, set by each scan it starts
+    t0_file = parquet_file(t0_path, where, fix, DeployRunError)
     if t0_file.metadata.num_rows != rows:
         raise DeployRunError(f"{t0_path} holds {t0_file.metadata.num_rows} t0 values for the "
                              f"{rows} rows of {path}; rebuild the package (seal_package stage)")
     _check_t0_order(path, t0_file)
-    return T0Reference(path, objective, join, rows, positives, input_column, label_column, t0_path, contents, fix)
+    return T0Reference(dataset, t0_file, path, objective, join, rows, positives, input_column, label_column, contents)
 
 
 def window_starts(t0: np.ndarray) -> np.ndarray:
