@@ -18,26 +18,24 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from lifecycle.project import F07, Project
+from lifecycle.project import F07, LifecycleError, Project
+from lifecycle.tools import dvc
 
-PROJECT = Path(__file__).resolve().parents[1]
 C_PARSER = "_ruamel_yaml"  # the extension module ruamel.yaml imports its CParser from
 
 
-def dvc_status(targets: list[str], env: dict) -> float:
+def dvc_status(project: Project, targets: list[str], env: dict) -> float:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *targets], cwd=PROJECT, env=env,
-                          capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"dvc status failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return seconds
+    try:
+        dvc(project, "status", "--json", *targets, capture=True, env=env)
+    except LifecycleError as error:  # its message names the command, the exit code and DVC's words
+        sys.exit(str(error))
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -47,16 +45,17 @@ def main() -> None:
     args = parser.parse_args()
     if importlib.util.find_spec(C_PARSER) is None:
         sys.exit(f"ruamel.yaml's C parser ({C_PARSER}) is not installed: pip install -r requirements.txt")
-    targets = Project(PROJECT).targets(F07, args.variant)
+    project = Project(Path(__file__).resolve().parents[1])
+    targets = project.targets(F07, args.variant)
     with tempfile.TemporaryDirectory() as hidden:
         # A module of the same name first on the path, failing to import as a missing one does.
         Path(hidden, f"{C_PARSER}.py").write_text("raise ImportError('hidden by bench_dvc_yaml')\n", encoding="utf-8")
-        settings = {"c": dict(os.environ),
-                    "pure": {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (hidden, os.environ.get("PYTHONPATH"))))}}
+        pure_path = os.pathsep.join(filter(None, (hidden, os.environ.get("PYTHONPATH"))))
+        settings = {"c": {}, "pure": {"PYTHONPATH": pure_path}}  # on top of this process's environment
         times = {name: [] for name in settings}
         for _ in range(args.repeats):
             for name, env in settings.items():
-                times[name].append(dvc_status(targets, env))
+                times[name].append(dvc_status(project, targets, env))
     best = {name: min(values) for name, values in times.items()}
     print(f"dvc status --json on the {len(targets)} stages of {args.variant}, best of {args.repeats}")
     for name, label in (("c", "C parser (ruamel.yaml.clib)"), ("pure", "pure-Python parser")):

@@ -35,8 +35,8 @@ def _run(project: Project, args: list[str], what: str, capture: bool,
     return result
 
 
-def dvc(project: Project, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    return _run(project, [sys.executable, "-m", "dvc", *args], f"`dvc {' '.join(args)}`", capture)
+def dvc(project: Project, *args: str, capture: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+    return _run(project, [sys.executable, "-m", "dvc", *args], f"`dvc {' '.join(args)}`", capture, env=env)
 
 
 def git(project: Project, *args: str, allowed: tuple[int, ...] = (0,), env: dict | None = None,
