@@ -28,7 +28,7 @@ from contract.manifest import load_manifest
 from f07_validation.deployrun import DeployRunError, read_json
 from f07_validation.evaluation import CURVE_TEMPLATE, CURVES, curve_file_name
 from f07_validation.report import data_uri, render_html, with_reasons
-from f07_validation.scoring import RATES
+from f07_validation.metric_names import RATES
 
 TEMPLATE = "compare.html.j2"
 WINDOW_COLUMNS = ["TP", "FP", "FN", "precision", "recall", "f1"]

@@ -18,7 +18,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from contract.model_key import key_of
-from f07_validation.scoring import RATES, shown_rate
+from f07_validation.metric_names import RATES
+from f07_validation.scoring import shown_rate
 
 DPI = 100
 CLASS_TICKS = ["0 (negative)", "1 (positive)"]

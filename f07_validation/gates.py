@@ -10,7 +10,7 @@ variant in params.yaml, optionally against another F07 variant (the baseline):
           max_drop: {f1: 0.02}     # ... f1 at most 0.02 below the same model there
           models: [v401/v501/m]    # optional: gate only these models (default: all)
 
-Metric names are those of metrics_per_model.csv (`f07_validation.scoring.METRICS`).
+Metric names are those of metrics_per_model.csv (`f07_validation.metric_names.METRICS`).
 Absolute bounds apply to every gated model; a drop is measured per model against the
 baseline's model with the same `<objective>/<source_f05>/<model_id>`. A bound written as
 `null` is a gate switched off: the verdict shows it as off, not as passed. A gate on an
@@ -45,10 +45,8 @@ from contract.defaults import DEFAULT_QUALITY_FLOORS
 from contract.errors import UserError
 from contract.model_key import KEY_COLUMNS, key_of
 from f07_validation.deployrun import DeployRunError
-from f07_validation.scoring import METRICS, RATES
+from f07_validation.metric_names import METRICS, RATES
 
-# RATES are in [0, 1], higher is better, undefined (None) where their denominator is 0;
-# the rest of METRICS count predictions
 KINDS = ("min", "max", "max_drop")  # the order of the verdict's gate checks
 GATE_KEYS = KINDS + ("baseline", "models")
 EXAMPLES = {"min": "{recall: 0.5}", "max": "{FP: 100}", "max_drop": "{f1: 0.02}"}

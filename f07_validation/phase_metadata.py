@@ -16,7 +16,8 @@ import pandas as pd
 from contract import layout
 from contract.files import write_json_atomic
 from f07_validation.deployrun import DeployRun
-from f07_validation.scoring import METRICS, MODEL_COLUMNS, undefined_reasons
+from f07_validation.metric_names import METRICS, MODEL_COLUMNS
+from f07_validation.scoring import undefined_reasons
 
 NOT_OUTPUTS = {layout.RUN_TIMING, layout.LATENCY, layout.RUNTIME_JS, layout.RUN_METADATA}  # and DVC's .gitignore files
 

@@ -30,7 +30,8 @@ from contract import layout
 from contract.files import atomic_path
 from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.evaluation import read_evaluation
-from f07_validation.scoring import MODEL_COLUMNS, RATES, undefined_reasons
+from f07_validation.metric_names import MODEL_COLUMNS, RATES
+from f07_validation.scoring import undefined_reasons
 from f07_validation.timefmt import utc_iso
 
 # The template lives in the repository's reports/, found from this file so that the stage

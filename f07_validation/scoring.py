@@ -43,25 +43,18 @@ from f07_validation.deployrun import DeployRun, DeployRunError, read_json
 from f07_validation.heldout import held_out_statement
 from f07_validation.matching import (AMBIGUOUS, NO_REFERENCE, REFERENCED, Reference, load_reference,
                                      match_windows, window_starts)
+from f07_validation.metric_names import COUNT_METRICS, HEADLINE_METRICS, METRICS, MODEL_COLUMNS, RATES
 
-MODEL_COLUMNS = ["objective", "prediction_name", "source_f05", "model_id", "model_family",
-                 "threshold", "join"]
-CONFUSION_METRICS = ["TP", "TN", "FP", "FN", "precision", "recall", "f1"]
-COUNT_METRICS = ["no_ref_pred_1", "no_ref_pred_0", "no_ref_total", "ambiguous", "non_finite",
-                 "referenced", "predictions"]
-METRICS = CONFUSION_METRICS + COUNT_METRICS
-HEADLINE_METRICS = ["precision", "recall", "f1"]  # per model in window_level/ (dvc metrics show)
 HEADLINE_DECIMALS = 4
 TIMELINE_BINS = 480  # bins per model over the replay, whatever its length
 TIMELINE_COLUMNS = ["model", "bin_t0", "windows", "finite", "mean_probability", "min_probability",
                     "max_probability", "positive", "no_reference", "ambiguous", "non_finite"]
 
 
-# Why a rate is undefined (its denominator is 0). An undefined rate is None: an empty cell
-# in metrics_per_model.csv, absent from the model's window_level/ file (DVC shows "-"), shown as
-# "undefined" with this reason, refused by a gate; never a 0, which would read as a
-# measured failure (or, under a max gate, a pass).
-RATES = ("precision", "recall", "f1")
+# Why a rate (``RATES``) is undefined (its denominator is 0). An undefined rate is None: an
+# empty cell in metrics_per_model.csv, absent from the model's window_level/ file (DVC shows
+# "-"), shown as "undefined" with this reason, refused by a gate; never a 0, which would read
+# as a measured failure (or, under a max gate, a pass).
 UNDEFINED_BECAUSE = {
     "precision": "no window predicted positive",                       # TP + FP = 0
     "recall": "no positive window in the reference",                   # TP + FN = 0

@@ -10,20 +10,22 @@ wrote, for the stage to print and the notebook to show.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contract import layout
 from contract.files import write_json_atomic, write_text_atomic
 from contract.params import read_params, variant_params
 from f07_validation.deployrun import DeployRun, load_deployrun
-from f07_validation.evaluation import Evaluation, evaluate_deployrun, write_evaluation, write_latency
 from f07_validation.gates import check_declared
-from f07_validation.infer import infer as replay_through_server
-from f07_validation.phase_metadata import write_phase_metadata
-from f07_validation.reference import compare_run
-from f07_validation.report import read_metrics, write_report
-from f07_validation.scoring import Scoring, score_deployrun, write_scoring
-from f07_validation.serve import Served, serve as serve_package
-from f07_validation.verdict import judge, write_verdict
+
+if TYPE_CHECKING:
+    from f07_validation.evaluation import Evaluation
+    from f07_validation.scoring import Scoring
+    from f07_validation.serve import Served
+
+# Each step imports the modules it runs when it is called: a stage process runs one step,
+# and the modules of all of them (pandas, the scoring and the reference code) cost each
+# stage that needs none of them (settings, serve, infer) a third of a second at start.
 
 SECTION = "deployrun"
 
@@ -48,6 +50,8 @@ def serve(variant: str) -> Served:
     """``serve@<variant>``: a real server up and ready on the sealed package; writes
     manifest.json and serve.json, and returns them with what the server answered on
     /ready and /models."""
+    from f07_validation.serve import serve as serve_package
+
     run = DeployRun(variant, variant_params(SECTION, variant))
     run.check_effective_params()
     return serve_package(run, read_params()[SECTION])
@@ -56,6 +60,8 @@ def serve(variant: str) -> Served:
 def infer(variant: str) -> dict:
     """``infer@<variant>``: the replay through a server process, every raw prediction logged;
     returns the run summary."""
+    from f07_validation.infer import infer as replay_through_server
+
     run = DeployRun(variant, variant_params(SECTION, variant))
     run.check_effective_params()
     return replay_through_server(run)
@@ -63,6 +69,8 @@ def infer(variant: str) -> dict:
 
 def score(variant: str) -> Scoring:
     """``score@<variant>``: metrics of every model against its F04 reference."""
+    from f07_validation.scoring import score_deployrun, write_scoring
+
     run = run_of(variant)
     scoring = score_deployrun(run)
     write_scoring(scoring, run)
@@ -74,6 +82,8 @@ def evaluate(variant: str) -> Evaluation:
     early, its false alarms, and every figure across thresholds (metrics/failures.*,
     evaluation.json, thresholds.csv, plots/curves/); the per-batch latency beside them,
     untracked."""
+    from f07_validation.evaluation import evaluate_deployrun, write_evaluation, write_latency
+
     run = run_of(variant)
     evaluation = evaluate_deployrun(run)
     write_evaluation(evaluation, run)
@@ -85,6 +95,8 @@ def reference(variant: str) -> dict:
     """``reference@<variant>``: the server's logged answers against each model scored
     independently on the F04 datasets' own windows, and the coverage of those windows in
     the replay; differences are a result (written and returned), not an error."""
+    from f07_validation.reference import compare_run
+
     run = run_of(variant)
     run.check_effective_params()
     result = compare_run(run)
@@ -95,6 +107,8 @@ def reference(variant: str) -> dict:
 def verdict(variant: str) -> dict:
     """``verdict@<variant>``: whether the run passes its checks and gates, and why. A failed
     verdict is a result (written and returned), not an error."""
+    from f07_validation.verdict import judge, write_verdict
+
     check_declared(variant, variant_params(SECTION, variant))  # its DVC deps name its baseline
     run = run_of(variant)
     judged = judge(run, read_params()[SECTION])
@@ -104,6 +118,9 @@ def verdict(variant: str) -> dict:
 
 def report(variant: str) -> DeployRun:
     """``report@<variant>``: report/report.html with its figures, then the phase record."""
+    from f07_validation.phase_metadata import write_phase_metadata
+    from f07_validation.report import read_metrics, write_report
+
     run = run_of(variant)
     per_model, scoring = read_metrics(run)
     write_report(run, per_model, scoring)
