@@ -114,8 +114,9 @@ def test_second_repro_changes_nothing(project_copy):
 
 def test_forced_packaging_gives_the_same_hashes(project_copy):
     before, demo_before = lock(project_copy), lock(project_copy, "demo/dvc.lock")
-    for stage in F06_STAGES + ["demo/dvc.yaml:f03_windows@v301", "demo/dvc.yaml:f04_targets@v401"]:
-        dvc(project_copy, "repro", "-f", "-s", stage)
+    forced = F06_STAGES + ["demo/dvc.yaml:f03_windows@v301", "demo/dvc.yaml:f04_targets@v401"]
+    output = dvc(project_copy, "repro", "-f", "-s", *forced).stdout
+    assert all(f"Running stage '{stage}'" in output for stage in forced), output
     after, demo_after = lock(project_copy), lock(project_copy, "demo/dvc.lock")
     for stage in F06_STAGES:
         assert after[stage]["outs"] == before[stage]["outs"], stage
