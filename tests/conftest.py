@@ -23,9 +23,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 NOT_COPIED = ("executions/", "tests/artifacts/")
 
 # The suite starts some five hundred Python processes on this project's modules (stages,
-# servers, DVC's, the lifecycle CLI). With PYTHONDONTWRITEBYTECODE set, as some images set
-# it, each would compile again every module of ours it imports, and pytest would rewrite
-# every test module again in each worker: bytecode is cached as Python does by default, in
+# servers, the lifecycle CLI). With PYTHONDONTWRITEBYTECODE set, as some images set it, each
+# would compile again every module of ours it imports (about 5% of its start:
+# bench/bench_startup.py), and pytest would rewrite every test module again in each worker
+# (a second of each worker's collection): bytecode is cached as Python does by default, in
 # the `__pycache__` folders that git and DVC ignore (.gitignore, .dvcignore).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False

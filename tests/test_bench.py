@@ -19,6 +19,7 @@ SMOKE_RUNS = {
     "bench_serving": (["--requests", "4", "--clients", "1"], "vs 1 werkzeug"),
     "bench_page_checksums": (["--rows", "10000", "--repeats", "1"], "crc / none: bytes"),
     "bench_dvc_yaml": (["--repeats", "1"], "pure / C:"),
+    "bench_startup": (["--repeats", "1", "--modules", "stages.settings"], "all: no bytecode / bytecode:"),
     "bench_engines": (["--windows", "64", "--batch-sizes", "32", "--repeats", "1"], "(ratios to in-process)"),
     # the smallest replay whose log writes a whole row group
     "bench_replay_memory": (["--base-rows", "220000", "--factors", "1"], "the client's peak memory moves"),
