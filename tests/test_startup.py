@@ -16,13 +16,13 @@ import pytest
 from tests.conftest import PROJECT, project_env
 
 WITHOUT_PANDAS = ("lifecycle.cli", "stages.settings", "stages.serve", "stages.infer")
+HEAVY = ("pandas", "f07_validation.scoring", "f07_validation.reference")
 CHECK = "import importlib, sys; importlib.import_module(sys.argv[1]); print(sorted(set(sys.argv[2:]) & set(sys.modules)))"
 
 
 @pytest.mark.parametrize("module", WITHOUT_PANDAS)
 def test_the_entry_point_starts_without_the_scoring_code(module):
-    heavy = ["pandas", "f07_validation.scoring", "f07_validation.reference"]
-    done = subprocess.run([sys.executable, "-c", CHECK, module, *heavy], cwd=PROJECT, env=project_env(),
+    done = subprocess.run([sys.executable, "-c", CHECK, module, *HEAVY], cwd=PROJECT, env=project_env(),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]", f"{module} imports {done.stdout.strip()} at start"
